@@ -1,0 +1,320 @@
+//! Turning feature settings into concrete feature bits on one interface,
+//! setting them, and verifying what the kernel kept.
+
+use crate::ethtool::{self, FeatureState};
+use crate::policy::FeatureSettings;
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+
+/// One kernel feature the settings ask for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    pub index: usize,
+    pub name: String,
+    pub enabled: bool,
+    /// Named exactly (not through an alias): it must end in the wanted
+    /// state even if the device has it fixed.
+    pub exact: bool,
+}
+
+/// Resolves settings against the kernel's feature names. Where settings
+/// disagree on a feature (merged from several NICs), `false` wins: turning
+/// offload off is the safe side. A feature named exactly that this kernel
+/// lacks is returned in `missing`.
+pub fn plan(settings: &FeatureSettings, names: &[String]) -> (Vec<Wanted>, Vec<String>) {
+    let mut wanted: Vec<Wanted> = Vec::new();
+    let mut missing = Vec::new();
+    for setting in &settings.0 {
+        let mut any = false;
+        for (index, name) in setting.selector.members(names) {
+            any = true;
+            match wanted.iter_mut().find(|w| w.index == index) {
+                Some(w) => {
+                    w.enabled &= setting.enabled;
+                    w.exact |= !setting.selector.is_alias;
+                }
+                None => wanted.push(Wanted {
+                    index,
+                    name: name.to_string(),
+                    enabled: setting.enabled,
+                    exact: !setting.selector.is_alias,
+                }),
+            }
+        }
+        // A feature the kernel does not have is as good as fixed off.
+        if !any && setting.enabled {
+            missing.push(setting.selector.key.clone());
+        }
+    }
+    (wanted, missing)
+}
+
+/// Why a wanted feature is not in its wanted state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The device does not let this feature change (`[fixed]` in ethtool).
+    Fixed { feature: String, wanted: bool },
+    /// The feature is changeable but the kernel did not keep the request
+    /// (e.g. TSO cannot be on without TX checksum).
+    DidNotStick { feature: String, wanted: bool },
+    /// This kernel has no feature of that name or alias.
+    Unsupported { key: String },
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fixed { feature, wanted } => {
+                write!(
+                    f,
+                    "{feature} is fixed {} on this device, wanted {}",
+                    on_off(!wanted),
+                    on_off(*wanted)
+                )
+            }
+            Self::DidNotStick { feature, wanted } => {
+                write!(
+                    f,
+                    "{feature} is {} although {} was requested",
+                    on_off(!wanted),
+                    on_off(*wanted)
+                )
+            }
+            Self::Unsupported { key } => write!(f, "{key} is not a feature this kernel has"),
+        }
+    }
+}
+
+/// Compares the state with the plan. Through an alias, a feature the device
+/// has fixed off is fine when asking for on, as `ethtool -K dev tx on`
+/// treats it; a fixed feature in the wrong state is a problem otherwise.
+pub fn evaluate(wanted: &[Wanted], missing: &[String], state: &FeatureState) -> Vec<Problem> {
+    let mut problems: Vec<Problem> = missing
+        .iter()
+        .map(|key| Problem::Unsupported { key: key.clone() })
+        .collect();
+    for w in wanted {
+        if state.active(w.index) == w.enabled {
+            continue;
+        }
+        if state.changeable(w.index) {
+            problems.push(Problem::DidNotStick {
+                feature: w.name.clone(),
+                wanted: w.enabled,
+            });
+        } else if w.exact || !w.enabled {
+            problems.push(Problem::Fixed {
+                feature: w.name.clone(),
+                wanted: w.enabled,
+            });
+        }
+    }
+    problems
+}
+
+/// What one apply did to one interface.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Features this call turned on or off.
+    pub changed: Vec<String>,
+    /// Features the kernel changed as a consequence (e.g. TSO off after TX
+    /// checksum off).
+    pub side_effects: Vec<String>,
+    pub problems: Vec<Problem>,
+}
+
+/// Sets the wanted features on `ifname` in one SFEATURES call (only those
+/// not already in state and changeable), then reads back and evaluates.
+pub fn apply(
+    fd: RawFd,
+    ifname: &str,
+    names: &[String],
+    wanted: &[Wanted],
+    missing: &[String],
+) -> io::Result<Outcome> {
+    let count = names.len();
+    let before = ethtool::features(fd, ifname, count)?;
+    let changes: Vec<(usize, bool)> = wanted
+        .iter()
+        .filter(|w| before.active(w.index) != w.enabled && before.changeable(w.index))
+        .map(|w| (w.index, w.enabled))
+        .collect();
+    let after = if changes.is_empty() {
+        before.clone()
+    } else {
+        let flags = ethtool::set_features(fd, ifname, count, &changes)?;
+        log::debug!("{ifname}: SFEATURES returned flags {flags:#x}");
+        ethtool::features(fd, ifname, count)?
+    };
+    let mut outcome = Outcome {
+        problems: evaluate(wanted, missing, &after),
+        ..Outcome::default()
+    };
+    for (i, name) in names.iter().enumerate() {
+        if before.active(i) == after.active(i) {
+            continue;
+        }
+        let entry = format!("{name} {}", on_off(after.active(i)));
+        if changes.iter().any(|(c, _)| *c == i) {
+            outcome.changed.push(entry);
+        } else {
+            outcome.side_effects.push(entry);
+        }
+    }
+    Ok(outcome)
+}
+
+/// Reads the state and evaluates it, changing nothing (CHECK).
+pub fn verify(
+    fd: RawFd,
+    ifname: &str,
+    names: &[String],
+    wanted: &[Wanted],
+    missing: &[String],
+) -> io::Result<Vec<Problem>> {
+    let state = ethtool::features(fd, ifname, names.len())?;
+    Ok(evaluate(wanted, missing, &state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn names() -> Vec<String> {
+        [
+            "tx-checksum-ipv4",
+            "tx-checksum-ip-generic",
+            "tx-checksum-ipv6",
+            "tx-checksum-sctp",
+            "tx-tcp-segmentation",
+            "rx-gro",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn settings(v: serde_json::Value) -> FeatureSettings {
+        FeatureSettings::from_json(&v, "t").unwrap()
+    }
+
+    /// A veth-like device: ipv4/ipv6 csum fixed off, the rest changeable.
+    fn veth(active: [bool; 6]) -> FeatureState {
+        let changeable = [false, true, false, true, true, true];
+        FeatureState::from_flags(
+            &active
+                .iter()
+                .zip(changeable)
+                .map(|(a, c)| (*a, c))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn tx_off_plans_every_checksum_member() {
+        let (w, missing) = plan(&settings(json!({"tx": false})), &names());
+        assert_eq!(w.iter().map(|w| w.index).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert!(w.iter().all(|w| !w.enabled && !w.exact));
+        assert!(missing.is_empty());
+    }
+
+    #[test]
+    fn false_wins_when_merged_settings_disagree() {
+        let merged = FeatureSettings::merge([
+            &settings(json!({"tx-checksum-ip-generic": true})),
+            &settings(json!({"tx": false})),
+        ]);
+        let (w, _) = plan(&merged, &names());
+        let generic = w.iter().find(|w| w.index == 1).unwrap();
+        assert!(!generic.enabled);
+        assert!(generic.exact);
+    }
+
+    #[test]
+    fn fixed_off_members_satisfy_tx_off() {
+        let (w, m) = plan(&settings(json!({"tx": false})), &names());
+        assert!(evaluate(&w, &m, &veth([false, false, false, false, true, true])).is_empty());
+        let problems = evaluate(&w, &m, &veth([false, true, false, false, true, true]));
+        assert_eq!(
+            problems,
+            [Problem::DidNotStick {
+                feature: "tx-checksum-ip-generic".into(),
+                wanted: false
+            }]
+        );
+    }
+
+    #[test]
+    fn fixed_on_feature_is_reported_when_off_is_wanted() {
+        let (w, m) = plan(&settings(json!({"tx": false})), &names());
+        let state = FeatureState::from_flags(&[
+            (true, false),
+            (false, true),
+            (false, false),
+            (false, true),
+        ]);
+        assert_eq!(
+            evaluate(&w, &m, &state),
+            [Problem::Fixed {
+                feature: "tx-checksum-ipv4".into(),
+                wanted: false
+            }]
+        );
+    }
+
+    #[test]
+    fn alias_on_tolerates_fixed_off_members_but_exact_names_do_not() {
+        let state = veth([false, true, false, true, true, true]);
+        let (w, m) = plan(&settings(json!({"tx": true})), &names());
+        assert!(evaluate(&w, &m, &state).is_empty());
+        let (w, m) = plan(&settings(json!({"tx-checksum-ipv4": true})), &names());
+        assert_eq!(
+            evaluate(&w, &m, &state),
+            [Problem::Fixed {
+                feature: "tx-checksum-ipv4".into(),
+                wanted: true
+            }]
+        );
+    }
+
+    #[test]
+    fn features_the_kernel_lacks() {
+        let (w, m) = plan(&settings(json!({"lro": true, "ufo": false})), &names());
+        assert!(w.is_empty());
+        assert_eq!(m, ["lro"]);
+        assert_eq!(
+            evaluate(&w, &m, &veth([false; 6])),
+            [Problem::Unsupported { key: "lro".into() }]
+        );
+    }
+
+    #[test]
+    fn problem_messages_name_the_feature() {
+        assert_eq!(
+            Problem::DidNotStick {
+                feature: "tx-tcp-segmentation".into(),
+                wanted: true
+            }
+            .to_string(),
+            "tx-tcp-segmentation is off although on was requested"
+        );
+        assert_eq!(
+            Problem::Fixed {
+                feature: "tx-checksum-ipv4".into(),
+                wanted: false
+            }
+            .to_string(),
+            "tx-checksum-ipv4 is fixed on on this device, wanted off"
+        );
+    }
+}

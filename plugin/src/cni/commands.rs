@@ -1,0 +1,244 @@
+//! What each CNI verb does.
+
+use super::env::{Attachment, Command};
+use super::error::CniError;
+use super::version;
+use crate::config::{parse_envelope, FailurePolicy, PluginConfig};
+use crate::detect::{self, Detection};
+use crate::logger;
+use crate::netlink::RouteSocket;
+use crate::offload::{self, OpenError, Plan, PodSockets, Targets};
+
+pub(super) fn dispatch(
+    command: Command,
+    stdin: &[u8],
+    getenv: &dyn Fn(&str) -> Option<String>,
+    reported_version: &mut String,
+) -> Result<String, CniError> {
+    if command == Command::Version {
+        return Ok(version_info());
+    }
+    if command == Command::Del {
+        return del(stdin, getenv, reported_version);
+    }
+    let conf = parse(stdin, reported_version)?;
+    version::check_verb_allowed(command.as_str(), conf.version, &conf.cni_version)?;
+    match command {
+        Command::Add | Command::Check => {
+            let attachment = Attachment::from_env(command, getenv)?;
+            start_log(
+                &conf,
+                format!(
+                    "{} {} {}",
+                    command.as_str(),
+                    attachment.short_id(),
+                    attachment.ifname
+                ),
+            );
+            let prev = conf.prev_result.as_ref().ok_or_else(|| {
+                CniError::InvalidConfig(format!(
+                    "{} requires prevResult: csum-offload is a chained plugin and must follow the plugin that creates the interface",
+                    command.as_str()
+                ))
+            })?;
+            let output = prev_result_output(prev.get(), &conf.cni_version)?;
+            pod_job(&conf, &attachment, command == Command::Check)?;
+            Ok(if command == Command::Add {
+                output
+            } else {
+                String::new()
+            })
+        }
+        Command::Status => {
+            start_log(&conf, "STATUS".into());
+            status(&conf)
+        }
+        // Nothing is kept between invocations, so there is nothing to collect.
+        Command::Gc => Ok(String::new()),
+        Command::Version | Command::Del => unreachable!("handled above"),
+    }
+}
+
+fn parse(stdin: &[u8], reported_version: &mut String) -> Result<PluginConfig, CniError> {
+    if let Ok((_, v)) = parse_envelope(stdin) {
+        if version::check_supported(&v).is_ok() {
+            *reported_version = v;
+        }
+    }
+    PluginConfig::parse(stdin)
+        .inspect_err(|_| logger::init(log::LevelFilter::Info, None, "config".into()))
+}
+
+fn start_log(conf: &PluginConfig, context: String) {
+    logger::init(conf.log_level, conf.log_file.as_deref(), context);
+}
+
+fn version_info() -> String {
+    serde_json::json!({ "cniVersion": version::CURRENT, "supportedVersions": version::SUPPORTED })
+        .to_string()
+}
+
+/// ADD's output: prevResult exactly as received when it is already in the
+/// config's version (the normal case: runtimes hand every plugin of a
+/// chain the same version), else converted as libcni would.
+fn prev_result_output(raw: &str, cni_version: &str) -> Result<String, CniError> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)
+        .map_err(|e| CniError::InvalidConfig(format!("prevResult: {e}")))?;
+    if map.get("cniVersion").and_then(|v| v.as_str()) == Some(cni_version) {
+        return Ok(raw.to_string());
+    }
+    let converted = version::convert_result(map, cni_version)?;
+    serde_json::to_string(&converted).map_err(|e| CniError::Internal(e.to_string()))
+}
+
+/// DEL has nothing to undo: the veth pair dies with the pod's netns. It
+/// still rejects input it cannot read, but never fails on a plugin setting:
+/// a failing DEL stops the runtime's DEL of the whole chain, which would
+/// leak the IPAM allocation of the plugins before us.
+fn del(
+    stdin: &[u8],
+    getenv: &dyn Fn(&str) -> Option<String>,
+    reported_version: &mut String,
+) -> Result<String, CniError> {
+    let (_, v) = parse_envelope(stdin)?;
+    version::check_supported(&v)?;
+    *reported_version = v;
+    let attachment = Attachment::from_env(Command::Del, getenv)?;
+    match PluginConfig::parse(stdin) {
+        Ok(conf) => {
+            start_log(
+                &conf,
+                format!("DEL {} {}", attachment.short_id(), attachment.ifname),
+            );
+            log::debug!("nothing to undo");
+        }
+        Err(e) => {
+            logger::init(
+                log::LevelFilter::Info,
+                None,
+                format!("DEL {}", attachment.short_id()),
+            );
+            log::warn!("ignoring invalid config on DEL: {e}");
+        }
+    }
+    Ok(String::new())
+}
+
+/// The host NIC's settings: from `hostDriver` if set, else detected.
+fn detection(conf: &PluginConfig) -> Result<Detection, CniError> {
+    if let Some(driver) = &conf.host_driver {
+        return Ok(Detection::from_driver(&conf.policy, driver));
+    }
+    let mut socket =
+        RouteSocket::open().map_err(|e| CniError::Internal(format!("netlink socket: {e}")))?;
+    detect::detect(&mut socket, conf.host_interface.as_deref(), &conf.policy)
+        .map_err(CniError::Detection)
+}
+
+/// STATUS: ready when the host NIC can be read (or is configured).
+fn status(conf: &PluginConfig) -> Result<String, CniError> {
+    match detection(conf) {
+        Ok(_) => Ok(String::new()),
+        Err(e) if conf.failure_policy == FailurePolicy::Ignore => {
+            log::warn!("{e} (failurePolicy ignore: reporting ready)");
+            Ok(String::new())
+        }
+        Err(e) => Err(CniError::NotAvailable(e.to_string())),
+    }
+}
+
+/// Applies (ADD) or verifies (CHECK) the policy on the pod's veth pair.
+/// Errors after the config and environment were accepted obey
+/// failurePolicy.
+fn pod_job(conf: &PluginConfig, attachment: &Attachment, check: bool) -> Result<(), CniError> {
+    // The netns must exist in both modes: a wrong CNI_NETNS is the caller's
+    // error, not a runtime failure to tolerate.
+    let mut sockets = PodSockets::open(&attachment.netns).map_err(|e| match e {
+        OpenError::Netns { .. } => CniError::InvalidEnv(e.to_string()),
+        OpenError::Socket(_) => CniError::Internal(e.to_string()),
+    })?;
+    match settle(conf, attachment, check, &mut sockets) {
+        Err(e)
+            if conf.failure_policy == FailurePolicy::Ignore
+                && !matches!(e, CniError::InvalidEnv(_)) =>
+        {
+            log::warn!("{e} (failurePolicy ignore: passing through)");
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn settle(
+    conf: &PluginConfig,
+    attachment: &Attachment,
+    check: bool,
+    sockets: &mut PodSockets,
+) -> Result<(), CniError> {
+    let host = detection(conf)?;
+    let nics: Vec<String> = host
+        .nics
+        .iter()
+        .map(|n| {
+            if n.name.is_empty() {
+                format!("hostDriver {}", n.driver)
+            } else {
+                format!("{} ({})", n.name, n.driver)
+            }
+        })
+        .collect();
+    if host.settings.is_empty() {
+        log::info!("host NIC {}: policy changes nothing", nics.join(", "));
+        return Ok(());
+    }
+    let io_err = |what: &str, e: std::io::Error| CniError::Internal(format!("{what}: {e}"));
+    let (targets, unreachable) = match offload::targets(sockets, &attachment.ifname, conf.apply)
+        .map_err(|e| io_err("reading the pod's interface", e))?
+    {
+        Targets::Missing => {
+            return Err(CniError::InvalidEnv(format!(
+                "CNI_IFNAME {} does not exist in {}",
+                attachment.ifname, attachment.netns
+            )))
+        }
+        Targets::NotVeth(what) => {
+            log::info!("{what} is not a veth; nothing to do");
+            return Ok(());
+        }
+        Targets::Veth {
+            targets,
+            unreachable,
+        } => (targets, unreachable),
+    };
+    let mut problems: Vec<String> = unreachable;
+    if let Some(first) = targets.first() {
+        let plan =
+            Plan::new(&host.settings, first).map_err(|e| io_err("reading feature names", e))?;
+        for target in &targets {
+            let label = format!("{} {}", target.side, target.ifname);
+            if check {
+                let found = plan.verify(target).map_err(|e| io_err(&label, e))?;
+                problems.extend(found.iter().map(|p| format!("{label}: {p}")));
+            } else {
+                let outcome = plan.apply(target).map_err(|e| io_err(&label, e))?;
+                log::info!(
+                    "{label}: host NIC {} -> {}; changed: [{}]; kernel also changed: [{}]",
+                    nics.join(", "),
+                    host.settings,
+                    outcome.changed.join(", "),
+                    outcome.side_effects.join(", ")
+                );
+                problems.extend(outcome.problems.iter().map(|p| format!("{label}: {p}")));
+            }
+        }
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let text = problems.join("; ");
+    Err(if check {
+        CniError::Drifted(text)
+    } else {
+        CniError::NotApplied(text)
+    })
+}

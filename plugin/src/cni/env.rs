@@ -1,0 +1,196 @@
+//! The CNI_* environment of one invocation.
+
+use super::error::CniError;
+use crate::config::check_ifname;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Add,
+    Del,
+    Check,
+    Version,
+    Status,
+    Gc,
+}
+
+impl Command {
+    pub fn parse(s: &str) -> Result<Self, CniError> {
+        Ok(match s {
+            "ADD" => Self::Add,
+            "DEL" => Self::Del,
+            "CHECK" => Self::Check,
+            "VERSION" => Self::Version,
+            "STATUS" => Self::Status,
+            "GC" => Self::Gc,
+            other => {
+                return Err(CniError::InvalidEnv(format!(
+                    "unknown CNI_COMMAND {other:?}; expected ADD, DEL, CHECK, VERSION, STATUS or GC"
+                )))
+            }
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "ADD",
+            Self::Del => "DEL",
+            Self::Check => "CHECK",
+            Self::Version => "VERSION",
+            Self::Status => "STATUS",
+            Self::Gc => "GC",
+        }
+    }
+}
+
+/// The attachment an ADD, DEL or CHECK is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub container_id: String,
+    /// Empty on a DEL whose netns is already gone.
+    pub netns: String,
+    pub ifname: String,
+}
+
+impl Attachment {
+    /// Reads the attachment variables through `get` (the process
+    /// environment in production, a table in tests).
+    pub fn from_env(
+        command: Command,
+        get: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, CniError> {
+        let required = |name: &str| -> Result<String, CniError> {
+            get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                CniError::InvalidEnv(format!("{name} is required for {}", command.as_str()))
+            })
+        };
+        let container_id = required("CNI_CONTAINERID")?;
+        if !valid_container_id(&container_id) {
+            return Err(CniError::InvalidEnv(format!(
+                "CNI_CONTAINERID {container_id:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
+            )));
+        }
+        let netns = match command {
+            Command::Del => get("CNI_NETNS").unwrap_or_default(),
+            _ => required("CNI_NETNS")?,
+        };
+        if !netns.is_empty() && !netns.starts_with('/') {
+            return Err(CniError::InvalidEnv(format!(
+                "CNI_NETNS must be an absolute path, got {netns:?}"
+            )));
+        }
+        let ifname = required("CNI_IFNAME")?;
+        check_ifname(&ifname).map_err(|e| CniError::InvalidEnv(format!("CNI_IFNAME: {e}")))?;
+        Ok(Self {
+            container_id,
+            netns,
+            ifname,
+        })
+    }
+
+    /// A short id for log lines.
+    pub fn short_id(&self) -> &str {
+        &self.container_id[..self.container_id.len().min(12)]
+    }
+}
+
+/// The spec's container id rule (as libcni validates it).
+fn valid_container_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
+    }
+
+    #[test]
+    fn commands() {
+        for c in ["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"] {
+            assert_eq!(Command::parse(c).unwrap().as_str(), c);
+        }
+        assert_eq!(Command::parse("add").unwrap_err().code(), 4);
+        assert_eq!(Command::parse("").unwrap_err().code(), 4);
+    }
+
+    #[test]
+    fn add_needs_everything() {
+        let full = [
+            ("CNI_CONTAINERID", "abc"),
+            ("CNI_NETNS", "/var/run/netns/x"),
+            ("CNI_IFNAME", "eth0"),
+        ];
+        let a = Attachment::from_env(Command::Add, env(&full)).unwrap();
+        assert_eq!(a.ifname, "eth0");
+        for missing in 0..3 {
+            let partial: Vec<_> = full
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != missing)
+                .map(|(_, p)| *p)
+                .collect();
+            let e = Attachment::from_env(Command::Add, env(&partial)).unwrap_err();
+            assert_eq!(e.code(), 4);
+            assert!(e.to_string().contains(full[missing].0), "{e}");
+        }
+    }
+
+    #[test]
+    fn del_tolerates_a_missing_netns() {
+        let a = Attachment::from_env(
+            Command::Del,
+            env(&[("CNI_CONTAINERID", "abc"), ("CNI_IFNAME", "eth0")]),
+        )
+        .unwrap();
+        assert_eq!(a.netns, "");
+    }
+
+    #[test]
+    fn bad_values() {
+        let cases: [&[(&str, &str)]; 5] = [
+            &[
+                ("CNI_CONTAINERID", "-abc"),
+                ("CNI_NETNS", "/n"),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            &[
+                ("CNI_CONTAINERID", "a b"),
+                ("CNI_NETNS", "/n"),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            &[
+                ("CNI_CONTAINERID", "abc"),
+                ("CNI_NETNS", "rel/path"),
+                ("CNI_IFNAME", "eth0"),
+            ],
+            &[
+                ("CNI_CONTAINERID", "abc"),
+                ("CNI_NETNS", "/n"),
+                ("CNI_IFNAME", "eth0-is-far-too-long"),
+            ],
+            &[
+                ("CNI_CONTAINERID", "abc"),
+                ("CNI_NETNS", "/n"),
+                ("CNI_IFNAME", "a/b"),
+            ],
+        ];
+        for case in cases {
+            assert_eq!(
+                Attachment::from_env(Command::Add, env(case))
+                    .unwrap_err()
+                    .code(),
+                4,
+                "{case:?}"
+            );
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! Offload feature names and ethtool's short aliases.
+//!
+//! Config keys are validated against the kernel's feature string table
+//! (`netdev_features_strings`, what `ethtool -k` prints) at parse time, so a
+//! typo is a config error before any device is touched. At apply time the
+//! same patterns are matched against the strings the running kernel reports
+//! (ETH_SS_FEATURES), so a feature this list does not know yet still works
+//! once it is named by pattern.
+
+/// Every netdev feature name known to Linux up to 6.18, in kernel bit order.
+pub const KERNEL_FEATURES: &[&str] = &[
+    "tx-scatter-gather",
+    "tx-checksum-ipv4",
+    "tx-checksum-ip-generic",
+    "tx-checksum-ipv6",
+    "highdma",
+    "tx-scatter-gather-fraglist",
+    "tx-vlan-hw-insert",
+    "rx-vlan-hw-parse",
+    "rx-vlan-filter",
+    "vlan-challenged",
+    "tx-generic-segmentation",
+    "tx-lockless",
+    "netns-local",
+    "rx-gro",
+    "rx-lro",
+    "tx-tcp-segmentation",
+    "tx-gso-robust",
+    "tx-tcp-ecn-segmentation",
+    "tx-tcp-mangleid-segmentation",
+    "tx-tcp6-segmentation",
+    "tx-tcp-accecn-segmentation",
+    "tx-fcoe-segmentation",
+    "tx-gre-segmentation",
+    "tx-gre-csum-segmentation",
+    "tx-ipxip4-segmentation",
+    "tx-ipxip6-segmentation",
+    "tx-udp_tnl-segmentation",
+    "tx-udp_tnl-csum-segmentation",
+    "tx-gso-partial",
+    "tx-tunnel-remcsum-segmentation",
+    "tx-sctp-segmentation",
+    "tx-esp-segmentation",
+    "tx-udp-segmentation",
+    "tx-gso-list",
+    "tx-checksum-fcoe-crc",
+    "tx-checksum-sctp",
+    "fcoe-mtu",
+    "rx-ntuple-filter",
+    "rx-hashing",
+    "rx-checksum",
+    "tx-nocache-copy",
+    "loopback",
+    "rx-fcs",
+    "rx-all",
+    "tx-vlan-stag-hw-insert",
+    "rx-vlan-stag-hw-parse",
+    "rx-vlan-stag-filter",
+    "l2-fwd-offload",
+    "hw-tc-offload",
+    "esp-hw-offload",
+    "esp-tx-csum-hw-offload",
+    "rx-udp_tunnel-port-offload",
+    "tls-hw-tx-offload",
+    "tls-hw-rx-offload",
+    "rx-gro-hw",
+    "tls-hw-record",
+    "rx-gro-list",
+    "macsec-hw-offload",
+    "rx-udp-gro-forwarding",
+    "hsr-tag-ins-offload",
+    "hsr-tag-rm-offload",
+    "hsr-fwd-offload",
+    "hsr-dup-offload",
+];
+
+/// ethtool's legacy offload flags: short name (`ethtool -K dev tx off`),
+/// long name (`ethtool -k` summary line) and the feature-name pattern it
+/// expands to (ethtool's `off_flag_def` table).
+pub const ALIASES: &[(&str, &str, &str)] = &[
+    ("rx", "rx-checksumming", "rx-checksum"),
+    ("tx", "tx-checksumming", "tx-checksum-*"),
+    ("sg", "scatter-gather", "tx-scatter-gather*"),
+    ("tso", "tcp-segmentation-offload", "tx-tcp*-segmentation"),
+    ("ufo", "udp-fragmentation-offload", "tx-udp-fragmentation"),
+    (
+        "gso",
+        "generic-segmentation-offload",
+        "tx-generic-segmentation",
+    ),
+    ("gro", "generic-receive-offload", "rx-gro"),
+    ("lro", "large-receive-offload", "rx-lro"),
+    ("rxvlan", "rx-vlan-offload", "rx-vlan-hw-parse"),
+    ("txvlan", "tx-vlan-offload", "tx-vlan-hw-insert"),
+    ("ntuple", "ntuple-filters", "rx-ntuple-filter"),
+    ("rxhash", "receive-hashing", "rx-hashing"),
+];
+
+/// A config key resolved to what it selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureSelector {
+    /// The key as the user wrote it, for messages.
+    pub key: String,
+    /// Pattern matched against kernel feature names (`*` matches any run).
+    pub pattern: &'static str,
+    /// True for an ethtool alias: it selects a group, and members the
+    /// device cannot change are tolerated the way `ethtool -K` tolerates them.
+    pub is_alias: bool,
+}
+
+impl FeatureSelector {
+    /// Resolves a config key: an alias (short or long) or an exact kernel
+    /// feature name. `None` means the name is unknown.
+    pub fn parse(key: &str) -> Option<Self> {
+        if let Some((_, _, pattern)) = ALIASES.iter().find(|(s, l, _)| *s == key || *l == key) {
+            return Some(Self {
+                key: key.to_string(),
+                pattern,
+                is_alias: true,
+            });
+        }
+        KERNEL_FEATURES
+            .iter()
+            .find(|name| **name == key)
+            .map(|name| Self {
+                key: key.to_string(),
+                pattern: name,
+                is_alias: false,
+            })
+    }
+
+    pub fn matches(&self, feature: &str) -> bool {
+        glob_match(self.pattern, feature)
+    }
+
+    /// Members of this selector among the given feature names.
+    pub fn members<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> impl Iterator<Item = (usize, &'a str)> + 'a {
+        names
+            .iter()
+            .enumerate()
+            .filter(move |(_, n)| self.matches(n))
+            .map(|(i, n)| (i, n.as_str()))
+    }
+}
+
+/// Suggests the closest known name for an unknown key (for error messages).
+pub fn suggest(key: &str) -> Option<&'static str> {
+    let candidates = KERNEL_FEATURES
+        .iter()
+        .copied()
+        .chain(ALIASES.iter().flat_map(|(s, l, _)| [*s, *l]));
+    candidates
+        .map(|c| (edit_distance(key, c), c))
+        .filter(|(d, c)| *d <= 3.max(c.len() / 4))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Matches `*` wildcards the way ethtool's feature patterns use them.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == text,
+        Some((head, rest)) => {
+            let Some(tail) = text.strip_prefix(head) else {
+                return false;
+            };
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob_match(rest, &tail[i..]))
+        }
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(pattern_key: &str) -> Vec<&'static str> {
+        let sel = FeatureSelector::parse(pattern_key).unwrap();
+        KERNEL_FEATURES
+            .iter()
+            .copied()
+            .filter(|n| sel.matches(n))
+            .collect()
+    }
+
+    #[test]
+    fn tx_alias_expands_to_every_tx_checksum_feature() {
+        assert_eq!(
+            names("tx"),
+            [
+                "tx-checksum-ipv4",
+                "tx-checksum-ip-generic",
+                "tx-checksum-ipv6",
+                "tx-checksum-fcoe-crc",
+                "tx-checksum-sctp"
+            ]
+        );
+        assert_eq!(names("tx-checksumming"), names("tx"));
+    }
+
+    #[test]
+    fn tso_alias_expands_like_ethtool() {
+        assert_eq!(
+            names("tso"),
+            [
+                "tx-tcp-segmentation",
+                "tx-tcp-ecn-segmentation",
+                "tx-tcp-mangleid-segmentation",
+                "tx-tcp6-segmentation",
+                "tx-tcp-accecn-segmentation"
+            ]
+        );
+    }
+
+    #[test]
+    fn other_aliases() {
+        assert_eq!(names("rx"), ["rx-checksum"]);
+        assert_eq!(
+            names("sg"),
+            ["tx-scatter-gather", "tx-scatter-gather-fraglist"]
+        );
+        assert_eq!(names("gso"), ["tx-generic-segmentation"]);
+        assert_eq!(names("gro"), ["rx-gro"]);
+        assert_eq!(names("generic-receive-offload"), ["rx-gro"]);
+        assert!(FeatureSelector::parse("gro").unwrap().is_alias);
+    }
+
+    #[test]
+    fn exact_names_are_not_aliases() {
+        let sel = FeatureSelector::parse("tx-checksum-ip-generic").unwrap();
+        assert!(!sel.is_alias);
+        assert_eq!(names("tx-checksum-ip-generic"), ["tx-checksum-ip-generic"]);
+    }
+
+    #[test]
+    fn unknown_names_are_rejected_with_a_suggestion() {
+        assert!(FeatureSelector::parse("tx-checksum-ip-generc").is_none());
+        assert_eq!(
+            suggest("tx-checksum-ip-generc"),
+            Some("tx-checksum-ip-generic")
+        );
+        assert!(FeatureSelector::parse("TX").is_none());
+        assert!(FeatureSelector::parse("").is_none());
+        assert!(
+            FeatureSelector::parse("tx-checksum-*").is_none(),
+            "raw patterns are not config keys"
+        );
+        assert_eq!(suggest("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"), None);
+    }
+
+    #[test]
+    fn glob() {
+        assert!(glob_match("tx-tcp*-segmentation", "tx-tcp6-segmentation"));
+        assert!(glob_match("tx-tcp*-segmentation", "tx-tcp-segmentation"));
+        assert!(!glob_match("tx-tcp*-segmentation", "tx-udp-segmentation"));
+        assert!(glob_match("a*", "a"));
+        assert!(!glob_match("a", "ab"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Diagnostics through the `log` facade, to a file or stderr: never stdout,
+//! which belongs to the CNI result.
+
+use log::{LevelFilter, Log, Metadata, Record};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+struct Logger {
+    /// None: stderr.
+    file: Option<File>,
+    /// Prefix naming the invocation, e.g. "ADD 3f2a9c1b eth0".
+    context: String,
+}
+
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Installs the logger once per process. A log file that cannot be opened
+/// falls back to stderr with a warning rather than failing the CNI call.
+pub fn init(level: LevelFilter, file: Option<&Path>, context: String) {
+    let mut warning = None;
+    let file = file.and_then(|path| {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| {
+                warning = Some(format!(
+                    "cannot open log file {}: {e}; logging to stderr",
+                    path.display()
+                ))
+            })
+            .ok()
+    });
+    if LOGGER.set(Logger { file, context }).is_ok() {
+        if let Some(logger) = LOGGER.get() {
+            if log::set_logger(logger).is_ok() {
+                log::set_max_level(level);
+            }
+        }
+    }
+    if let Some(w) = warning {
+        log::warn!("{w}");
+    }
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        // One write per line: O_APPEND keeps lines of concurrent plugin
+        // runs whole in a shared log file.
+        let line = format!(
+            "{} {:5} csum-offload[{}] {}: {}\n",
+            timestamp(),
+            record.level(),
+            std::process::id(),
+            self.context,
+            record.args()
+        );
+        let _ = match &self.file {
+            Some(f) => (&*f).write_all(line.as_bytes()),
+            None => std::io::stderr().write_all(line.as_bytes()),
+        };
+    }
+
+    fn flush(&self) {}
+}
+
+/// RFC 3339 UTC with milliseconds, without a date-time crate.
+fn timestamp() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Days since 1970-01-01 to a (year, month, day) date (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(20_783), (2026, 11, 26));
+    }
+}

@@ -1,0 +1,53 @@
+use csum_offload::cli::{self, Args};
+use std::io::{Read, Write};
+
+const HELP: &str = "\
+csum-offload: CNI chained plugin that sets checksum offload on a pod's veth
+pair according to the host NIC's driver (TX checksum off behind txgbe).
+
+As a CNI plugin it is run by the container runtime with CNI_COMMAND set;
+see docs/configuration.md for its config entry.
+
+Operator commands:
+  csum-offload detect [--host-interface IF] [--config FILE] [--json]
+      show the uplink chain, the NIC driver and the settings pods would get
+  csum-offload inspect --netns PATH [--ifname eth0] [--json]
+      show the offload features of a pod's interface and of its host peer
+  csum-offload --version | --help
+";
+
+fn main() {
+    if let Ok(command) = std::env::var("CNI_COMMAND") {
+        let mut stdin = Vec::new();
+        let reply = match std::io::stdin().read_to_end(&mut stdin) {
+            Ok(_) => csum_offload::cni::run(&command, &stdin, |k| std::env::var(k).ok()),
+            Err(e) => csum_offload::cni::Error::Decode(format!("cannot read stdin: {e}")).into(),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = out
+            .write_all(reply.stdout.as_bytes())
+            .and_then(|_| out.flush());
+        std::process::exit(reply.exit_code);
+    }
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let sub = if args.is_empty() {
+        String::new()
+    } else {
+        args.remove(0)
+    };
+    let result = match sub.as_str() {
+        "--version" | "-V" | "version" => Ok(format!("csum-offload {}", env!("CARGO_PKG_VERSION"))),
+        "--help" | "-h" | "help" => Ok(HELP.trim_end().to_string()),
+        "detect" => cli::detect_command(Args::new(args)),
+        "inspect" => cli::inspect_command(Args::new(args)),
+        "" => Err("no command given and CNI_COMMAND is not set; see --help".to_string()),
+        other => Err(format!("unknown command {other:?}; see --help")),
+    };
+    match result {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("csum-offload: {e}");
+            std::process::exit(2);
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Locating the pod's veth and its host-side peer.
+
+use crate::link::Link;
+use crate::netlink::RouteSocket;
+use std::io;
+use std::os::fd::RawFd;
+
+/// What CNI_IFNAME turned out to be in the pod netns.
+#[derive(Debug)]
+pub enum PodInterface {
+    Missing,
+    /// Not a veth (macvlan, ipvlan, SR-IOV VF...): nothing to fix here.
+    NotVeth(Link),
+    Veth {
+        container: Link,
+        host: Result<Link, String>,
+    },
+}
+
+/// Finds `ifname` in the pod and, for a veth, its peer in the host netns.
+/// The peer is identified by the kernel's own pointers: the container end's
+/// IFLA_LINK (peer ifindex) and IFLA_LINK_NETNSID (peer netns), checked
+/// against the id the pod netns has for the host netns; names are never
+/// guessed.
+pub fn locate(
+    pod: &mut RouteSocket,
+    host: &mut RouteSocket,
+    host_netns: RawFd,
+    ifname: &str,
+) -> io::Result<PodInterface> {
+    let Some(container) = pod.link_by_name(ifname)? else {
+        return Ok(PodInterface::Missing);
+    };
+    if !container.is_veth() {
+        return Ok(PodInterface::NotVeth(container));
+    }
+    let host_end = find_host_peer(pod, host, host_netns, &container)?;
+    Ok(PodInterface::Veth {
+        container,
+        host: host_end,
+    })
+}
+
+fn find_host_peer(
+    pod: &mut RouteSocket,
+    host: &mut RouteSocket,
+    host_netns: RawFd,
+    container: &Link,
+) -> io::Result<Result<Link, String>> {
+    let Some(peer_index) = container.link.filter(|&i| i != 0) else {
+        return Ok(Err(format!("{} reports no peer interface", container.name)));
+    };
+    let Some(peer_nsid) = container.link_netnsid else {
+        return Ok(Err(format!(
+            "the peer of {} is inside the pod netns, not on the host",
+            container.name
+        )));
+    };
+    match pod.nsid_of(host_netns)? {
+        Some(id) if id == peer_nsid => {}
+        _ => return Ok(Err(format!(
+            "the peer of {} is in another netns (id {peer_nsid}) than the one the plugin runs in",
+            container.name
+        ))),
+    }
+    match host.link_by_index(peer_index)? {
+        Some(peer) if peer.is_veth() && peer.link == Some(container.index) => Ok(Ok(peer)),
+        Some(other) => Ok(Err(format!(
+            "host interface #{peer_index} ({}) is not the peer of {}",
+            other.describe(),
+            container.name
+        ))),
+        None => Ok(Err(format!(
+            "host interface #{peer_index} (peer of {}) does not exist",
+            container.name
+        ))),
+    }
+}
