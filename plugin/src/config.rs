@@ -179,18 +179,19 @@ impl PluginConfig {
                 ));
             }
         }
-        let log_level =
-            match string(&raw, "logLevel")?.as_deref() {
-                None | Some("info") => LevelFilter::Info,
-                Some("off") => LevelFilter::Off,
-                Some("error") => LevelFilter::Error,
-                Some("warn") => LevelFilter::Warn,
-                Some("debug") => LevelFilter::Debug,
-                Some("trace") => LevelFilter::Trace,
-                Some(other) => return Err(format!(
+        let log_level = match string(&raw, "logLevel")?.as_deref() {
+            None | Some("info") => LevelFilter::Info,
+            Some("off") => LevelFilter::Off,
+            Some("error") => LevelFilter::Error,
+            Some("warn") => LevelFilter::Warn,
+            Some("debug") => LevelFilter::Debug,
+            Some("trace") => LevelFilter::Trace,
+            Some(other) => {
+                return Err(format!(
                     "logLevel must be one of off, error, warn, info, debug, trace; got {other:?}"
-                )),
-            };
+                ))
+            }
+        };
         let prev_result = raw.remove("prevResult").filter(|r| r.get() != "null");
         if let Some(prev) = &prev_result {
             if !prev.get().trim_start().starts_with('{') {

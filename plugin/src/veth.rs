@@ -58,10 +58,12 @@ fn find_host_peer(
     };
     match pod.nsid_of(host_netns)? {
         Some(id) if id == peer_nsid => {}
-        _ => return Ok(Err(format!(
+        _ => {
+            return Ok(Err(format!(
             "the peer of {} is in another netns (id {peer_nsid}) than the one the plugin runs in",
             container.name
-        ))),
+        )))
+        }
     }
     match host.link_by_index(peer_index)? {
         Some(peer) if peer.is_veth() && peer.link == Some(container.index) => Ok(Ok(peer)),

@@ -1,0 +1,447 @@
+//! The built binary run as a runtime runs it, against real netns and veth
+//! pairs (root). Each test lives in its own private netns (see common.rs).
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const TX_FEATURES: &[&str] = &["tx-checksum-ip-generic", "tx-checksum-sctp"];
+
+fn txgbe() -> Value {
+    json!({"hostDriver": "txgbe"})
+}
+
+#[test]
+fn add_turns_tx_checksum_off_on_both_ends_for_every_version() {
+    for version in VERSIONS {
+        let lab = Lab::new();
+        let (c, h) = lab.ethtool_k();
+        assert_eq!(
+            ethtool_value(&c, "tx-checksum-ip-generic"),
+            "on",
+            "veth starts with offload on"
+        );
+        assert_eq!(ethtool_value(&h, "tx-checksum-ip-generic"), "on");
+
+        let prev = prev_result(version, &lab.netns_path());
+        let reply = lab.cni("ADD", &conf(version, txgbe(), Some(prev.clone())));
+        reply.expect_ok();
+        // prevResult unchanged: same JSON value, and byte for byte what the
+        // runtime sent (serde_json::to_string of `prev`, as embedded).
+        assert_eq!(reply.json(), prev, "{version}");
+        assert_eq!(reply.stdout, prev.to_string(), "{version}");
+
+        for side_host in [false, true] {
+            for f in TX_FEATURES {
+                assert!(
+                    !lab.active(side_host, f),
+                    "{version}: {f} still on (host side: {side_host})"
+                );
+            }
+        }
+        let (c, h) = lab.ethtool_k();
+        for out in [&c, &h] {
+            assert_eq!(ethtool_value(out, "tx-checksumming"), "off", "{version}");
+            assert_eq!(ethtool_value(out, "tx-checksum-ip-generic"), "off");
+            assert_eq!(ethtool_value(out, "tx-checksum-ipv4"), "off [fixed]");
+        }
+        // Everything not in the policy (rx checksum, GSO) is untouched.
+        assert_eq!(ethtool_value(&c, "rx-checksumming"), "on");
+        assert_eq!(ethtool_value(&c, "generic-segmentation-offload"), "on");
+    }
+}
+
+#[test]
+fn i40e_and_unknown_drivers_change_nothing() {
+    for driver in ["i40e", "mlx5_core"] {
+        let lab = Lab::new();
+        let before = lab.features();
+        let prev = prev_result("1.0.0", &lab.netns_path());
+        let reply = lab.cni(
+            "ADD",
+            &conf("1.0.0", json!({"hostDriver": driver}), Some(prev.clone())),
+        );
+        assert_eq!(reply.expect_ok().json(), prev);
+        assert_eq!(lab.features(), before, "{driver}");
+        assert_eq!(
+            ethtool_value(&lab.ethtool_k().0, "tx-checksum-ip-generic"),
+            "on"
+        );
+    }
+}
+
+#[test]
+fn detected_uplink_driver_selects_the_policy() {
+    // The lab's default route goes through macvlan mv0 on veth up0: the
+    // walk must reach up0 and read its driver ("veth") from the kernel.
+    let lab = Lab::new();
+    lab.add_uplink();
+    let detect = run(BIN, &["detect", "--json"]);
+    let d: Value = serde_json::from_str(&detect).unwrap();
+    assert_eq!(d["start"], json!(["mv0 (macvlan)"]));
+    assert_eq!(d["chain"], json!(["mv0 (macvlan) -> up0 (veth)"]));
+    assert_eq!(d["nics"][0]["name"], "up0");
+    assert_eq!(d["nics"][0]["driver"], "veth");
+
+    let prev = prev_result("1.1.0", &lab.netns_path());
+    let c = conf(
+        "1.1.0",
+        json!({"drivers": {"veth": {"tx": false}}}),
+        Some(prev.clone()),
+    );
+    assert_eq!(lab.cni("ADD", &c).expect_ok().json(), prev);
+    assert!(!lab.active(false, "tx-checksum-ip-generic"));
+    assert!(!lab.active(true, "tx-checksum-ip-generic"));
+    lab.cni("CHECK", &c).expect_ok();
+    lab.cni("STATUS", &conf("1.1.0", json!({}), None))
+        .expect_ok();
+}
+
+#[test]
+fn host_interface_overrides_the_default_route() {
+    let lab = Lab::new();
+    lab.add_uplink();
+    let c = conf(
+        "1.0.0",
+        json!({"hostInterface": "up0", "drivers": {"veth": {"tx": false}}}),
+        Some(prev_result("1.0.0", "/x")),
+    );
+    lab.cni("ADD", &c).expect_ok();
+    assert!(!lab.active(false, "tx-checksum-ip-generic"));
+    let c = conf(
+        "1.0.0",
+        json!({"hostInterface": "nope0"}),
+        Some(prev_result("1.0.0", "/x")),
+    );
+    let msg = lab.cni("ADD", &c).expect_error(102);
+    assert!(
+        msg.contains("hostInterface \"nope0\" does not exist"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn no_default_route_is_a_clear_detection_error() {
+    let lab = Lab::new();
+    let before = lab.features();
+    let msg = lab
+        .cni(
+            "ADD",
+            &conf("1.0.0", json!({}), Some(prev_result("1.0.0", "/x"))),
+        )
+        .expect_error(102);
+    assert!(
+        msg.contains("no default route") && msg.contains("hostDriver"),
+        "{msg}"
+    );
+    assert_eq!(lab.features(), before);
+    // STATUS says the plugin cannot work here (code 50)...
+    lab.cni("STATUS", &conf("1.1.0", json!({}), None))
+        .expect_error(50);
+    // ...unless the operator chose to never block pods.
+    lab.cni(
+        "STATUS",
+        &conf("1.1.0", json!({"failurePolicy": "ignore"}), None),
+    )
+    .expect_ok();
+    lab.cni(
+        "ADD",
+        &conf(
+            "1.0.0",
+            json!({"failurePolicy": "ignore"}),
+            Some(prev_result("1.0.0", "/x")),
+        ),
+    )
+    .expect_ok();
+}
+
+#[test]
+fn check_passes_then_names_the_feature_that_drifted() {
+    let lab = Lab::new();
+    let c = conf(
+        "0.4.0",
+        txgbe(),
+        Some(prev_result("0.4.0", &lab.netns_path())),
+    );
+    lab.cni("ADD", &c).expect_ok();
+    let ok = lab.cni("CHECK", &c);
+    ok.expect_ok();
+    assert_eq!(ok.stdout, "", "CHECK prints nothing on success");
+
+    run("ethtool", &["-K", &lab.host_if, "tx", "on"]);
+    let msg = lab.cni("CHECK", &c).expect_error(101);
+    assert!(
+        msg.contains(&format!(
+            "host {}: tx-checksum-ip-generic is on although off was requested",
+            lab.host_if
+        )),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("container"),
+        "container end did not drift: {msg}"
+    );
+
+    // Re-ADD (what a runtime's retry does) repairs it.
+    lab.cni("ADD", &c).expect_ok();
+    lab.cni("CHECK", &c).expect_ok();
+    run(
+        "ip",
+        &[
+            "netns",
+            "exec",
+            &lab.pod,
+            "ethtool",
+            "-K",
+            "eth0",
+            "tx-checksum-sctp",
+            "on",
+        ],
+    );
+    let msg = lab.cni("CHECK", &c).expect_error(101);
+    assert!(
+        msg.contains("container eth0: tx-checksum-sctp is on"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn del_succeeds_when_there_is_nothing_left() {
+    let lab = Lab::new();
+    let c = conf(
+        "1.0.0",
+        txgbe(),
+        Some(prev_result("1.0.0", &lab.netns_path())),
+    );
+    lab.cni("ADD", &c).expect_ok();
+    let del = lab.cni("DEL", &c);
+    del.expect_ok();
+    assert_eq!(del.stdout, "");
+    run("ip", &["netns", "del", &lab.pod]);
+    lab.cni("DEL", &c).expect_ok();
+    lab.cni_env("DEL", &c, &[("CNI_NETNS", "")]).expect_ok();
+    lab.cni_env("DEL", &c, &[("CNI_NETNS", "/run/netns/never-existed")])
+        .expect_ok();
+    // A config the plugin would reject still lets the chain's DEL go on,
+    // so the plugins before it can release their IPs.
+    lab.cni("DEL", &conf("1.0.0", json!({"apply": "sideways"}), None))
+        .expect_ok();
+    // Unreadable input is still an error on DEL.
+    lab.cni("DEL", &conf("0.2.0", json!({}), None))
+        .expect_error(1);
+}
+
+#[test]
+fn bad_input_changes_nothing() {
+    let lab = Lab::new();
+    let before = lab.features();
+    let good = conf(
+        "1.0.0",
+        txgbe(),
+        Some(prev_result("1.0.0", &lab.netns_path())),
+    );
+    // Undecodable stdin: 6.
+    let env = [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_IFNAME", "eth0"),
+    ];
+    let path = lab.netns_path();
+    let mut with_ns = env.to_vec();
+    with_ns.push(("CNI_NETNS", &path));
+    exec(&with_ns, b"{not json").expect_error(6);
+    exec(&with_ns, b"").expect_error(6);
+    // Bad environment: 4.
+    lab.cni_env("ADD", &good, &[("CNI_NETNS", "")])
+        .expect_error(4);
+    lab.cni_env("ADD", &good, &[("CNI_NETNS", "/run/netns/never-existed")])
+        .expect_error(4);
+    lab.cni_env("ADD", &good, &[("CNI_IFNAME", "eth9")])
+        .expect_error(4);
+    lab.cni_env("ADD", &good, &[("CNI_CONTAINERID", "")])
+        .expect_error(4);
+    lab.cni_env("FROB", &good, &[]).expect_error(4);
+    // Unsupported version: 1, also for the reply's own cniVersion.
+    let r = lab.cni(
+        "ADD",
+        &conf("0.2.0", txgbe(), Some(prev_result("1.0.0", "/x"))),
+    );
+    assert!(r
+        .expect_error(1)
+        .contains("0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"));
+    assert_eq!(r.json()["cniVersion"], "1.1.0");
+    // Invalid config: 7, and the error speaks the config's version.
+    let r = lab.cni(
+        "ADD",
+        &conf(
+            "0.4.0",
+            json!({"drivers": {"txgbe": {"tx-csum": false}}}),
+            Some(prev_result("0.4.0", "/x")),
+        ),
+    );
+    assert!(r
+        .expect_error(7)
+        .contains("unknown offload feature \"tx-csum\""));
+    assert_eq!(r.json()["cniVersion"], "0.4.0");
+    // Missing prevResult on ADD: 7.
+    let msg = lab
+        .cni("ADD", &conf("1.0.0", txgbe(), None))
+        .expect_error(7);
+    assert!(msg.contains("requires prevResult"), "{msg}");
+    assert_eq!(lab.features(), before, "nothing changed by any bad call");
+}
+
+#[test]
+fn version_status_gc_and_verb_gating() {
+    let lab = Lab::new();
+    let v = exec(&[("CNI_COMMAND", "VERSION")], br#"{"cniVersion":"1.1.0"}"#);
+    assert_eq!(
+        v.expect_ok().json(),
+        json!({"cniVersion": "1.1.0", "supportedVersions": VERSIONS})
+    );
+    // CHECK needs 0.4.0, STATUS and GC need 1.1.0 (error code 1 otherwise).
+    let c = conf("0.3.1", txgbe(), Some(prev_result("0.3.1", "/x")));
+    assert!(lab.cni("CHECK", &c).expect_error(1).contains("CHECK"));
+    for verb in ["STATUS", "GC"] {
+        let msg = lab.cni(verb, &conf("1.0.0", txgbe(), None)).expect_error(1);
+        assert!(msg.contains(verb) && msg.contains("1.1.0"), "{msg}");
+        let ok = lab.cni(
+            verb,
+            &conf(
+                "1.1.0",
+                json!({"hostDriver": "txgbe", "cni.dev/valid-attachments": []}),
+                None,
+            ),
+        );
+        assert_eq!(ok.expect_ok().stdout, "");
+    }
+}
+
+#[test]
+fn apply_selects_the_end_of_the_pair() {
+    let lab = Lab::new();
+    let c = conf(
+        "1.0.0",
+        json!({"hostDriver": "txgbe", "apply": "container"}),
+        Some(prev_result("1.0.0", "/x")),
+    );
+    lab.cni("ADD", &c).expect_ok();
+    assert!(!lab.active(false, "tx-checksum-ip-generic"));
+    assert!(
+        lab.active(true, "tx-checksum-ip-generic"),
+        "host end must stay untouched"
+    );
+    let lab = Lab::new();
+    let c = conf(
+        "1.0.0",
+        json!({"hostDriver": "txgbe", "apply": "host"}),
+        Some(prev_result("1.0.0", "/x")),
+    );
+    lab.cni("ADD", &c).expect_ok();
+    assert!(
+        lab.active(false, "tx-checksum-ip-generic"),
+        "container end must stay untouched"
+    );
+    assert!(!lab.active(true, "tx-checksum-ip-generic"));
+}
+
+#[test]
+fn fixed_features_fail_or_are_ignored_per_policy() {
+    let lab = Lab::new();
+    // veth has tx-checksum-ipv4 fixed off: asking for it on cannot work.
+    let drivers = json!({"hostDriver": "x", "drivers": {"x": {"tx-checksum-ipv4": true}}});
+    let msg = lab
+        .cni(
+            "ADD",
+            &conf("1.0.0", drivers.clone(), Some(prev_result("1.0.0", "/x"))),
+        )
+        .expect_error(100);
+    assert!(
+        msg.contains("tx-checksum-ipv4 is fixed off on this device, wanted on"),
+        "{msg}"
+    );
+    let mut ignore = drivers;
+    ignore["failurePolicy"] = json!("ignore");
+    let prev = prev_result("1.0.0", "/x");
+    let r = lab.cni("ADD", &conf("1.0.0", ignore, Some(prev.clone())));
+    assert_eq!(r.expect_ok().json(), prev);
+    assert!(
+        r.stderr.contains("failurePolicy ignore"),
+        "the log says why: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn kernel_consequences_are_not_problems_but_contradictions_are() {
+    // TSO cannot stay on without TX checksum: asking for both fails clearly.
+    let lab = Lab::new();
+    let c = conf(
+        "1.0.0",
+        json!({"hostDriver": "x", "drivers": {"x": {"tx": false, "tso": true}}}),
+        Some(prev_result("1.0.0", "/x")),
+    );
+    let msg = lab.cni("ADD", &c).expect_error(100);
+    assert!(
+        msg.contains("tx-tcp-segmentation is off although on was requested"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn non_veth_interfaces_are_passed_through() {
+    let lab = Lab::new();
+    run(
+        "ip",
+        &["-n", &lab.pod, "link", "set", "eth0", "name", "veth9"],
+    );
+    run(
+        "ip",
+        &[
+            "-n", &lab.pod, "link", "add", "eth0", "link", "veth9", "type", "macvlan",
+        ],
+    );
+    let prev = prev_result("1.0.0", "/x");
+    let r = lab.cni("ADD", &conf("1.0.0", txgbe(), Some(prev.clone())));
+    assert_eq!(r.expect_ok().json(), prev);
+    assert!(r.stderr.contains("is not a veth"), "{}", r.stderr);
+}
+
+#[test]
+fn prev_result_in_another_version_is_converted() {
+    let lab = Lab::new();
+    let r = lab.cni(
+        "ADD",
+        &conf("0.4.0", txgbe(), Some(prev_result("1.0.0", "/x"))),
+    );
+    let out = r.expect_ok().json();
+    assert_eq!(out["cniVersion"], "0.4.0");
+    assert_eq!(out["ips"][0]["version"], "4");
+    assert_eq!(
+        out["x-vendor-extension"],
+        json!({"keep": [1, 2.5, null, true]})
+    );
+}
+
+#[test]
+fn log_file_receives_diagnostics_and_stdout_only_the_result() {
+    let lab = Lab::new();
+    let log = std::env::temp_dir().join(format!("{}.log", lab.pod));
+    let prev = prev_result("1.0.0", "/x");
+    let c = conf(
+        "1.0.0",
+        json!({"hostDriver": "txgbe", "logFile": log, "logLevel": "debug"}),
+        Some(prev.clone()),
+    );
+    let r = lab.cni("ADD", &c);
+    assert_eq!(r.expect_ok().json(), prev);
+    assert_eq!(r.stderr, "", "with a log file nothing goes to stderr");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        text.contains("ADD ctr-01234567 eth0")
+            && text.contains("changed: [tx-checksum-ip-generic off"),
+        "{text}"
+    );
+}
