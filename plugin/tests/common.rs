@@ -31,6 +31,9 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// (feature name, active, changeable) for every kernel feature.
+pub type FeatureTable = Vec<(String, bool, bool)>;
+
 pub struct Lab {
     /// Name of the pod netns under /run/netns.
     pub pod: String,
@@ -38,6 +41,7 @@ pub struct Lab {
     pub host_if: String,
 }
 
+#[allow(clippy::new_without_default)] // a Lab changes the thread's netns: not a "default"
 impl Lab {
     /// Moves this thread into a fresh netns and builds pod netns + veth
     /// (container end "eth0").
@@ -110,7 +114,7 @@ impl Lab {
     }
 
     /// Active state of every feature, (container end, host end).
-    pub fn features(&self) -> (Vec<(String, bool, bool)>, Vec<(String, bool, bool)>) {
+    pub fn features(&self) -> (FeatureTable, FeatureTable) {
         let pod_ns = netns::open(Path::new(&self.netns_path())).unwrap();
         let pod = netns::run_in(&pod_ns, RouteSocket::open).unwrap().unwrap();
         let host = RouteSocket::open().unwrap();
@@ -150,7 +154,7 @@ impl Drop for Lab {
 }
 
 /// (name, active, changeable) per feature, via ETHTOOL_GFEATURES.
-pub fn read_features(fd: i32, ifname: &str) -> Vec<(String, bool, bool)> {
+pub fn read_features(fd: i32, ifname: &str) -> FeatureTable {
     let names = ethtool::feature_names(fd, ifname).unwrap();
     let state = ethtool::features(fd, ifname, names.len()).unwrap();
     names

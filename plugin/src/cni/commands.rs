@@ -242,3 +242,82 @@ fn settle(
         CniError::NotApplied(text)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// A result with every field a main plugin may return plus fields no
+    /// plugin knows, in the shape of `version`.
+    fn result(version: &str) -> Value {
+        let mut ip = json!({"address": "10.1.2.3/24", "gateway": "10.1.2.1", "interface": 2});
+        if version.starts_with("0.") {
+            ip = json!({"version": "4", "address": "10.1.2.3/24", "gateway": "10.1.2.1", "interface": 2});
+        }
+        json!({
+            "cniVersion": version,
+            "interfaces": [{"name": "cni0", "mac": "0a:58:0a:01:02:01"}, {"name": "veth1", "mac": "1e:2f:00:00:00:01"},
+                           {"name": "eth0", "mac": "0a:58:0a:01:02:03", "sandbox": "/var/run/netns/cni-1", "mtu": 1450, "socketPath": "/x"}],
+            "ips": [ip],
+            "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.2.1", "mtu": 1400, "advmss": 1360, "table": 100, "scope": 0}],
+            "dns": {"nameservers": ["10.96.0.10"], "domain": "cluster.local", "search": ["default.svc.cluster.local"], "options": ["ndots:5"]},
+            "unknownTopLevel": {"nested": [1, -2, 3.25, "é", null, {"deep": true}]}
+        })
+    }
+
+    #[test]
+    fn prev_result_passes_through_unchanged_for_every_version() {
+        for version in version::SUPPORTED {
+            let prev = result(version);
+            // Whitespace and key order as a runtime may send them.
+            let raw = serde_json::to_string_pretty(&prev).unwrap();
+            let out = prev_result_output(&raw, version).unwrap();
+            assert_eq!(out, raw, "{version}: byte for byte");
+            assert_eq!(
+                serde_json::from_str::<Value>(&out).unwrap(),
+                prev,
+                "{version}"
+            );
+        }
+    }
+
+    #[test]
+    fn prev_result_across_formats_keeps_every_other_field() {
+        let out: Value = serde_json::from_str(
+            &prev_result_output(&result("1.1.0").to_string(), "0.3.1").unwrap(),
+        )
+        .unwrap();
+        let mut want = result("0.3.1");
+        assert_eq!(out, want);
+        let out: Value =
+            serde_json::from_str(&prev_result_output(&want.to_string(), "1.0.0").unwrap()).unwrap();
+        want = result("1.0.0");
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn prev_result_that_is_not_a_result_object() {
+        assert_eq!(
+            prev_result_output("{\"cniVersion\": 7}", "1.0.0")
+                .unwrap_err()
+                .code(),
+            7
+        );
+        assert_eq!(
+            prev_result_output("{\"cniVersion\": \"0.1.0\"}", "1.0.0")
+                .unwrap_err()
+                .code(),
+            1
+        );
+    }
+
+    #[test]
+    fn version_info_lists_every_supported_version() {
+        let v: Value = serde_json::from_str(&version_info()).unwrap();
+        assert_eq!(
+            v,
+            json!({"cniVersion": "1.1.0", "supportedVersions": ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]})
+        );
+    }
+}

@@ -64,11 +64,15 @@ pub fn convert_result(
     target: &str,
 ) -> Result<Map<String, Value>, CniError> {
     let to = check_supported(target)?;
-    let from_raw = result
-        .get("cniVersion")
-        .and_then(Value::as_str)
-        .unwrap_or(target)
-        .to_string();
+    let from_raw = match result.get("cniVersion") {
+        None => target.to_string(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            return Err(CniError::InvalidConfig(format!(
+                "prevResult cniVersion must be a string, got {other}"
+            )))
+        }
+    };
     let from = Version::parse(&from_raw)
         .filter(|_| SUPPORTED.contains(&from_raw.as_str()))
         .ok_or_else(|| {
