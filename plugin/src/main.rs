@@ -18,6 +18,17 @@ Operator commands:
 
 fn main() {
     if let Ok(command) = std::env::var("CNI_COMMAND") {
+        // A bug must still reach the runtime as a CNI error, not as an
+        // empty stdout: the reply is written once at the end, so nothing
+        // partial precedes this.
+        std::panic::set_hook(Box::new(|info| {
+            let err = csum_offload::cni::Error::Internal(format!("bug: {info}"));
+            eprintln!("csum-offload: {err}");
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(err.to_json(csum_offload::cni::version::CURRENT).as_bytes());
+            let _ = out.flush();
+            std::process::exit(1);
+        }));
         let mut stdin = Vec::new();
         let reply = match std::io::stdin().read_to_end(&mut stdin) {
             Ok(_) => csum_offload::cni::run(&command, &stdin, |k| std::env::var(k).ok()),
