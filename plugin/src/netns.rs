@@ -21,6 +21,12 @@ pub fn current() -> io::Result<OwnedFd> {
     open(Path::new("/proc/thread-self/ns/net"))
 }
 
+/// Whether two handles refer to the same netns (same nsfs inode).
+pub fn same(a: &impl AsFd, b: &impl AsFd) -> io::Result<bool> {
+    let (sa, sb) = (nix::sys::stat::fstat(a)?, nix::sys::stat::fstat(b)?);
+    Ok(sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino)
+}
+
 /// Runs `f` with the calling thread inside `target`, then moves the thread
 /// back to the netns it started in, also when `f` fails.
 pub fn run_in<T>(target: &impl AsFd, f: impl FnOnce() -> T) -> io::Result<T> {

@@ -24,6 +24,8 @@ pub struct PodSockets {
 pub enum OpenError {
     #[error("cannot open network namespace {path}: {source}")]
     Netns { path: String, source: io::Error },
+    #[error("CNI_NETNS {0} is the plugin's own network namespace, not a pod's")]
+    SameAsHost(String),
     #[error("netlink socket: {0}")]
     Socket(io::Error),
 }
@@ -38,6 +40,11 @@ impl PodSockets {
         };
         let host_netns = netns::current().map_err(OpenError::Socket)?;
         let pod_netns = netns::open(Path::new(netns_path)).map_err(netns_err)?;
+        // Working on the host's own interfaces would change the uplink, not
+        // a pod; the reference plugins refuse this too.
+        if netns::same(&pod_netns, &host_netns).map_err(netns_err)? {
+            return Err(OpenError::SameAsHost(netns_path.to_string()));
+        }
         let pod = netns::run_in(&pod_netns, RouteSocket::open)
             .map_err(netns_err)?
             .map_err(OpenError::Socket)?;

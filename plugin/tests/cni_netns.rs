@@ -259,6 +259,10 @@ fn bad_input_changes_nothing() {
         .expect_error(4);
     lab.cni_env("ADD", &good, &[("CNI_IFNAME", "eth9")])
         .expect_error(4);
+    let own = lab
+        .cni_env("ADD", &good, &[("CNI_NETNS", "/proc/self/ns/net")])
+        .expect_error(4);
+    assert!(own.contains("plugin's own network namespace"), "{own}");
     lab.cni_env("ADD", &good, &[("CNI_CONTAINERID", "")])
         .expect_error(4);
     lab.cni_env("FROB", &good, &[]).expect_error(4);

@@ -154,7 +154,7 @@ fn pod_job(conf: &PluginConfig, attachment: &Attachment, check: bool) -> Result<
     // The netns must exist in both modes: a wrong CNI_NETNS is the caller's
     // error, not a runtime failure to tolerate.
     let mut sockets = PodSockets::open(&attachment.netns).map_err(|e| match e {
-        OpenError::Netns { .. } => CniError::InvalidEnv(e.to_string()),
+        OpenError::Netns { .. } | OpenError::SameAsHost(_) => CniError::InvalidEnv(e.to_string()),
         OpenError::Socket(_) => CniError::Internal(e.to_string()),
     })?;
     match settle(conf, attachment, check, &mut sockets) {
