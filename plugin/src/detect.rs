@@ -11,38 +11,90 @@ use std::collections::BTreeSet;
 /// How deep stacked devices are followed (vlan on bond on bridge...).
 const MAX_DEPTH: usize = 8;
 
+/// Where the walk reads links from: the kernel (live) or a fixed table
+/// (unit tests).
+pub trait LinkSource {
+    fn link(&mut self, index: u32) -> Result<Option<Link>, String>;
+    /// The devices enslaved to `master` (bond/team slaves, bridge ports).
+    fn ports(&mut self, master: u32) -> Result<Vec<Link>, String>;
+}
+
+/// A fixed link table.
+pub struct LinkTable<'a>(pub &'a [Link]);
+
+impl LinkSource for LinkTable<'_> {
+    fn link(&mut self, index: u32) -> Result<Option<Link>, String> {
+        Ok(self.0.iter().find(|l| l.index == index).cloned())
+    }
+    fn ports(&mut self, master: u32) -> Result<Vec<Link>, String> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|l| l.master == Some(master))
+            .cloned()
+            .collect())
+    }
+}
+
+/// The host's links, asked for one at a time: a node with hundreds of pod
+/// veths need not be dumped unless a bond or bridge needs its ports.
+impl LinkSource for RouteSocket {
+    fn link(&mut self, index: u32) -> Result<Option<Link>, String> {
+        self.link_by_index(index)
+            .map_err(|e| format!("cannot read interface #{index}: {e}"))
+    }
+    fn ports(&mut self, master: u32) -> Result<Vec<Link>, String> {
+        let all = self
+            .links()
+            .map_err(|e| format!("cannot list host interfaces: {e}"))?;
+        Ok(all
+            .into_iter()
+            .filter(|l| l.master == Some(master))
+            .collect())
+    }
+}
+
 /// The devices between a start interface and the NICs that carry it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Resolution {
+    /// Every device visited, in walk order.
+    pub visited: Vec<Link>,
     /// "upper -> lower" edges, for display, in the order they were followed.
     pub edges: Vec<(u32, u32)>,
     /// The devices with a real driver at the bottom of the stack.
     pub leaves: Vec<u32>,
 }
 
+impl Resolution {
+    pub fn name(&self, index: u32) -> String {
+        self.visited
+            .iter()
+            .find(|l| l.index == index)
+            .map_or_else(|| format!("#{index}"), Link::describe)
+    }
+}
+
 /// Follows `start` down to the devices that have a real driver:
 /// vlan/macvlan/ipvlan -> their lower device; bond/team -> their ports;
 /// bridge -> its ports that are not veths (veth ports are pods). Anything
 /// else (a device without a kind, or a kind with no lower device) is a leaf.
-pub fn resolve(links: &[Link], start: u32) -> Result<Resolution, String> {
+pub fn resolve(source: &mut impl LinkSource, start: u32) -> Result<Resolution, String> {
+    let link = source
+        .link(start)?
+        .ok_or_else(|| format!("no interface with index {start}"))?;
     let mut res = Resolution::default();
-    let mut seen = BTreeSet::new();
-    walk(links, start, 0, &mut seen, &mut res)?;
+    walk(source, link, 0, &mut BTreeSet::new(), &mut res)?;
     Ok(res)
 }
 
 fn walk(
-    links: &[Link],
-    index: u32,
+    source: &mut impl LinkSource,
+    link: Link,
     depth: usize,
     seen: &mut BTreeSet<u32>,
     res: &mut Resolution,
 ) -> Result<(), String> {
-    let link = links
-        .iter()
-        .find(|l| l.index == index)
-        .ok_or_else(|| format!("no interface with index {index}"))?;
-    if !seen.insert(index) {
+    if !seen.insert(link.index) {
         return Ok(());
     }
     if depth >= MAX_DEPTH {
@@ -51,32 +103,37 @@ fn walk(
             link.name
         ));
     }
-    let lowers: Vec<u32> = match link.kind.as_deref() {
+    let index = link.index;
+    let lowers: Vec<Link> = match link.kind.as_deref() {
         Some("vlan" | "macvlan" | "macvtap" | "ipvlan" | "ipvtap") => {
-            link.lower_in_same_netns().into_iter().collect()
+            match link.lower_in_same_netns() {
+                Some(lower) => vec![source.link(lower)?.ok_or_else(|| {
+                    format!(
+                        "{} names lower device #{lower}, which does not exist",
+                        link.name
+                    )
+                })?],
+                None => Vec::new(),
+            }
         }
-        Some("bond" | "team") => ports(links, index).map(|l| l.index).collect(),
-        Some("bridge" | "openvswitch") => ports(links, index)
+        Some("bond" | "team") => source.ports(index)?,
+        Some("bridge" | "openvswitch") => source
+            .ports(index)?
+            .into_iter()
             .filter(|l| !l.is_veth())
-            .map(|l| l.index)
             .collect(),
         _ => Vec::new(),
     };
+    res.visited.push(link);
     if lowers.is_empty() {
-        if !res.leaves.contains(&index) {
-            res.leaves.push(index);
-        }
+        res.leaves.push(index);
         return Ok(());
     }
     for lower in lowers {
-        res.edges.push((index, lower));
-        walk(links, lower, depth + 1, seen, res)?;
+        res.edges.push((index, lower.index));
+        walk(source, lower, depth + 1, seen, res)?;
     }
     Ok(())
-}
-
-fn ports(links: &[Link], master: u32) -> impl Iterator<Item = &Link> {
-    links.iter().filter(move |l| l.master == Some(master))
 }
 
 /// One NIC found, its driver and what the policy says for it.
@@ -157,53 +214,45 @@ pub fn detect(
     host_interface: Option<&str>,
     policy: &Policy,
 ) -> Result<Detection, String> {
-    let links = socket
-        .links()
-        .map_err(|e| format!("cannot list host interfaces: {e}"))?;
     let (starts, how) = match host_interface {
         Some(name) => {
-            let link = links
-                .iter()
-                .find(|l| l.name == name)
+            let link = socket
+                .link_by_name(name)
+                .map_err(|e| format!("cannot read hostInterface {name:?}: {e}"))?
                 .ok_or_else(|| format!("hostInterface {name:?} does not exist on this host"))?;
             (vec![link.index], "hostInterface from config".to_string())
         }
         None => default_route_devices(socket)?,
     };
-    let name_of = |i: u32| {
-        links
-            .iter()
-            .find(|l| l.index == i)
-            .map_or_else(|| format!("#{i}"), Link::describe)
-    };
+    let mut start = Vec::new();
     let mut chain = Vec::new();
-    let mut leaves = Vec::new();
-    for start in &starts {
-        let res = resolve(&links, *start)?;
+    let mut leaves: Vec<String> = Vec::new();
+    for index in starts {
+        let res = resolve(socket, index)?;
+        start.push(res.name(index));
         chain.extend(
             res.edges
                 .iter()
-                .map(|(u, l)| format!("{} -> {}", name_of(*u), name_of(*l))),
+                .map(|(u, l)| format!("{} -> {}", res.name(*u), res.name(*l))),
         );
-        leaves.extend(
-            res.leaves
-                .into_iter()
-                .filter(|l| !leaves.contains(l))
-                .collect::<Vec<_>>(),
-        );
+        for leaf in &res.leaves {
+            let name = res
+                .visited
+                .iter()
+                .find(|l| l.index == *leaf)
+                .map(|l| l.name.clone())
+                .unwrap_or_default();
+            if !leaves.contains(&name) {
+                leaves.push(name);
+            }
+        }
     }
     let mut nics = Vec::new();
-    for leaf in leaves {
-        let name = links
-            .iter()
-            .find(|l| l.index == leaf)
-            .map(|l| l.name.clone())
-            .unwrap_or_default();
+    for name in leaves {
         let driver = ethtool::driver(socket.fd(), &name)
             .map_err(|e| format!("cannot read the driver of {name}: {e}"))?;
         nics.push((name, driver));
     }
-    let start = starts.iter().map(|i| name_of(*i)).collect();
     if nics.is_empty() {
         return Err("no device with a driver found under the host interface (a loop of stacked devices?); set hostInterface or hostDriver".into());
     }
@@ -250,6 +299,10 @@ mod tests {
             link_netnsid: None,
             master,
         }
+    }
+
+    fn resolve(links: &[Link], start: u32) -> Result<Resolution, String> {
+        super::resolve(&mut LinkTable(links), start)
     }
 
     fn leaves(links: &[Link], start: u32) -> Vec<&str> {
@@ -352,7 +405,21 @@ mod tests {
             .unwrap_err()
             .contains("no interface with index 9"));
         let t = [link(2, "a", Some("vlan"), Some(7), None)];
-        assert!(resolve(&t, 2).is_err());
+        assert!(resolve(&t, 2)
+            .unwrap_err()
+            .contains("a names lower device #7"));
+    }
+
+    #[test]
+    fn visited_devices_name_the_chain() {
+        let t = [
+            link(2, "eno1", None, None, Some(4)),
+            link(4, "bond0", Some("bond"), None, None),
+        ];
+        let r = resolve(&t, 4).unwrap();
+        assert_eq!(r.name(4), "bond0 (bond)");
+        assert_eq!(r.name(2), "eno1");
+        assert_eq!(r.name(99), "#99");
     }
 
     #[test]

@@ -449,3 +449,42 @@ fn log_file_receives_diagnostics_and_stdout_only_the_result() {
         "{text}"
     );
 }
+
+#[test]
+fn bridge_uplink_is_walked_through_its_ports() {
+    // br-up's only port is a veth, which the walk treats as a pod port, so
+    // the bridge itself is the device whose driver counts ("bridge").
+    let lab = Lab::new();
+    run("ip", &["link", "add", "br-up", "type", "bridge"]);
+    run(
+        "ip",
+        &["link", "add", "up1", "type", "veth", "peer", "name", "up1p"],
+    );
+    run("ip", &["link", "set", "up1", "master", "br-up"]);
+    for dev in ["br-up", "up1", "up1p"] {
+        run("ip", &["link", "set", dev, "up"]);
+    }
+    run("ip", &["addr", "add", "10.232.0.2/24", "dev", "br-up"]);
+    run(
+        "ip",
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.232.0.1",
+            "dev",
+            "br-up",
+        ],
+    );
+    let d: Value = serde_json::from_str(&run(BIN, &["detect", "--json"])).unwrap();
+    assert_eq!(d["start"], json!(["br-up (bridge)"]));
+    assert_eq!(d["nics"][0]["driver"], "bridge");
+    let c = conf(
+        "1.0.0",
+        json!({"drivers": {"bridge": {"tx": false}}}),
+        Some(prev_result("1.0.0", "/x")),
+    );
+    lab.cni("ADD", &c).expect_ok();
+    assert!(!lab.active(true, "tx-checksum-ip-generic"));
+}
