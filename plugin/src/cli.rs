@@ -126,8 +126,8 @@ pub fn inspect_command(mut args: Args) -> Result<String, String> {
         match offload::targets(&mut sockets, &ifname, ApplyTo::Both).map_err(|e| e.to_string())? {
             Targets::Missing => return Err(format!("{ifname} does not exist in {netns}")),
             Targets::NotVeth(what) => {
-                // Still show the interface itself.
-                let _ = what;
+                // No host peer to show; the interface itself still is.
+                eprintln!("note: {what} is not a veth; showing it alone");
                 vec![Target {
                     side: offload::Side::Container,
                     ifname: ifname.clone(),
