@@ -1,0 +1,88 @@
+//! Per-direction counts of what went by, printed as `key=value` lines a
+//! shell script can read without a JSON tool.
+
+use crate::checksum::Verdict;
+use crate::frame::{Parsed, Segment};
+use std::fmt;
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Counts {
+    pub frames: u64,
+    /// TCP segments whose checksum was checked.
+    pub tcp: u64,
+    pub valid: u64,
+    pub partial: u64,
+    pub bad: u64,
+    /// TCP frames too short to check.
+    pub truncated: u64,
+    /// Frames the kernel marked as checksum-not-ready (CHECKSUM_PARTIAL).
+    pub kernel_partial: u64,
+    pub payload_bytes: u64,
+    /// Largest frame seen (a GSO packet is larger than the MTU).
+    pub max_frame: u64,
+}
+
+impl Counts {
+    /// Counts one frame; returns the segment if it was TCP on `port` (any
+    /// port when `port` is None).
+    pub fn add(
+        &mut self,
+        parsed: &Parsed,
+        wire_len: usize,
+        kernel_partial: bool,
+        port: Option<u16>,
+    ) -> Option<Segment> {
+        self.frames += 1;
+        self.max_frame = self.max_frame.max(wire_len as u64);
+        match parsed {
+            Parsed::Tcp(s) if port.is_none_or(|p| s.sport == p || s.dport == p) => {
+                self.tcp += 1;
+                self.payload_bytes += s.payload_len as u64;
+                self.kernel_partial += u64::from(kernel_partial);
+                match s.verdict {
+                    Verdict::Valid => self.valid += 1,
+                    Verdict::Partial => self.partial += 1,
+                    Verdict::Bad => self.bad += 1,
+                }
+                Some(s.clone())
+            }
+            Parsed::Truncated => {
+                self.truncated += 1;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    pub fn merged(&self, other: &Counts) -> Counts {
+        Counts {
+            frames: self.frames + other.frames,
+            tcp: self.tcp + other.tcp,
+            valid: self.valid + other.valid,
+            partial: self.partial + other.partial,
+            bad: self.bad + other.bad,
+            truncated: self.truncated + other.truncated,
+            kernel_partial: self.kernel_partial + other.kernel_partial,
+            payload_bytes: self.payload_bytes + other.payload_bytes,
+            max_frame: self.max_frame.max(other.max_frame),
+        }
+    }
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "frames={} tcp={} valid={} partial={} bad={} truncated={} kernel_partial={} payload_bytes={} max_frame={}",
+            self.frames,
+            self.tcp,
+            self.valid,
+            self.partial,
+            self.bad,
+            self.truncated,
+            self.kernel_partial,
+            self.payload_bytes,
+            self.max_frame
+        )
+    }
+}
