@@ -1,0 +1,754 @@
+//! Bad input, table-driven: every malformed environment variable, config
+//! field and prevResult shape must give the exact CNI error code as a JSON
+//! error object on stdout, a non-zero exit, and leave the pod's veth pair
+//! exactly as it was.
+//!
+//! Each test builds its own lab: a "host" netns and a "pod" netns (named
+//! `bi-<pid>-<n>-host` / `-pod`, deleted on drop) joined by a veth pair. The
+//! test thread moves into the host netns, so the plugin binary it spawns
+//! runs there exactly as under a runtime; the real host is never touched.
+//! Every case starts from TX checksum on, and every config asks for the
+//! txgbe policy (TX checksum off), so a plugin that went ahead despite the
+//! bad input would visibly change the features.
+
+use nix::sched::{setns, CloneFlags};
+use serde_json::{json, Value};
+use std::fs::File;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const BIN: &str = env!("CARGO_BIN_EXE_csum-offload");
+const HOST_IF: &str = "bih0";
+const POD_IF: &str = "eth0";
+
+static LABS: AtomicUsize = AtomicUsize::new(0);
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Lab {
+    host: String,
+    pod: String,
+    /// The netns the test thread came from, to return to on drop.
+    home: File,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let n = LABS.fetch_add(1, Ordering::SeqCst);
+        let base = format!("bi-{}-{n}", std::process::id());
+        let (host, pod) = (format!("{base}-host"), format!("{base}-pod"));
+        let home = File::open("/proc/thread-self/ns/net").expect("own netns");
+        // Created before anything can fail, so drop always cleans up.
+        let lab = Lab { host, pod, home };
+        run("ip", &["netns", "add", &lab.host]);
+        run("ip", &["netns", "add", &lab.pod]);
+        let host_ns = File::open(format!("/run/netns/{}", lab.host)).unwrap();
+        setns(&host_ns, CloneFlags::CLONE_NEWNET).expect("setns: tests must run as root");
+        run("ip", &["link", "set", "lo", "up"]);
+        run(
+            "ip",
+            &[
+                "link", "add", HOST_IF, "type", "veth", "peer", "name", POD_IF, "netns", &lab.pod,
+            ],
+        );
+        run("ip", &["link", "set", HOST_IF, "up"]);
+        run("ip", &["-n", &lab.pod, "link", "set", POD_IF, "up"]);
+        let (pod_k, host_k) = lab.features();
+        for k in [&pod_k, &host_k] {
+            assert_eq!(tx_generic(k), "on", "a fresh veth has TX checksum on:\n{k}");
+        }
+        lab
+    }
+
+    fn netns(&self) -> String {
+        format!("/run/netns/{}", self.pod)
+    }
+
+    /// `ethtool -k` of (pod end, host end): the whole feature table, read by
+    /// a tool independent of the plugin.
+    fn features(&self) -> (String, String) {
+        (
+            run("ip", &["netns", "exec", &self.pod, "ethtool", "-k", POD_IF]),
+            run("ethtool", &["-k", HOST_IF]),
+        )
+    }
+
+    /// The environment a runtime sets for `command` on this lab's pod.
+    fn env(&self, command: &str) -> Vec<(String, String)> {
+        [
+            ("CNI_COMMAND", command.to_string()),
+            ("CNI_CONTAINERID", "bi0123456789".to_string()),
+            ("CNI_NETNS", self.netns()),
+            ("CNI_IFNAME", POD_IF.to_string()),
+            ("CNI_PATH", "/usr/lib/cni".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = setns(&self.home, CloneFlags::CLONE_NEWNET);
+        for ns in [&self.pod, &self.host] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", ns])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+fn tx_generic(ethtool_k: &str) -> &str {
+    ethtool_k
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tx-checksum-ip-generic: "))
+        .unwrap_or("?")
+}
+
+struct Reply {
+    code: Option<i32>,
+    stdout: Vec<u8>,
+    stderr: String,
+}
+
+fn exec(env: &[(String, String)], stdin: &[u8]) -> Reply {
+    let mut child = Command::new(BIN)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the plugin");
+    // The plugin may reject the input before reading all of it.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
+    Reply {
+        code: out.status.code(),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// How a case changes the good invocation.
+enum Edit {
+    /// Set (Some) or remove (None) an environment variable.
+    Env(&'static str, Option<&'static str>),
+    /// Replace stdin with these bytes.
+    Stdin(&'static [u8]),
+    /// Set (Some) or remove (None) a top-level config field.
+    Field(&'static str, Option<Value>),
+    /// Replace the whole config.
+    Config(Value),
+}
+
+struct Case {
+    name: &'static str,
+    command: &'static str,
+    edits: Vec<Edit>,
+    code: u64,
+    /// A piece of the message, so the case fails for the reason it names.
+    msg: &'static str,
+}
+
+fn case(name: &'static str, code: u64, msg: &'static str, edits: Vec<Edit>) -> Case {
+    Case {
+        name,
+        command: "ADD",
+        edits,
+        code,
+        msg,
+    }
+}
+
+fn prev_result(netns: &str) -> Value {
+    json!({
+        "cniVersion": "1.0.0",
+        "interfaces": [
+            {"name": HOST_IF, "mac": "aa:bb:cc:dd:ee:01"},
+            {"name": POD_IF, "mac": "aa:bb:cc:dd:ee:02", "sandbox": netns}
+        ],
+        "ips": [{"address": "10.251.0.2/24", "gateway": "10.251.0.1", "interface": 1}],
+        "routes": [{"dst": "0.0.0.0/0", "gw": "10.251.0.1"}]
+    })
+}
+
+fn good_config(netns: &str) -> Value {
+    json!({
+        "cniVersion": "1.0.0",
+        "name": "bad-input",
+        "type": "csum-offload",
+        "hostDriver": "txgbe",
+        "prevResult": prev_result(netns)
+    })
+}
+
+/// Runs every case against one lab, checking each as it goes.
+fn run_cases(cases: Vec<Case>) {
+    let lab = Lab::new();
+    let before = lab.features();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut env = lab.env(case.command);
+        let mut config = good_config(&lab.netns());
+        let mut stdin = None;
+        for edit in &case.edits {
+            match edit {
+                Edit::Env(key, value) => {
+                    env.retain(|(k, _)| k != key);
+                    if let Some(v) = value {
+                        env.push((key.to_string(), v.to_string()));
+                    }
+                }
+                Edit::Stdin(bytes) => stdin = Some(bytes.to_vec()),
+                Edit::Field(key, value) => {
+                    let obj = config.as_object_mut().unwrap();
+                    match value {
+                        Some(v) => obj.insert(key.to_string(), v.clone()),
+                        None => obj.remove(*key),
+                    };
+                }
+                Edit::Config(v) => config = v.clone(),
+            }
+        }
+        let stdin = stdin.unwrap_or_else(|| config.to_string().into_bytes());
+        let reply = exec(&env, &stdin);
+        if let Err(why) = judge(case, &reply) {
+            failures.push(format!(
+                "{} ({}): {why}\n  stdout: {}\n  stderr: {}",
+                case.name,
+                case.command,
+                String::from_utf8_lossy(&reply.stdout),
+                reply.stderr.trim()
+            ));
+        }
+        let after = lab.features();
+        assert_eq!(
+            before, after,
+            "case {:?} changed the veth features",
+            case.name
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+fn judge(case: &Case, reply: &Reply) -> Result<(), String> {
+    match reply.code {
+        Some(0) => return Err("exit code 0".into()),
+        None => return Err("killed by a signal".into()),
+        Some(_) => {}
+    }
+    let v: Value = serde_json::from_slice(&reply.stdout)
+        .map_err(|e| format!("stdout is not one JSON value: {e}"))?;
+    if v["code"] != case.code {
+        return Err(format!("code {} instead of {}", v["code"], case.code));
+    }
+    let msg = v["msg"].as_str().ok_or("no msg string")?;
+    if !msg.contains(case.msg) {
+        return Err(format!("msg {msg:?} does not contain {:?}", case.msg));
+    }
+    if !v["cniVersion"].is_string() {
+        return Err("no cniVersion in the error object".into());
+    }
+    Ok(())
+}
+
+/// The control: the lab and the good invocation work, and the good ADD
+/// does change the features (so "unchanged" in the other tests means
+/// something).
+#[test]
+fn control_good_add_changes_both_ends() {
+    let lab = Lab::new();
+    let config = good_config(&lab.netns());
+    let reply = exec(&lab.env("ADD"), config.to_string().as_bytes());
+    assert_eq!(reply.code, Some(0), "stderr: {}", reply.stderr);
+    let out: Value = serde_json::from_slice(&reply.stdout).unwrap();
+    assert_eq!(out, config["prevResult"]);
+    let (pod, host) = lab.features();
+    assert_eq!(tx_generic(&pod), "off");
+    assert_eq!(tx_generic(&host), "off");
+}
+
+#[test]
+fn malformed_environment() {
+    use Edit::Env;
+    let nonexistent = "/run/netns/bi-no-such-netns";
+    run_cases(vec![
+        case(
+            "empty CNI_COMMAND",
+            4,
+            "unknown CNI_COMMAND",
+            vec![Env("CNI_COMMAND", Some(""))],
+        ),
+        case(
+            "lower-case command",
+            4,
+            "unknown CNI_COMMAND",
+            vec![Env("CNI_COMMAND", Some("add"))],
+        ),
+        case(
+            "unknown command",
+            4,
+            "unknown CNI_COMMAND",
+            vec![Env("CNI_COMMAND", Some("ATTACH"))],
+        ),
+        case(
+            "no CNI_CONTAINERID",
+            4,
+            "CNI_CONTAINERID is required",
+            vec![Env("CNI_CONTAINERID", None)],
+        ),
+        case(
+            "empty CNI_CONTAINERID",
+            4,
+            "CNI_CONTAINERID is required",
+            vec![Env("CNI_CONTAINERID", Some(""))],
+        ),
+        case(
+            "CNI_CONTAINERID starts with '-'",
+            4,
+            "CNI_CONTAINERID",
+            vec![Env("CNI_CONTAINERID", Some("-abc"))],
+        ),
+        case(
+            "CNI_CONTAINERID with a space",
+            4,
+            "CNI_CONTAINERID",
+            vec![Env("CNI_CONTAINERID", Some("ab c"))],
+        ),
+        case(
+            "CNI_CONTAINERID with a slash",
+            4,
+            "CNI_CONTAINERID",
+            vec![Env("CNI_CONTAINERID", Some("ab/../c"))],
+        ),
+        case(
+            "no CNI_NETNS",
+            4,
+            "CNI_NETNS is required",
+            vec![Env("CNI_NETNS", None)],
+        ),
+        case(
+            "empty CNI_NETNS",
+            4,
+            "CNI_NETNS is required",
+            vec![Env("CNI_NETNS", Some(""))],
+        ),
+        case(
+            "relative CNI_NETNS",
+            4,
+            "absolute path",
+            vec![Env("CNI_NETNS", Some("run/netns/x"))],
+        ),
+        case(
+            "CNI_NETNS does not exist",
+            4,
+            "bi-no-such-netns",
+            vec![Env("CNI_NETNS", Some(nonexistent))],
+        ),
+        case(
+            "CNI_NETNS is a regular file",
+            4,
+            "/etc/hostname",
+            vec![Env("CNI_NETNS", Some("/etc/hostname"))],
+        ),
+        case(
+            "CNI_NETNS is a directory",
+            4,
+            "/run/netns",
+            vec![Env("CNI_NETNS", Some("/run/netns"))],
+        ),
+        case(
+            "CNI_NETNS is the plugin's own netns",
+            4,
+            "plugin's own network namespace",
+            vec![Env("CNI_NETNS", Some("/proc/self/ns/net"))],
+        ),
+        case(
+            "CNI_NETNS is a mount namespace",
+            4,
+            "/proc/self/ns/mnt",
+            vec![Env("CNI_NETNS", Some("/proc/self/ns/mnt"))],
+        ),
+        case(
+            "no CNI_IFNAME",
+            4,
+            "CNI_IFNAME is required",
+            vec![Env("CNI_IFNAME", None)],
+        ),
+        case(
+            "CNI_IFNAME too long",
+            4,
+            "1 to 15 bytes",
+            vec![Env("CNI_IFNAME", Some("eth0-far-too-long"))],
+        ),
+        case(
+            "CNI_IFNAME with a slash",
+            4,
+            "CNI_IFNAME",
+            vec![Env("CNI_IFNAME", Some("eth/0"))],
+        ),
+        case(
+            "CNI_IFNAME '..'",
+            4,
+            "CNI_IFNAME",
+            vec![Env("CNI_IFNAME", Some(".."))],
+        ),
+        case(
+            "CNI_IFNAME not in the pod",
+            4,
+            "does not exist",
+            vec![Env("CNI_IFNAME", Some("eth9"))],
+        ),
+        case(
+            "CNI_IFNAME is the host end's name",
+            4,
+            "does not exist",
+            vec![Env("CNI_IFNAME", Some(HOST_IF))],
+        ),
+        case(
+            "failurePolicy ignore does not hide a wrong netns",
+            4,
+            "bi-no-such-netns",
+            vec![
+                Env("CNI_NETNS", Some(nonexistent)),
+                Edit::Field("failurePolicy", Some(json!("ignore"))),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn malformed_config() {
+    use Edit::{Config, Field, Stdin};
+    run_cases(vec![
+        case("empty stdin", 6, "stdin is empty", vec![Stdin(b"")]),
+        case(
+            "whitespace stdin",
+            6,
+            "stdin is empty",
+            vec![Stdin(b" \n\t ")],
+        ),
+        case(
+            "not JSON",
+            6,
+            "cannot decode",
+            vec![Stdin(b"hostDriver: txgbe")],
+        ),
+        case(
+            "truncated JSON",
+            6,
+            "cannot decode",
+            vec![Stdin(br#"{"cniVersion":"1.0.0","name":"#)],
+        ),
+        case("a JSON array", 6, "cannot decode", vec![Stdin(b"[]")]),
+        case(
+            "a JSON string",
+            6,
+            "cannot decode",
+            vec![Stdin(br#""cniVersion""#)],
+        ),
+        case(
+            "invalid UTF-8",
+            6,
+            "cannot decode",
+            vec![Stdin(b"{\"cniVersion\":\"1.0.0\",\"name\":\"\xff\xfe\"}")],
+        ),
+        case("NUL bytes", 6, "cannot decode", vec![Stdin(b"\0\0\0\0")]),
+        case(
+            "trailing garbage",
+            6,
+            "cannot decode",
+            vec![Stdin(br#"{"cniVersion":"1.0.0"} {"#)],
+        ),
+        case(
+            "no cniVersion",
+            1,
+            "no cniVersion",
+            vec![Field("cniVersion", None)],
+        ),
+        case(
+            "cniVersion 0.2.0",
+            1,
+            "not supported",
+            vec![Field("cniVersion", Some(json!("0.2.0")))],
+        ),
+        case(
+            "cniVersion from the future",
+            1,
+            "not supported",
+            vec![Field("cniVersion", Some(json!("9.9.9")))],
+        ),
+        case(
+            "cniVersion not x.y.z",
+            1,
+            "not supported",
+            vec![Field("cniVersion", Some(json!("1.0")))],
+        ),
+        case(
+            "cniVersion a number",
+            6,
+            "cniVersion must be a string",
+            vec![Field("cniVersion", Some(json!(1.0)))],
+        ),
+        case(
+            "cniVersion null",
+            6,
+            "cniVersion must be a string",
+            vec![Field("cniVersion", Some(Value::Null))],
+        ),
+        case(
+            "misspelt field",
+            7,
+            "unknown field \"hostDriverr\"",
+            vec![Field("hostDriverr", Some(json!("txgbe")))],
+        ),
+        case(
+            "hostDriver a number",
+            7,
+            "hostDriver must be a string",
+            vec![Field("hostDriver", Some(json!(5)))],
+        ),
+        case(
+            "hostDriver empty",
+            7,
+            "hostDriver must not be empty",
+            vec![Field("hostDriver", Some(json!("")))],
+        ),
+        case(
+            "hostInterface too long",
+            7,
+            "1 to 15 bytes",
+            vec![Field("hostInterface", Some(json!("uplink-name-too-long")))],
+        ),
+        case(
+            "hostInterface with a slash",
+            7,
+            "hostInterface",
+            vec![Field("hostInterface", Some(json!("../eth0")))],
+        ),
+        case(
+            "drivers not an object",
+            7,
+            "drivers must be an object",
+            vec![Field("drivers", Some(json!(["txgbe"])))],
+        ),
+        case(
+            "driver setting not a boolean",
+            7,
+            "drivers.txgbe.tx must be true or false",
+            vec![Field("drivers", Some(json!({"txgbe": {"tx": "off"}})))],
+        ),
+        case(
+            "unknown offload feature",
+            7,
+            "unknown offload feature \"txcsum\"",
+            vec![Field("drivers", Some(json!({"txgbe": {"txcsum": false}})))],
+        ),
+        case(
+            "contradicting settings",
+            7,
+            "contradict",
+            vec![Field(
+                "drivers",
+                Some(json!({"txgbe": {"tx": false, "tx-checksum-ip-generic": true}})),
+            )],
+        ),
+        case(
+            "default not an object",
+            7,
+            "default must be an object",
+            vec![Field("default", Some(json!(false)))],
+        ),
+        case(
+            "apply unknown",
+            7,
+            "apply must be",
+            vec![Field("apply", Some(json!("pod")))],
+        ),
+        case(
+            "apply a boolean",
+            7,
+            "apply must be a string",
+            vec![Field("apply", Some(json!(true)))],
+        ),
+        case(
+            "failurePolicy unknown",
+            7,
+            "failurePolicy must be",
+            vec![Field("failurePolicy", Some(json!("warn")))],
+        ),
+        case(
+            "logFile relative",
+            7,
+            "logFile must be an absolute path",
+            vec![Field("logFile", Some(json!("csum.log")))],
+        ),
+        case(
+            "logLevel unknown",
+            7,
+            "logLevel must be one of",
+            vec![Field("logLevel", Some(json!("verbose")))],
+        ),
+        case(
+            "CHECK needs 0.4.0 or later",
+            1,
+            "does not allow CHECK",
+            vec![
+                Config(
+                    json!({"cniVersion": "0.3.1", "name": "n", "type": "csum-offload", "hostDriver": "txgbe", "prevResult": {"cniVersion": "0.3.1"}}),
+                ),
+                Edit::Env("CNI_COMMAND", Some("CHECK")),
+            ],
+        ),
+    ]);
+}
+
+#[test]
+fn malformed_prev_result() {
+    use Edit::{Field, Stdin};
+    // Nested deeper than serde_json's limit (128): an error, not a stack
+    // overflow.
+    let deep: &'static str = Box::leak(
+        format!(
+            r#"{{"cniVersion":"1.0.0","name":"n","type":"csum-offload","hostDriver":"txgbe","prevResult":{{"cniVersion":"1.0.0","x":{}1{}}}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        )
+        .into_boxed_str(),
+    );
+    run_cases(vec![
+        case(
+            "no prevResult",
+            7,
+            "requires prevResult",
+            vec![Field("prevResult", None)],
+        ),
+        case(
+            "prevResult null",
+            7,
+            "requires prevResult",
+            vec![Field("prevResult", Some(Value::Null))],
+        ),
+        case(
+            "prevResult an array",
+            7,
+            "prevResult must be an object",
+            vec![Field("prevResult", Some(json!([{"cniVersion": "1.0.0"}])))],
+        ),
+        case(
+            "prevResult a string",
+            7,
+            "prevResult must be an object",
+            vec![Field("prevResult", Some(json!("{}")))],
+        ),
+        case(
+            "prevResult a number",
+            7,
+            "prevResult must be an object",
+            vec![Field("prevResult", Some(json!(0)))],
+        ),
+        case(
+            "prevResult a boolean",
+            7,
+            "prevResult must be an object",
+            vec![Field("prevResult", Some(json!(true)))],
+        ),
+        case(
+            "prevResult of an unsupported version",
+            1,
+            "prevResult cniVersion \"0.2.0\"",
+            vec![Field(
+                "prevResult",
+                Some(json!({"cniVersion": "0.2.0", "ip4": {"ip": "10.251.0.2/24"}})),
+            )],
+        ),
+        case(
+            "prevResult nested past the parser's limit",
+            7,
+            "recursion limit",
+            vec![Stdin(deep.as_bytes())],
+        ),
+        case(
+            "prevResult version not x.y.z",
+            1,
+            "prevResult cniVersion",
+            vec![Field(
+                "prevResult",
+                Some(json!({"cniVersion": "banana", "ips": []})),
+            )],
+        ),
+    ]);
+}
+
+/// DEL must not fail on a plugin setting (that would stop the runtime's DEL
+/// of the whole chain), but input it cannot read at all is still an error.
+#[test]
+fn malformed_del() {
+    use Edit::{Env, Field, Stdin};
+    let del = |name, code, msg, edits| Case {
+        name,
+        command: "DEL",
+        edits,
+        code,
+        msg,
+    };
+    run_cases(vec![
+        del(
+            "DEL with empty stdin",
+            6,
+            "stdin is empty",
+            vec![Stdin(b"")],
+        ),
+        del(
+            "DEL with non-JSON",
+            6,
+            "cannot decode",
+            vec![Stdin(b"not json")],
+        ),
+        del(
+            "DEL with an unsupported version",
+            1,
+            "not supported",
+            vec![Field("cniVersion", Some(json!("0.1.0")))],
+        ),
+        del(
+            "DEL without CNI_CONTAINERID",
+            4,
+            "CNI_CONTAINERID is required",
+            vec![Env("CNI_CONTAINERID", None)],
+        ),
+        del(
+            "DEL without CNI_IFNAME",
+            4,
+            "CNI_IFNAME is required",
+            vec![Env("CNI_IFNAME", None)],
+        ),
+        del(
+            "DEL with a relative CNI_NETNS",
+            4,
+            "absolute path",
+            vec![Env("CNI_NETNS", Some("netns"))],
+        ),
+    ]);
+}
