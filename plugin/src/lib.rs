@@ -8,6 +8,7 @@ pub mod config;
 pub mod detect;
 pub mod ethtool;
 pub mod features;
+pub mod install;
 pub mod link;
 pub mod logger;
 pub mod netlink;

@@ -13,6 +13,18 @@ Operator commands:
       show the uplink chain, the NIC driver and the settings pods would get
   csum-offload inspect --netns PATH [--ifname eth0] [--json]
       show the offload features of a pod's interface and of its host peer
+  csum-offload install [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--config FILE]
+                       [--once | --check] [--remove-binary] [--log-level LEVEL]
+      copy this binary into the CNI bin dir and add the csum-offload entry
+      (from FILE, default: built-in policy) to the node's primary network
+      config; keep it there until SIGTERM/SIGINT, then remove it.
+      --once: install and exit; --check: exit 0 only if the entry is in place
+      (the DaemonSet's readiness probe). Defaults: /host/etc/cni/net.d,
+      /host/opt/cni/bin; env CSUM_OFFLOAD_CNI_CONF_DIR, CSUM_OFFLOAD_CNI_BIN_DIR,
+      CSUM_OFFLOAD_CONFIG override them.
+  csum-offload uninstall [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--remove-binary]
+      remove the csum-offload entry from every network config (restoring a
+      .conf that install converted); the binary stays unless --remove-binary
   csum-offload --version | --help
 ";
 
@@ -51,6 +63,8 @@ fn main() {
         "--help" | "-h" | "help" => Ok(HELP.trim_end().to_string()),
         "detect" => cli::detect_command(Args::new(args)),
         "inspect" => cli::inspect_command(Args::new(args)),
+        "install" => csum_offload::install::install_command(Args::new(args)),
+        "uninstall" => csum_offload::install::uninstall_command(Args::new(args)),
         "" => Err("no command given and CNI_COMMAND is not set; see --help".to_string()),
         other => Err(format!("unknown command {other:?}; see --help")),
     };

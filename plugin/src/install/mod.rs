@@ -1,0 +1,352 @@
+//! Installer mode: `csum-offload install` puts the binary into the node's
+//! CNI bin dir and our entry into its primary network config, and keeps it
+//! there; `csum-offload uninstall` takes it out again. The DaemonSet runs
+//! `install`; see docs/install.md.
+
+pub mod conflist;
+pub mod files;
+pub mod throttle;
+mod watch;
+
+use crate::cli::{describe_detection, Args};
+use crate::detect::{self, Detection};
+use crate::netlink::RouteSocket;
+use conflist::{select_primary, EditError, Entry, SkipReason, Step, PLUGIN_TYPE};
+use files::{FsError, Snapshot};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_CONF_DIR: &str = "/host/etc/cni/net.d";
+pub const DEFAULT_BIN_DIR: &str = "/host/opt/cni/bin";
+/// A file before the primary that is invalid and younger than this is
+/// probably being written right now (non-atomically): wait for it instead
+/// of editing the next file.
+const FRESH: Duration = Duration::from_secs(2);
+
+/// Installer settings from flags, then environment, then defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub conf_dir: PathBuf,
+    pub bin_dir: PathBuf,
+    pub config: Option<PathBuf>,
+    pub remove_binary: bool,
+}
+
+impl Options {
+    fn from_args(args: &mut Args, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let pick = |flag: Option<String>, var: &str, default: Option<&str>| {
+            flag.or_else(|| env(var).filter(|v| !v.is_empty()))
+                .or(default.map(String::from))
+                .map(PathBuf::from)
+        };
+        let conf_dir = args.value("--cni-conf-dir")?;
+        let bin_dir = args.value("--cni-bin-dir")?;
+        Ok(Self {
+            conf_dir: pick(
+                conf_dir,
+                "CSUM_OFFLOAD_CNI_CONF_DIR",
+                Some(DEFAULT_CONF_DIR),
+            )
+            .unwrap_or_default(),
+            bin_dir: pick(bin_dir, "CSUM_OFFLOAD_CNI_BIN_DIR", Some(DEFAULT_BIN_DIR))
+                .unwrap_or_default(),
+            config: None,
+            remove_binary: args.flag("--remove-binary"),
+        })
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn init_logger(args: &mut Args) -> Result<(), String> {
+    let level = match args.value("--log-level")?.as_deref() {
+        None | Some("info") => log::LevelFilter::Info,
+        Some("debug") => log::LevelFilter::Debug,
+        Some("warn") => log::LevelFilter::Warn,
+        Some("error") => log::LevelFilter::Error,
+        Some(other) => {
+            return Err(format!(
+                "--log-level must be error, warn, info or debug, got {other:?}"
+            ))
+        }
+    };
+    crate::logger::init(level, None, "install".into());
+    Ok(())
+}
+
+/// Reads and validates the entry from the config file (None: defaults).
+pub fn load_entry(path: Option<&Path>) -> Result<Entry, String> {
+    let Some(path) = path else {
+        return Ok(Entry::default_entry());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Entry::from_config(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn install_command(mut args: Args) -> Result<String, String> {
+    let mut opts = Options::from_args(&mut args, env)?;
+    opts.config = args
+        .value("--config")?
+        .or_else(|| env("CSUM_OFFLOAD_CONFIG").filter(|v| !v.is_empty()))
+        .map(PathBuf::from);
+    let once = args.flag("--once");
+    let check = args.flag("--check");
+    if once && check {
+        return Err("--once and --check do not go together".into());
+    }
+    if check {
+        args.finish()?;
+        return check_installed(&opts);
+    }
+    init_logger(&mut args)?;
+    args.finish()?;
+    // A bad config never reaches a conflist: validate before anything.
+    let entry = load_entry(opts.config.as_deref())?;
+    log::info!(
+        "csum-offload {} installer: conf dir {}, bin dir {}, entry {}",
+        env!("CARGO_PKG_VERSION"),
+        opts.conf_dir.display(),
+        opts.bin_dir.display(),
+        entry.as_value()
+    );
+    log_detection(&entry);
+    std::fs::create_dir_all(&opts.conf_dir)
+        .map_err(|e| format!("{}: {e}", opts.conf_dir.display()))?;
+    files::remove_stale_temps(&opts.conf_dir);
+    files::remove_stale_temps(&opts.bin_dir);
+    copy_binary(&opts.bin_dir)?;
+    if once {
+        return install_once(&opts.conf_dir, &entry);
+    }
+    watch::run(&opts, entry)
+}
+
+pub fn uninstall_command(mut args: Args) -> Result<String, String> {
+    let opts = Options::from_args(&mut args, env)?;
+    init_logger(&mut args)?;
+    args.finish()?;
+    let mut done = remove_entries(&opts.conf_dir).map_err(|e| e.to_string())?;
+    if opts.remove_binary {
+        done.push(remove_binary(&opts.bin_dir)?);
+    }
+    if done.is_empty() {
+        done.push(format!(
+            "no csum-offload entry in {}; nothing to do",
+            opts.conf_dir.display()
+        ));
+    }
+    Ok(done.join("\n"))
+}
+
+fn copy_binary(bin_dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(bin_dir).map_err(|e| format!("{}: {e}", bin_dir.display()))?;
+    let me = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    match files::install_binary(&me, bin_dir, PLUGIN_TYPE) {
+        Ok(true) => log::info!("installed {}", bin_dir.join(PLUGIN_TYPE).display()),
+        Ok(false) => log::info!("{} is up to date", bin_dir.join(PLUGIN_TYPE).display()),
+        Err(e) => return Err(format!("cannot install the binary: {e}")),
+    }
+    Ok(())
+}
+
+fn remove_binary(bin_dir: &Path) -> Result<String, String> {
+    let path = bin_dir.join(PLUGIN_TYPE);
+    match files::remove_binary(bin_dir, PLUGIN_TYPE) {
+        Ok(true) => Ok(format!("removed {}", path.display())),
+        Ok(false) => Ok(format!("{} was not there", path.display())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Logs what the plugin will find on this node, so `kubectl logs` on the
+/// DaemonSet tells an operator what each node does.
+fn log_detection(entry: &Entry) {
+    let config = match entry.plugin_config() {
+        Ok(c) => c,
+        Err(e) => return log::warn!("detection skipped: {e}"),
+    };
+    let detection = match &config.host_driver {
+        Some(driver) => Ok(Detection::from_driver(&config.policy, driver)),
+        None => RouteSocket::open()
+            .map_err(|e| format!("netlink socket: {e}"))
+            .and_then(|mut s| {
+                detect::detect(&mut s, config.host_interface.as_deref(), &config.policy)
+            }),
+    };
+    match detection {
+        Ok(d) => {
+            for line in describe_detection(&d).lines() {
+                log::info!("detect: {line}");
+            }
+        }
+        Err(e) => log::warn!(
+            "detect: {e} (pods on this node will get the same error from the plugin; \
+             the installer needs hostNetwork to see the node's uplink)"
+        ),
+    }
+}
+
+/// What one pass over the conf dir found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The entry is in `file`; `wrote` says whether this pass put it there.
+    Installed { file: String, wrote: bool },
+    /// No loadable network config yet.
+    NoConfig,
+    /// The entry cannot go in (e.g. an unsupported cniVersion); nothing
+    /// was written. Retried when the directory changes.
+    Blocked(String),
+    /// Something is mid-write; look again shortly.
+    Retry(String),
+}
+
+/// One pass: find the primary config and make it hold `entry`. `notes`
+/// gets one line per file the runtime would skip.
+pub fn reconcile(
+    conf_dir: &Path,
+    entry: &Entry,
+    notes: &mut Vec<String>,
+) -> Result<Outcome, FsError> {
+    let snap = Snapshot::read(conf_dir)?;
+    let selection = select_primary(&snap.files);
+    for (file, why) in &selection.skipped {
+        let fresh = snap.age(&file.name).is_some_and(|age| age < FRESH);
+        if fresh && matches!(why, SkipReason::Empty | SkipReason::Invalid(_)) {
+            return Ok(Outcome::Retry(format!(
+                "{} is being written ({why})",
+                file.name
+            )));
+        }
+        notes.push(format!(
+            "{}: skipped, as the runtime skips it: {why}",
+            file.name
+        ));
+    }
+    let Some(primary) = selection.primary else {
+        return Ok(Outcome::NoConfig);
+    };
+    let plan = match conflist::plan_insert(&snap.files, primary, entry) {
+        Ok(plan) => plan,
+        Err(e @ EditError::Unreadable { .. }) => return Ok(Outcome::Retry(e.to_string())),
+        Err(e) => return Ok(Outcome::Blocked(e.to_string())),
+    };
+    let file = match plan.first() {
+        Some(Step::Write { name, .. }) => name.clone(),
+        _ => primary.name.clone(),
+    };
+    if plan.is_empty() {
+        return Ok(Outcome::Installed { file, wrote: false });
+    }
+    match snap.execute(conf_dir, &plan) {
+        Ok(()) => Ok(Outcome::Installed { file, wrote: true }),
+        Err(FsError::Changed(path)) => Ok(Outcome::Retry(format!(
+            "{} changed while being edited",
+            path.display()
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+fn install_once(conf_dir: &Path, entry: &Entry) -> Result<String, String> {
+    // A few quick retries cover a file caught mid-write.
+    for _ in 0..20 {
+        let mut notes = Vec::new();
+        let outcome = reconcile(conf_dir, entry, &mut notes).map_err(|e| e.to_string())?;
+        for n in &notes {
+            log::warn!("{n}");
+        }
+        match outcome {
+            Outcome::Installed { file, wrote } => {
+                let path = conf_dir.join(file);
+                return Ok(if wrote {
+                    format!("added the csum-offload entry to {}", path.display())
+                } else {
+                    format!("{} already has the csum-offload entry", path.display())
+                });
+            }
+            Outcome::NoConfig => {
+                return Err(format!(
+                    "no network config in {} to add the entry to (is the primary CNI installed?)",
+                    conf_dir.display()
+                ))
+            }
+            Outcome::Blocked(why) => return Err(why),
+            Outcome::Retry(why) => {
+                log::info!("{why}; retrying");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        }
+    }
+    Err(format!(
+        "{}: files kept changing; try again",
+        conf_dir.display()
+    ))
+}
+
+/// Takes our entry out of every config file; returns what it did.
+pub fn remove_entries(conf_dir: &Path) -> Result<Vec<String>, FsError> {
+    let mut last = None;
+    for _ in 0..20 {
+        let snap = match Snapshot::read(conf_dir) {
+            Ok(s) => s,
+            Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Vec::new())
+            }
+            Err(e) => return Err(e),
+        };
+        let plan = conflist::plan_remove_all(&snap.files);
+        match snap.execute(conf_dir, &plan) {
+            Ok(()) => return Ok(plan.iter().map(|s| describe_step(conf_dir, s)).collect()),
+            Err(e @ FsError::Changed(_)) => {
+                last = Some(e);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or(FsError::Changed(conf_dir.to_path_buf())))
+}
+
+fn describe_step(dir: &Path, step: &Step) -> String {
+    match step {
+        Step::Write { name, .. } => {
+            format!(
+                "removed the csum-offload entry from {}",
+                dir.join(name).display()
+            )
+        }
+        Step::Rename { from, to } => format!(
+            "restored {} (from {})",
+            dir.join(to).display(),
+            dir.join(from).display()
+        ),
+        Step::Remove { name } => format!("removed {}", dir.join(name).display()),
+    }
+}
+
+/// The readiness check: the binary is in place and the primary config
+/// holds exactly the entry the config file asks for.
+fn check_installed(opts: &Options) -> Result<String, String> {
+    let entry = load_entry(opts.config.as_deref())?;
+    if !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
+        return Err(format!(
+            "{} is missing",
+            opts.bin_dir.join(PLUGIN_TYPE).display()
+        ));
+    }
+    let snap = Snapshot::read(&opts.conf_dir).map_err(|e| e.to_string())?;
+    let primary = select_primary(&snap.files)
+        .primary
+        .ok_or_else(|| format!("no network config in {} yet", opts.conf_dir.display()))?;
+    let path = opts.conf_dir.join(&primary.name);
+    match conflist::has_entry(&snap.files, primary, &entry) {
+        Ok(true) => Ok(format!("ok: {} has the csum-offload entry", path.display())),
+        Ok(false) => Err(format!(
+            "{} does not have the current csum-offload entry",
+            path.display()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,258 @@
+//! The DaemonSet's main loop: keep the entry in the primary config while
+//! the primary CNI rewrites it, and take it out on SIGTERM/SIGINT.
+//!
+//! One thread, one `poll` over an inotify fd (conf dir and config dir) and
+//! a signalfd: no signal handler races, and a SIGTERM that arrives during
+//! an edit waits until that edit is complete.
+
+use super::conflist::{is_config_name, Entry, BACKUP_SUFFIX};
+use super::throttle::Throttle;
+use super::{load_entry, reconcile, remove_binary, remove_entries, Options, Outcome};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Events arriving together (write + rename + chmod) make one pass.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+/// A full pass even without events: covers missed events on odd
+/// filesystems and lets the throttle see a settled file.
+const RESYNC: Duration = Duration::from_secs(10);
+const RETRY: Duration = Duration::from_millis(300);
+const ERROR_RETRY: Duration = Duration::from_secs(2);
+
+fn conf_dir_events() -> AddWatchFlags {
+    AddWatchFlags::IN_CLOSE_WRITE
+        | AddWatchFlags::IN_MOVED_TO
+        | AddWatchFlags::IN_MOVED_FROM
+        | AddWatchFlags::IN_CREATE
+        | AddWatchFlags::IN_DELETE
+        | AddWatchFlags::IN_DELETE_SELF
+        | AddWatchFlags::IN_MOVE_SELF
+}
+
+/// Logs a state only when it changes, so a node waiting for its CNI says
+/// so once, not every pass.
+#[derive(Default)]
+struct StatusLog {
+    last: String,
+    notes: Vec<String>,
+}
+
+impl StatusLog {
+    fn set(&mut self, level: log::Level, status: String) {
+        if status != self.last {
+            log::log!(level, "{status}");
+            self.last = status;
+        }
+    }
+
+    fn notes(&mut self, notes: Vec<String>) {
+        for n in notes.iter().filter(|n| !self.notes.contains(n)) {
+            log::warn!("{n}");
+        }
+        self.notes = notes;
+    }
+}
+
+fn watch_conf_dir(inotify: &Inotify, dir: &Path) -> Option<WatchDescriptor> {
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        log::warn!("{}: {e}", dir.display());
+        return None;
+    }
+    match inotify.add_watch(dir, conf_dir_events()) {
+        Ok(wd) => Some(wd),
+        Err(e) => {
+            log::warn!("cannot watch {}: {e}", dir.display());
+            None
+        }
+    }
+}
+
+pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
+    // Signals first, so a SIGTERM during start-up still takes the exit path.
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.thread_block()
+        .map_err(|e| format!("cannot block signals: {e}"))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| format!("signalfd: {e}"))?;
+    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+        .map_err(|e| format!("inotify: {e}"))?;
+    let conf_dir = opts.conf_dir.as_path();
+    let mut conf_wd = watch_conf_dir(&inotify, conf_dir);
+    // The config file is a ConfigMap volume: kubelet swaps a `..data`
+    // symlink in its directory when the ConfigMap changes.
+    let config_wd = opts.config.as_deref().and_then(|path| {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+        inotify
+            .add_watch(
+                dir,
+                AddWatchFlags::IN_CLOSE_WRITE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CREATE,
+            )
+            .map_err(|e| log::warn!("cannot watch {} for config changes: {e}", dir.display()))
+            .ok()
+    });
+
+    let mut status = StatusLog::default();
+    let mut config_error = String::new();
+    let mut throttle = Throttle::default();
+    let mut due = Some(Instant::now());
+    let mut reload = false;
+    let mut next_resync = Instant::now() + RESYNC;
+    loop {
+        let now = Instant::now();
+        if due.is_some_and(|d| d <= now) || now >= next_resync {
+            due = None;
+            next_resync = now + RESYNC;
+            if reload {
+                reload = false;
+                match load_entry(opts.config.as_deref()) {
+                    Ok(new) if new != entry => {
+                        log::info!("config changed; new entry {}", new.as_value());
+                        entry = new;
+                        config_error.clear();
+                    }
+                    Ok(_) => config_error.clear(),
+                    Err(e) if e != config_error => {
+                        log::error!("{e}; keeping the previous entry (the readiness check fails until the config is fixed)");
+                        config_error = e;
+                    }
+                    Err(_) => {}
+                }
+            }
+            if conf_wd.is_none() {
+                conf_wd = watch_conf_dir(&inotify, conf_dir);
+            }
+            if let Some(t) = throttle.not_before(now) {
+                due = Some(t);
+            } else {
+                let mut notes = Vec::new();
+                let outcome = reconcile(conf_dir, &entry, &mut notes);
+                status.notes(notes);
+                match outcome {
+                    Ok(Outcome::Installed { file, wrote: true }) => {
+                        log::info!(
+                            "csum-offload entry written to {}",
+                            conf_dir.join(&file).display()
+                        );
+                        status.last = format!("entry in place in {file}");
+                        if let Some(warning) = throttle.record(now) {
+                            log::warn!("{}: {warning}", conf_dir.join(&file).display());
+                        }
+                    }
+                    Ok(Outcome::Installed { file, wrote: false }) => {
+                        throttle.settled(now);
+                        status.set(log::Level::Info, format!("entry in place in {file}"));
+                    }
+                    Ok(Outcome::NoConfig) => status.set(
+                        log::Level::Info,
+                        format!(
+                            "waiting for a network config in {} (written by the primary CNI)",
+                            conf_dir.display()
+                        ),
+                    ),
+                    Ok(Outcome::Blocked(why)) => status.set(log::Level::Error, why),
+                    Ok(Outcome::Retry(why)) => {
+                        log::debug!("{why}; looking again shortly");
+                        due = Some(now + RETRY);
+                    }
+                    Err(e) => {
+                        status.set(log::Level::Warn, format!("{e}; retrying"));
+                        due = Some(now + ERROR_RETRY);
+                    }
+                }
+            }
+        }
+
+        let wake = due.map_or(next_resync, |d| d.min(next_resync));
+        let wait = wake.saturating_duration_since(Instant::now());
+        let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+        let mut fds = [
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(format!("poll: {e}")),
+        }
+        let signal_ready = fds[0].any().unwrap_or(false);
+        let inotify_ready = fds[1].any().unwrap_or(false);
+        if signal_ready {
+            if let Ok(Some(info)) = signals.read_signal() {
+                let name = Signal::try_from(info.ssi_signo as i32)
+                    .map(|s| s.as_str())
+                    .unwrap_or("signal");
+                log::info!("{name} received; removing the csum-offload entry");
+                return shut_down(opts);
+            }
+        }
+        if inotify_ready {
+            let events = match inotify.read_events() {
+                Ok(e) => e,
+                Err(nix::errno::Errno::EAGAIN) => Vec::new(),
+                Err(e) => return Err(format!("inotify: {e}")),
+            };
+            let soon = Instant::now() + DEBOUNCE;
+            for ev in events {
+                if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                    due = Some(due.map_or(soon, |d| d.min(soon)));
+                    reload = config_wd.is_some();
+                    continue;
+                }
+                if Some(ev.wd) == conf_wd {
+                    if ev.mask.intersects(
+                        AddWatchFlags::IN_IGNORED
+                            | AddWatchFlags::IN_DELETE_SELF
+                            | AddWatchFlags::IN_MOVE_SELF,
+                    ) {
+                        log::warn!(
+                            "{} was removed or moved; watching for it again",
+                            conf_dir.display()
+                        );
+                        let _ = conf_wd.take().map(|wd| inotify.rm_watch(wd));
+                        due = Some(Instant::now() + ERROR_RETRY);
+                        continue;
+                    }
+                    let name = ev.name.as_ref().map(|n| n.to_string_lossy().into_owned());
+                    let relevant =
+                        name.is_some_and(|n| is_config_name(&n) || n.ends_with(BACKUP_SUFFIX));
+                    if relevant {
+                        due = Some(due.map_or(soon, |d| d.min(soon)));
+                    }
+                } else if Some(ev.wd) == config_wd {
+                    reload = true;
+                    due = Some(due.map_or(soon, |d| d.min(soon)));
+                }
+            }
+        }
+    }
+}
+
+/// The SIGTERM path: entry out (original `.conf` restored), binary kept
+/// unless asked: pods that exist still need it for their DEL.
+fn shut_down(opts: &Options) -> Result<String, String> {
+    let mut done = remove_entries(&opts.conf_dir).map_err(|e| {
+        log::error!("cannot remove the entry: {e}");
+        e.to_string()
+    })?;
+    if opts.remove_binary {
+        done.push(remove_binary(&opts.bin_dir)?);
+    } else {
+        log::info!(
+            "keeping {} for the DEL of pods created with it",
+            opts.bin_dir.join(super::conflist::PLUGIN_TYPE).display()
+        );
+    }
+    for line in &done {
+        log::info!("{line}");
+    }
+    Ok("csum-offload installer stopped; entry removed".to_string())
+}

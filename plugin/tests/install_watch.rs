@@ -1,0 +1,338 @@
+//! The installer's watch loop, run as the real binary on temp dirs: a
+//! second writer keeps rewriting the primary conflist (as kindnet does at
+//! start); the entry must come back, be there exactly once, every file a
+//! reader sees must be complete JSON, and SIGTERM must take it out.
+
+use serde_json::{json, Value};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_csum-offload");
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("csum-offload-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("net.d")).unwrap();
+        fs::create_dir_all(dir.join("bin")).unwrap();
+        TempDir(dir)
+    }
+    fn conf(&self) -> PathBuf {
+        self.0.join("net.d")
+    }
+    fn bin(&self) -> PathBuf {
+        self.0.join("bin")
+    }
+    fn log(&self) -> String {
+        fs::read_to_string(self.0.join("installer.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The installer process; killed if a test fails before its SIGTERM.
+struct Installer(Option<Child>);
+
+impl Installer {
+    fn start(dir: &TempDir, config: Option<&Value>) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("install")
+            .arg("--cni-conf-dir")
+            .arg(dir.conf())
+            .arg("--cni-bin-dir")
+            .arg(dir.bin())
+            .env_remove("CNI_COMMAND")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.0.join("installer.log")).unwrap());
+        if let Some(config) = config {
+            let path = dir.0.join("config.json");
+            fs::write(&path, config.to_string()).unwrap();
+            cmd.arg("--config").arg(path);
+        }
+        Installer(Some(cmd.spawn().expect("start the installer")))
+    }
+
+    /// SIGTERM, then the exit status within 10 s.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.0.take().unwrap();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "installer did not exit on SIGTERM"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Installer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read_json(path: &Path) -> Option<Value> {
+    serde_json::from_slice(&fs::read(path).ok()?).ok()
+}
+
+fn our_entries(list: &Value) -> usize {
+    list["plugins"].as_array().map_or(0, |p| {
+        p.iter().filter(|p| p["type"] == "csum-offload").count()
+    })
+}
+
+fn kindnet() -> Value {
+    json!({
+        "cniVersion": "0.3.1",
+        "name": "kindnet",
+        "plugins": [
+            {"type": "ptp", "ipMasq": false, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}, "mtu": 1500},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    })
+}
+
+/// Replaces a file the way a careful CNI does: temp file, then rename.
+fn write_atomically(path: &Path, bytes: &[u8]) {
+    let tmp = path.with_file_name(".writer-tmp");
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+fn check(dir: &TempDir, config: &Value) -> bool {
+    let path = dir.0.join("config.json");
+    fs::write(&path, config.to_string()).unwrap();
+    Command::new(BIN)
+        .args(["install", "--check", "--cni-conf-dir"])
+        .arg(dir.conf())
+        .arg("--cni-bin-dir")
+        .arg(dir.bin())
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success()
+}
+
+#[test]
+fn entry_survives_a_rewriting_primary_cni_and_leaves_on_sigterm() {
+    let dir = TempDir::new("watch-fight");
+    let primary = dir.conf().join("10-kindnet.conflist");
+    let original = serde_json::to_vec(&kindnet()).unwrap();
+    fs::write(&primary, &original).unwrap();
+    let config = json!({"hostDriver": "txgbe", "logLevel": "debug"});
+    let installer = Installer::start(&dir, Some(&config));
+    wait_for("the first insert", Duration::from_secs(20), || {
+        read_json(&primary).is_some_and(|v| our_entries(&v) == 1)
+    });
+    assert!(dir.bin().join("csum-offload").exists(), "binary copied");
+    assert!(check(&dir, &config), "readiness check passes once in place");
+
+    // A reader samples every version of the directory while it changes.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, conf) = (stop.clone(), dir.conf());
+        thread::spawn(move || {
+            let (mut reads, mut problems) = (0u32, Vec::new());
+            while !stop.load(Ordering::Relaxed) && reads < 200_000 {
+                for e in fs::read_dir(&conf).unwrap().flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let is_config = [".conf", ".conflist", ".json"]
+                        .iter()
+                        .any(|x| name.ends_with(x));
+                    if !is_config {
+                        continue;
+                    }
+                    if name != "10-kindnet.conflist" {
+                        problems.push(format!("unexpected config file {name}"));
+                        continue;
+                    }
+                    let Ok(bytes) = fs::read(e.path()) else {
+                        continue;
+                    };
+                    reads += 1;
+                    match serde_json::from_slice::<Value>(&bytes) {
+                        Ok(v) if our_entries(&v) <= 1 => {}
+                        Ok(v) => problems.push(format!("entry {} times: {v}", our_entries(&v))),
+                        Err(err) => problems.push(format!(
+                            "invalid JSON ({err}): {}",
+                            String::from_utf8_lossy(&bytes)
+                        )),
+                    }
+                }
+                thread::sleep(Duration::from_millis(1));
+            }
+            (reads, problems)
+        })
+    };
+
+    // The second writer: 40 rewrites without our entry, 25 ms apart.
+    for _ in 0..40 {
+        write_atomically(&primary, &original);
+        thread::sleep(Duration::from_millis(25));
+    }
+    // After it stops, the entry is back (within the throttle's back-off).
+    wait_for("the entry to come back", Duration::from_secs(40), || {
+        read_json(&primary).is_some_and(|v| our_entries(&v) == 1)
+    });
+    stop.store(true, Ordering::Relaxed);
+    let (reads, problems) = reader.join().unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(reads > 50, "the reader saw only {reads} versions");
+
+    let v = read_json(&primary).unwrap();
+    let mut want = kindnet();
+    want["plugins"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "csum-offload", "hostDriver": "txgbe", "logLevel": "debug"}));
+    assert_eq!(v, want, "entry last, everything else kept");
+    let log = dir.log();
+    assert!(
+        log.contains("another writer keeps"),
+        "throttle warning missing:\n{log}"
+    );
+    let writes = log.matches("csum-offload entry written to").count();
+    assert!(
+        (2..=20).contains(&writes),
+        "{writes} writes for 40 rewrites: the throttle did not hold back\n{log}"
+    );
+    assert!(
+        log.contains("detect: settings applied to pod veths: tx off"),
+        "{log}"
+    );
+
+    let status = installer.terminate();
+    assert!(status.success(), "exit status {status:?}\n{}", dir.log());
+    let after = read_json(&primary).unwrap();
+    assert_eq!(
+        after,
+        kindnet(),
+        "SIGTERM removed the entry and nothing else"
+    );
+    assert!(
+        dir.bin().join("csum-offload").exists(),
+        "binary kept by default"
+    );
+    let leftovers: Vec<_> = fs::read_dir(dir.conf())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".csum-offload"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn waits_for_a_config_converts_a_conf_follows_a_new_first_file_and_restores() {
+    let dir = TempDir::new("watch-wait");
+    let installer = Installer::start(&dir, None);
+    wait_for("the waiting message", Duration::from_secs(20), || {
+        dir.log().contains("waiting for a network config")
+    });
+    // An invalid file is left alone (and logged), not edited.
+    let bad = dir.conf().join("05-broken.conflist");
+    fs::write(&bad, b"{\"name\": \"x\", \"plugins\": [").unwrap();
+    // The primary CNI writes a single-plugin .conf.
+    let conf = dir.conf().join("10-bridge.conf");
+    let conf_bytes = br#"{"cniVersion":"1.0.0","name":"mynet","type":"bridge","bridge":"cni0","ipam":{"type":"host-local","subnet":"10.99.0.0/24"}}"#;
+    fs::write(&conf, conf_bytes).unwrap();
+    let list = dir.conf().join("10-bridge.conflist");
+    wait_for("the .conf converted", Duration::from_secs(20), || {
+        read_json(&list).is_some_and(|v| our_entries(&v) == 1) && !conf.exists()
+    });
+    assert_eq!(fs::read(&bad).unwrap(), b"{\"name\": \"x\", \"plugins\": [");
+    let log = dir.log();
+    assert_eq!(
+        log.matches("waiting for a network config").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("05-broken.conflist: skipped"), "{log}");
+
+    // A new first file appears: the entry goes there too.
+    let first = dir.conf().join("01-new.conflist");
+    fs::write(&first, serde_json::to_vec(&kindnet()).unwrap()).unwrap();
+    wait_for(
+        "the entry in the new first file",
+        Duration::from_secs(20),
+        || read_json(&first).is_some_and(|v| our_entries(&v) == 1),
+    );
+
+    let status = installer.terminate();
+    assert!(status.success(), "exit status {status:?}\n{}", dir.log());
+    assert_eq!(
+        fs::read(&conf).unwrap(),
+        conf_bytes,
+        "original .conf restored byte for byte"
+    );
+    assert!(!list.exists());
+    assert_eq!(read_json(&first).unwrap(), kindnet());
+    let mut names: Vec<_> = fs::read_dir(dir.conf())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["01-new.conflist", "05-broken.conflist", "10-bridge.conf"]
+    );
+}
+
+#[test]
+fn a_bad_config_is_refused_before_anything_is_written() {
+    let dir = TempDir::new("watch-badconfig");
+    let primary = dir.conf().join("10-kindnet.conflist");
+    let original = serde_json::to_vec(&kindnet()).unwrap();
+    fs::write(&primary, &original).unwrap();
+    let path = dir.0.join("config.json");
+    fs::write(&path, r#"{"drivers": {"txgbe": {"txcsum": false}}}"#).unwrap();
+    let out = Command::new(BIN)
+        .args(["install", "--once", "--cni-conf-dir"])
+        .arg(dir.conf())
+        .arg("--cni-bin-dir")
+        .arg(dir.bin())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown offload feature \"txcsum\""),
+        "{stderr}"
+    );
+    assert_eq!(fs::read(&primary).unwrap(), original);
+    assert!(!dir.bin().join("csum-offload").exists());
+}
