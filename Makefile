@@ -34,3 +34,10 @@ lint:
 
 clean:
 	cargo clean
+
+# ADD/DEL/CHECK latency against the reference tuning plugin and the spawn
+# floor, plus footprint (size, peak RSS, syscalls); see docs/performance.md.
+# BENCH_ARGS e.g. "--iterations 1000" or "--candidate other=/path/to/build".
+BENCH_ARGS ?=
+bench: deps build
+	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) $(BENCH_ARGS)
