@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Validates manifests/ offline:
+#  1. every manifest is listed in kustomization.yaml;
+#  2. kubernetes-validate (PyPI, ships the JSON schemas) in strict mode
+#     against the oldest and newest Kubernetes versions we support;
+#  3. checkov's Kubernetes checks: every finding fixed, or suppressed with
+#     a reason next to the field (checkov.io/skipN annotations);
+#  4. the DaemonSet and the ConfigMap agree (config path, mounts), and the
+#     ConfigMap's entry is accepted by the plugin binary itself;
+#  5. negative controls: a broken copy must fail both tools, so a tool
+#     that silently checks nothing cannot pass.
+# The tools are installed once into a venv under target/ from pinned
+# versions; when run as root they run in an empty network namespace, which
+# proves they need no download.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${CSUM_PYENV:-target/pyenv}
+case $VENV in /*) ;; *) VENV=$PWD/$VENV ;; esac
+REQUIREMENTS=manifests/requirements-check.txt
+K8S_VERSIONS=(1.29.0 1.37.0)
+BIN=${BIN:-target/release/csum-offload}
+RESOURCES=(serviceaccount.yaml configmap.yaml daemonset.yaml networkpolicy.yaml)
+
+say() { echo "manifests-check: $*"; }
+die() {
+    echo "manifests-check: FAIL: $*" >&2
+    exit 1
+}
+
+ensure_python() {
+    if command -v python3 >/dev/null 2>&1 && python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        return
+    fi
+    say "installing python3 and python3-venv (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends python3 python3-venv >/dev/null
+}
+
+ensure_tools() {
+    local stamp="$VENV/.requirements.sha256" want
+    want=$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)
+    if [ -x "$VENV/bin/checkov" ] && [ -x "$VENV/bin/kubernetes-validate" ] &&
+        [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+        return
+    fi
+    ensure_python
+    say "installing kubernetes-validate and checkov into $VENV (once; about a minute)"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQUIREMENTS"
+    echo "$want" >"$stamp"
+}
+
+# No network for the checks themselves where we can arrange it.
+offline() {
+    if [ "$(id -u)" = 0 ] && unshare --net true 2>/dev/null; then
+        unshare --net "$@"
+    else
+        "$@"
+    fi
+}
+
+validate() {
+    local v
+    for v in "${K8S_VERSIONS[@]}"; do
+        offline "$VENV/bin/kubernetes-validate" --strict --quiet -k "$v" "$@" || return 1
+    done
+}
+
+run_checkov() {
+    offline "$VENV/bin/checkov" --directory "$1" --framework kubernetes \
+        --quiet --compact --skip-download --skip-results-upload
+}
+
+ensure_tools
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# 1. The kustomization lists every manifest, and nothing else.
+for f in manifests/*.yaml; do
+    name=$(basename "$f")
+    [ "$name" = kustomization.yaml ] && continue
+    printf '%s\n' "${RESOURCES[@]}" | grep -qx "$name" || die "$name is not in RESOURCES in $0"
+    grep -qE "^  - $name\$" manifests/kustomization.yaml || die "$name is missing from kustomization.yaml"
+done
+say "kustomization lists all ${#RESOURCES[@]} manifests"
+
+# 2. Schemas, strict (unknown fields are errors).
+(cd manifests && validate "${RESOURCES[@]}") || die "schema validation"
+say "schemas: ${RESOURCES[*]} valid for Kubernetes ${K8S_VERSIONS[*]}"
+
+# 3. Security linter.
+run_checkov manifests >"$TMP/checkov.out" 2>&1 || {
+    cat "$TMP/checkov.out" >&2
+    die "checkov findings (fix them, or skip with a reason next to the field)"
+}
+say "checkov: $(grep -m1 'Passed checks' "$TMP/checkov.out")"
+
+# 4. The DaemonSet, the ConfigMap and the binary agree.
+"$VENV/bin/python" - manifests "$TMP/config.json" <<'EOF'
+import json, sys, yaml
+d = sys.argv[1]
+ds = yaml.safe_load(open(f"{d}/daemonset.yaml"))
+cm = yaml.safe_load(open(f"{d}/configmap.yaml"))
+pod = ds["spec"]["template"]["spec"]
+c = pod["containers"][0]
+config_arg = c["args"][c["args"].index("--config") + 1]
+probe = c["readinessProbe"]["exec"]["command"]
+assert probe[:3] == ["/csum-offload", "install", "--check"], probe
+assert probe[probe.index("--config") + 1] == config_arg, "probe and installer read different configs"
+mounts = {m["name"]: m for m in c["volumeMounts"]}
+vols = {v["name"]: v for v in pod["volumes"]}
+cfg_mount = next(m for m in mounts.values() if config_arg.startswith(m["mountPath"] + "/"))
+key = config_arg[len(cfg_mount["mountPath"]) + 1:]
+assert vols[cfg_mount["name"]]["configMap"]["name"] == cm["metadata"]["name"], "ConfigMap name"
+assert key in cm["data"], f"ConfigMap has no key {key}"
+host_paths = sorted(v["hostPath"]["path"] for v in vols.values() if "hostPath" in v)
+assert host_paths == ["/etc/cni/net.d", "/opt/cni/bin"], f"host paths: {host_paths}"
+env = {e["name"]: e["value"] for e in c.get("env", [])}
+for var, vol in [("CSUM_OFFLOAD_CNI_CONF_DIR", "cni-conf"), ("CSUM_OFFLOAD_CNI_BIN_DIR", "cni-bin")]:
+    assert env[var] == mounts[vol]["mountPath"], f"{var} is not where {vol} is mounted"
+sc = c["securityContext"]
+assert sc["capabilities"]["drop"] == ["ALL"] and not sc.get("capabilities", {}).get("add")
+assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and not sc["privileged"]
+assert pod["priorityClassName"] == "system-node-critical"
+assert {"operator": "Exists"} in pod["tolerations"]
+json.loads(cm["data"][key])
+open(sys.argv[2], "w").write(cm["data"][key])
+EOF
+say "DaemonSet, ConfigMap and probe agree; only /etc/cni/net.d and /opt/cni/bin from the host"
+
+[ -x "$BIN" ] || die "$BIN is missing; run make build first"
+mkdir -p "$TMP/net.d" "$TMP/bin"
+printf '%s\n' '{"cniVersion":"0.3.1","name":"kindnet","plugins":[{"type":"ptp","ipam":{"type":"host-local"}},{"type":"portmap","capabilities":{"portMappings":true}}]}' \
+    >"$TMP/net.d/10-kindnet.conflist"
+env -u CNI_COMMAND "$BIN" install --once --cni-conf-dir "$TMP/net.d" --cni-bin-dir "$TMP/bin" \
+    --config "$TMP/config.json" --log-level warn >/dev/null || die "the plugin rejects the ConfigMap's entry"
+env -u CNI_COMMAND "$BIN" install --check --cni-conf-dir "$TMP/net.d" --cni-bin-dir "$TMP/bin" \
+    --config "$TMP/config.json" >/dev/null || die "readiness check fails right after install"
+say "the ConfigMap's entry installs and passes the readiness check"
+
+# 5. Negative controls: each tool must catch a planted defect.
+mkdir -p "$TMP/bad"
+sed 's/imagePullPolicy: IfNotPresent/imagePullPolicy: IfNotPresent\n          imagePulPolicy: Always/' \
+    manifests/daemonset.yaml >"$TMP/bad/daemonset.yaml"
+if (cd "$TMP/bad" && validate daemonset.yaml) >/dev/null 2>&1; then
+    die "kubernetes-validate accepted a misspelt field: it is not checking"
+fi
+sed 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/' \
+    manifests/daemonset.yaml >"$TMP/bad/daemonset.yaml"
+if run_checkov "$TMP/bad" >"$TMP/bad.out" 2>&1 || ! grep -q CKV_K8S_22 "$TMP/bad.out"; then
+    die "checkov did not flag a writable root filesystem: it is not checking"
+fi
+say "negative controls: both tools catch planted defects"
+say "ok"
