@@ -10,6 +10,8 @@ pub struct Counts {
     pub frames: u64,
     /// TCP segments whose checksum was checked.
     pub tcp: u64,
+    /// Of those, segments with SYN set (connection attempts and answers).
+    pub syn: u64,
     pub valid: u64,
     pub partial: u64,
     pub bad: u64,
@@ -37,6 +39,7 @@ impl Counts {
         match parsed {
             Parsed::Tcp(s) if port.is_none_or(|p| s.sport == p || s.dport == p) => {
                 self.tcp += 1;
+                self.syn += u64::from(s.flags & 0x02 != 0);
                 self.payload_bytes += s.payload_len as u64;
                 self.kernel_partial += u64::from(kernel_partial);
                 match s.verdict {
@@ -58,6 +61,7 @@ impl Counts {
         Counts {
             frames: self.frames + other.frames,
             tcp: self.tcp + other.tcp,
+            syn: self.syn + other.syn,
             valid: self.valid + other.valid,
             partial: self.partial + other.partial,
             bad: self.bad + other.bad,
@@ -73,9 +77,10 @@ impl fmt::Display for Counts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "frames={} tcp={} valid={} partial={} bad={} truncated={} kernel_partial={} payload_bytes={} max_frame={}",
+            "frames={} tcp={} syn={} valid={} partial={} bad={} truncated={} kernel_partial={} payload_bytes={} max_frame={}",
             self.frames,
             self.tcp,
+            self.syn,
             self.valid,
             self.partial,
             self.bad,
@@ -84,5 +89,30 @@ impl fmt::Display for Counts {
             self.payload_bytes,
             self.max_frame
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{parse, tests::ipv4_frame};
+
+    #[test]
+    fn counts_by_verdict_and_port() {
+        let mut c = Counts::default();
+        let good = parse(&ipv4_frame([10, 99, 1, 2], [10, 99, 1, 3], b"abc"));
+        let mut raw = ipv4_frame([10, 99, 1, 2], [10, 99, 1, 3], b"abc");
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        let bad = parse(&raw);
+        assert!(c.add(&good, 57, false, Some(5001)).is_some());
+        assert!(c.add(&bad, 57, true, None).is_some());
+        // Another port: counted as a frame only.
+        assert!(c.add(&good, 57, false, Some(80)).is_none());
+        c.add(&Parsed::Truncated, 9000, false, None);
+        assert_eq!(
+            c.to_string(),
+            "frames=4 tcp=2 syn=0 valid=1 partial=0 bad=1 truncated=1 kernel_partial=1 payload_bytes=6 max_frame=9000"
+        );
     }
 }

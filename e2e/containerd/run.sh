@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# End-to-end suite: csum-offload run by a real containerd (Debian's
+# package, a private instance) through `ctr run --cni`, i.e. go-cni/libcni
+# as containerd's CRI uses them, with Debian's reference plugins.
+#
+#   bash e2e/containerd/run.sh [--list] [PATTERN...]   run the suite (or the
+#                                                       cases matching a pattern)
+#   bash e2e/containerd/run.sh --story                  the broken-NIC story only
+#
+# Needs root, `make build` (target/release/csum-offload) and the packages
+# of e2e/install-deps.sh. Environment: E2E_TIMEOUT (seconds, default 540),
+# E2E_KEEP=1 keeps the work directory, WIRE_BYTES / BRK_BYTES / PARALLEL.
+# See docs/testing.md.
+set -uo pipefail
+# shellcheck source=e2e/containerd/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+LOCK=/run/csum-offload-e2e/lock
+
+outer() {
+    [ "$(id -u)" = 0 ] || die "must run as root (containerd, netns, AF_PACKET)"
+    local tool
+    for tool in containerd ctr runc ip ethtool nsenter unshare tcpdump ss flock busybox; do
+        command -v "$tool" >/dev/null || die "$tool is missing; run: bash e2e/install-deps.sh"
+    done
+    for tool in bridge ptp host-local portmap tuning; do
+        [ -x "$DEBIAN_CNI_DIR/$tool" ] || die "$DEBIAN_CNI_DIR/$tool is missing (containernetworking-plugins)"
+    done
+    [ -x "$PLUGIN_BIN" ] || die "$PLUGIN_BIN is missing; run: make build"
+    ensure_wire_tools
+    mkdir -p "$(dirname "$LOCK")"
+    # One run at a time (names and subnets are fixed); flock -o keeps the
+    # lock out of the processes this run starts.
+    exec flock -o -w 900 "$LOCK" env E2E_LOCKED=1 bash "$0" "$@"
+}
+
+locked() {
+    # Whatever a crashed earlier run left: safe to end, we hold the lock.
+    reap_stale_runs
+    prepare_mount_points
+    local rc=0
+    E2E_INNER=1 timeout --kill-after=20 "${E2E_TIMEOUT:-540}" \
+        unshare --mount --propagation private bash "$0" "$@" || rc=$?
+    [ "$rc" != 124 ] || say "e2e: aborted after ${E2E_TIMEOUT:-540} s (E2E_TIMEOUT)"
+    # If the inner run was killed, its teardown did not run.
+    reap_stale_runs
+    remove_created_mount_points
+    exit "$rc"
+}
+
+# --- the suite, inside the private mount namespace -------------------------
+
+CASES=()
+# A case is its name and the command that runs it, quoted for eval.
+add_case() {
+    local name=$1
+    shift
+    CASES+=("$name $(printf '%q ' "$@")")
+}
+
+register_cases() {
+    local i=1 chain version driver
+    # Every chain at 1.0.0 and 0.4.0, the kindnet-like one at 0.3.1 too,
+    # each under both driver policies.
+    for chain in ptp bridge tuning; do
+        for version in 1.0.0 0.4.0 0.3.1; do
+            [ "$version" != 0.3.1 ] || [ "$chain" = ptp ] || continue
+            for driver in txgbe i40e; do
+                add_case "chain-$chain-$version-$driver" test_chain "$chain" "$version" "$driver" "$i"
+                i=$((i + 1))
+            done
+        done
+    done
+    add_case wire-none test_wire none 40
+    add_case wire-i40e test_wire i40e 41
+    add_case wire-txgbe test_wire txgbe 42
+    add_case broken-nic test_brokennic
+    add_case invalid-feature test_invalid feature '"drivers": {"txgbe": {"txcsum": false}}' 'unknown offload feature "txcsum"'
+    add_case invalid-apply test_invalid apply '"apply": "pod"' 'apply must be "both", "container" or "host", got "pod"'
+    add_case failure-policy test_ignore
+    add_case parallel-20 test_parallel
+}
+
+PASSED=0
+FAILED=0
+FAILED_NAMES=()
+
+run_case() {
+    local name=$1
+    shift
+    local log=$WORK/logs/case-$name.log
+    NOTES=$WORK/logs/case-$name.notes
+    : >"$NOTES"
+    local t0 t1 rc=0
+    t0=$(date +%s%N)
+    # Not in a condition: `set -e` would be ignored inside the subshell.
+    (
+        set -eE
+        trap 'echo "  at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND" >&2' ERR
+        "$@"
+    ) >"$log" 2>&1
+    rc=$?
+    # A failed check that was not fatal still fails the case.
+    if grep -q '^FAIL:' "$NOTES" && [ "$rc" = 0 ]; then
+        rc=1
+    fi
+    t1=$(date +%s%N)
+    reset_runtime >>"$log" 2>&1
+    local secs
+    secs=$(awk -v n=$((t1 - t0)) 'BEGIN {printf "%.1f", n / 1e9}')
+    if [ "$rc" = 0 ]; then
+        PASSED=$((PASSED + 1))
+        say "ok   $name (${secs}s)"
+        sed 's/^/       /' "$NOTES"
+    else
+        FAILED=$((FAILED + 1))
+        FAILED_NAMES+=("$name")
+        say "FAIL $name (${secs}s)"
+        sed 's/^/       /' "$NOTES"
+        say "       --- last lines of $log:"
+        tail -n 25 "$log" | sed 's/^/       | /'
+    fi
+}
+
+inner() {
+    trap 'teardown_environment' EXIT
+    trap 'exit 143' TERM INT
+    # shellcheck source=e2e/containerd/tests.sh
+    source "$E2E_DIR/tests.sh"
+    exec 3>&1
+    if [ "${1:-}" = --story ]; then
+        setup_environment
+        STORY=1
+        NOTES=$WORK/logs/story.notes
+        (
+            set -eE
+            test_brokennic
+        ) 2>"$WORK/logs/story.log"
+        local rc=$?
+        ! grep -q '^FAIL:' "$NOTES" || rc=1
+        [ "$rc" = 0 ] || tail -n 25 "$WORK/logs/story.log"
+        return "$rc"
+    fi
+    register_cases
+    if [ "${1:-}" = --list ]; then
+        printf '%s\n' "${CASES[@]%% *}"
+        return 0
+    fi
+    local selected=() c p
+    for c in "${CASES[@]}"; do
+        if [ $# = 0 ]; then
+            selected+=("$c")
+            continue
+        fi
+        for p in "$@"; do
+            if [[ ${c%% *} == *$p* ]]; then
+                selected+=("$c")
+                break
+            fi
+        done
+    done
+    [ ${#selected[@]} -gt 0 ] || die "no case matches: $*"
+    local t0=$SECONDS
+    setup_environment
+    say "e2e: containerd $(containerd --version | awk '{print $3}'), CNI plugins from $DEBIAN_CNI_DIR, work dir $WORK"
+    for c in "${selected[@]}"; do
+        eval "run_case $c"
+    done
+    say ""
+    if [ "$FAILED" -gt 0 ]; then
+        say "e2e: failed: ${FAILED_NAMES[*]} (logs in $WORK/logs; E2E_KEEP=1 keeps them)"
+    fi
+    say "e2e: finished in $((SECONDS - t0)) s"
+    say "e2e: $PASSED passed, $FAILED failed"
+    [ "$FAILED" = 0 ]
+}
+
+if [ -n "${E2E_INNER:-}" ]; then
+    inner "$@"
+elif [ -n "${E2E_LOCKED:-}" ]; then
+    locked "$@"
+else
+    outer "$@"
+fi
