@@ -41,3 +41,24 @@ clean:
 BENCH_ARGS ?=
 bench: deps build
 	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) $(BENCH_ARGS)
+
+# Container image with the static binary (docs/install.md). Needs docker.
+# IMAGE_ARCH names the platform of $(TARGET) in the Docker sense.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' plugin/Cargo.toml | head -n1)
+IMAGE ?= csum-offload:$(VERSION)
+IMAGE_ARCH ?= amd64
+.PHONY: image e2e-kind manifests-check
+image: build
+	@command -v docker >/dev/null || { echo "make image: docker is not installed" >&2; exit 1; }
+	mkdir -p target/image/linux-$(IMAGE_ARCH)
+	cp $(BIN) target/image/linux-$(IMAGE_ARCH)/csum-offload
+	docker build --platform linux/$(IMAGE_ARCH) -t $(IMAGE) .
+
+# kind-cluster e2e for machines with docker, kind and kubectl (not part of
+# `make test`; exits 77 with a message when they are missing).
+e2e-kind:
+	bash e2e/kind/run.sh
+
+# Offline schema validation and checkov over manifests/ (tools in target/pyenv).
+manifests-check: build
+	bash manifests/check.sh

@@ -99,13 +99,15 @@ run_checkov manifests >"$TMP/checkov.out" 2>&1 || {
 say "checkov: $(grep -m1 'Passed checks' "$TMP/checkov.out")"
 
 # 4. The DaemonSet, the ConfigMap and the binary agree.
-"$VENV/bin/python" - manifests "$TMP/config.json" <<'EOF'
+VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' plugin/Cargo.toml | head -n1)
+"$VENV/bin/python" - manifests "$TMP/config.json" "$VERSION" <<'EOF'
 import json, sys, yaml
 d = sys.argv[1]
 ds = yaml.safe_load(open(f"{d}/daemonset.yaml"))
 cm = yaml.safe_load(open(f"{d}/configmap.yaml"))
 pod = ds["spec"]["template"]["spec"]
 c = pod["containers"][0]
+assert c["image"] == f"csum-offload:{sys.argv[3]}", f"image {c['image']} is not the crate version {sys.argv[3]} (make image tags csum-offload:VERSION)"
 config_arg = c["args"][c["args"].index("--config") + 1]
 probe = c["readinessProbe"]["exec"]["command"]
 assert probe[:3] == ["/csum-offload", "install", "--check"], probe
@@ -129,7 +131,7 @@ assert {"operator": "Exists"} in pod["tolerations"]
 json.loads(cm["data"][key])
 open(sys.argv[2], "w").write(cm["data"][key])
 EOF
-say "DaemonSet, ConfigMap and probe agree; only /etc/cni/net.d and /opt/cni/bin from the host"
+say "DaemonSet, ConfigMap, probe and image tag (csum-offload:$VERSION) agree; only /etc/cni/net.d and /opt/cni/bin from the host"
 
 [ -x "$BIN" ] || die "$BIN is missing; run make build first"
 mkdir -p "$TMP/net.d" "$TMP/bin"
