@@ -6,15 +6,31 @@
 
 use crate::link::Link;
 use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_DUMP,
+    NLM_F_REQUEST,
 };
-use netlink_packet_route::link::{LinkAttribute, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkHeader, LinkMessage};
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
-use netlink_packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteType};
+use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+
+/// Room for one datagram from the kernel. A dump never sends more than
+/// 32 KiB per datagram (the kernel caps its dump skbs there), and the
+/// single-link replies this plugin asks for (stats skipped) are ~1 KiB.
+/// Allocated once and never zeroed: only the bytes the kernel writes are
+/// touched.
+const RECV_BUFFER: usize = 32 * 1024;
+const NETLINK_HEADER_LEN: usize = 16;
+const LINK_HEADER_LEN: usize = 16;
+/// struct rtmsg: family, dst_len, src_len, tos, table, protocol, scope,
+/// type (u8 each), flags (u32).
+const ROUTE_HEADER_LEN: usize = 12;
+/// struct rtgenmsg, padded to 4 bytes.
+const NSID_HEADER_LEN: usize = 4;
+const NETNSA_NSID: u16 = 1;
 
 pub struct RouteSocket {
     socket: Socket,
@@ -39,7 +55,7 @@ impl RouteSocket {
         Ok(Self {
             socket,
             sequence: 0,
-            buffer: vec![0; 64 * 1024],
+            buffer: Vec::with_capacity(RECV_BUFFER),
         })
     }
 
@@ -49,13 +65,20 @@ impl RouteSocket {
         self.socket.as_raw_fd()
     }
 
-    /// Sends one request and collects every reply message until the answer
-    /// is complete (one message, or NLMSG_DONE for a dump).
-    fn request(
+    /// Sends one request and hands each reply message (its type and
+    /// payload) to `each` until the answer is complete: one message, or
+    /// NLMSG_DONE for a dump.
+    ///
+    /// Replies are decoded by hand, only the attributes this plugin reads:
+    /// decoding whole messages with netlink-packet-route cost more than all
+    /// the rest of an ADD's own work (docs/performance.md), and it keeps an
+    /// attribute this crate cannot parse (a newer kernel) from mattering.
+    fn exchange(
         &mut self,
         message: RouteNetlinkMessage,
         flags: u16,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        mut each: impl FnMut(u16, &[u8]),
+    ) -> io::Result<()> {
         self.sequence += 1;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
@@ -67,59 +90,67 @@ impl RouteSocket {
         self.socket.send(&out, 0)?;
 
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
-        let mut replies = Vec::new();
         loop {
-            let len = self.socket.recv(&mut &mut self.buffer[..], 0)?;
+            self.buffer.clear();
+            let len = self.socket.recv(&mut self.buffer, libc::MSG_TRUNC)?;
+            if len > self.buffer.len() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("netlink reply of {len} bytes exceeds the {RECV_BUFFER}-byte buffer"),
+                ));
+            }
             let mut offset = 0;
-            while offset < len {
-                let raw = &self.buffer[offset..len];
-                let frame_len = NetlinkBuffer::new_checked(raw)
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
-                    .length() as usize;
+            while offset + NETLINK_HEADER_LEN <= len {
+                let frame = NetlinkBuffer::new_checked(&self.buffer[offset..len])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let frame_len = frame.length() as usize;
                 offset += (frame_len + 3) & !3;
-                let msg =
-                    match NetlinkMessage::<RouteNetlinkMessage>::deserialize(&raw[..frame_len]) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            // An attribute this crate cannot parse (a newer kernel)
-                            // must not break detection: skip that one message.
-                            log::debug!("skipping undecodable netlink message: {e}");
-                            continue;
-                        }
-                    };
-                if msg.header.sequence_number != self.sequence {
+                if frame.sequence_number() != self.sequence {
                     continue;
                 }
-                match msg.payload {
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::Error(err) => match err.code {
-                        None => return Ok(replies),
-                        Some(code) => return Err(io::Error::from_raw_os_error(-code.get())),
-                    },
-                    NetlinkPayload::InnerMessage(inner) => {
-                        replies.push(inner);
+                let payload = &frame.payload()[..frame_len - NETLINK_HEADER_LEN];
+                match i32::from(frame.message_type()) {
+                    libc::NLMSG_DONE => return Ok(()),
+                    libc::NLMSG_ERROR => {
+                        // struct nlmsgerr: the error code first, 0 for an ACK.
+                        let code = read_i32(payload).ok_or_else(|| {
+                            io::Error::new(io::ErrorKind::InvalidData, "short NLMSG_ERROR")
+                        })?;
+                        return match code {
+                            0 => Ok(()),
+                            code => Err(io::Error::from_raw_os_error(code.saturating_neg())),
+                        };
+                    }
+                    _ => {
+                        each(frame.message_type(), payload);
                         if !dump {
-                            return Ok(replies);
+                            return Ok(());
                         }
                     }
-                    _ => {}
                 }
             }
         }
     }
 
+    /// A GETLINK request; stats are skipped, as nothing here reads them.
+    fn get_links(&mut self, mut msg: LinkMessage, flags: u16) -> io::Result<Vec<Link>> {
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let mut links = Vec::new();
+        self.exchange(RouteNetlinkMessage::GetLink(msg), flags, |kind, payload| {
+            if kind != libc::RTM_NEWLINK {
+                return;
+            }
+            match parse_link(payload) {
+                Some(link) => links.push(link),
+                None => log::debug!("skipping undecodable RTM_NEWLINK message"),
+            }
+        })?;
+        Ok(links)
+    }
+
     pub fn links(&mut self) -> io::Result<Vec<Link>> {
-        let replies = self.request(
-            RouteNetlinkMessage::GetLink(LinkMessage::default()),
-            NLM_F_DUMP,
-        )?;
-        Ok(replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(to_link(l)),
-                _ => None,
-            })
-            .collect())
+        self.get_links(LinkMessage::default(), NLM_F_DUMP)
     }
 
     pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
@@ -135,11 +166,8 @@ impl RouteSocket {
     }
 
     fn single_link(&mut self, msg: LinkMessage) -> io::Result<Option<Link>> {
-        match self.request(RouteNetlinkMessage::GetLink(msg), 0) {
-            Ok(replies) => Ok(replies.into_iter().find_map(|m| match m {
-                RouteNetlinkMessage::NewLink(l) => Some(to_link(l)),
-                _ => None,
-            })),
+        match self.get_links(msg, 0) {
+            Ok(links) => Ok(links.into_iter().next()),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
@@ -150,14 +178,16 @@ impl RouteSocket {
     pub fn default_routes(&mut self, family: AddressFamily) -> io::Result<Vec<DefaultRoute>> {
         let mut query = RouteMessage::default();
         query.header.address_family = family;
-        let replies = self.request(RouteNetlinkMessage::GetRoute(query), NLM_F_DUMP)?;
-        let mut routes: Vec<DefaultRoute> = replies
-            .into_iter()
-            .filter_map(|m| match m {
-                RouteNetlinkMessage::NewRoute(r) => default_route(r),
-                _ => None,
-            })
-            .collect();
+        let mut routes = Vec::new();
+        self.exchange(
+            RouteNetlinkMessage::GetRoute(query),
+            NLM_F_DUMP,
+            |kind, payload| {
+                if kind == libc::RTM_NEWROUTE {
+                    routes.extend(default_route(payload));
+                }
+            },
+        )?;
         routes.sort_by_key(|r| r.metric);
         Ok(routes)
     }
@@ -167,74 +197,204 @@ impl RouteSocket {
     pub fn nsid_of(&mut self, netns_fd: RawFd) -> io::Result<Option<i32>> {
         let mut msg = NsidMessage::default();
         msg.attributes.push(NsidAttribute::Fd(netns_fd as u32));
-        let replies = self.request(RouteNetlinkMessage::GetNsId(msg), 0)?;
-        Ok(replies.into_iter().find_map(|m| match m {
-            RouteNetlinkMessage::NewNsId(n) => n.attributes.into_iter().find_map(|a| match a {
-                NsidAttribute::Id(id) if id >= 0 => Some(id),
-                _ => None,
-            }),
-            _ => None,
-        }))
+        let mut id = None;
+        self.exchange(RouteNetlinkMessage::GetNsId(msg), 0, |kind, payload| {
+            if kind != libc::RTM_NEWNSID || payload.len() < NSID_HEADER_LEN {
+                return;
+            }
+            id = attributes(&payload[NSID_HEADER_LEN..])
+                .find(|(kind, _)| *kind == NETNSA_NSID)
+                .and_then(|(_, value)| read_i32(value))
+                // NETNSA_NSID_NOT_ASSIGNED is -1.
+                .filter(|id| *id >= 0);
+        })?;
+        Ok(id)
     }
 }
 
-fn to_link(msg: LinkMessage) -> Link {
+/// The attributes of a message body, as (type without flags, value);
+/// stops at the first malformed one.
+fn attributes(bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    NlasIterator::new(bytes).map_while(|nla| {
+        let nla = nla.ok()?;
+        let (kind, len) = (nla.kind(), usize::from(nla.length()));
+        // new_checked (inside the iterator) ensured 4 <= len <= the rest.
+        Some((kind, nla.into_inner().get(4..len)?))
+    })
+}
+
+fn read_u32(value: &[u8]) -> Option<u32> {
+    Some(u32::from_ne_bytes(value.get(..4)?.try_into().ok()?))
+}
+
+fn read_i32(value: &[u8]) -> Option<i32> {
+    read_u32(value).map(|v| v as i32)
+}
+
+/// A NUL-terminated attribute string.
+fn read_string(value: &[u8]) -> Option<String> {
+    let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
+    String::from_utf8(value[..end].to_vec()).ok()
+}
+
+/// An RTM_NEWLINK payload: struct ifinfomsg, then attributes.
+fn parse_link(payload: &[u8]) -> Option<Link> {
+    let header = LinkHeader::parse(payload).ok()?;
     let mut link = Link {
-        index: msg.header.index,
+        index: header.index,
         name: String::new(),
         kind: None,
         link: None,
         link_netnsid: None,
         master: None,
     };
-    for attr in msg.attributes {
-        match attr {
-            LinkAttribute::IfName(n) => link.name = n,
-            LinkAttribute::Link(l) => link.link = Some(l),
-            LinkAttribute::LinkNetNsId(id) => link.link_netnsid = Some(id),
-            LinkAttribute::Controller(m) => link.master = Some(m),
-            LinkAttribute::LinkInfo(infos) => {
-                link.kind = infos.into_iter().find_map(|i| match i {
-                    LinkInfo::Kind(kind) => Some(kind.to_string()),
-                    _ => None,
-                })
+    for (kind, value) in attributes(payload.get(LINK_HEADER_LEN..)?) {
+        match kind {
+            libc::IFLA_IFNAME => link.name = read_string(value)?,
+            libc::IFLA_LINK => link.link = Some(read_u32(value)?),
+            libc::IFLA_LINK_NETNSID => link.link_netnsid = Some(read_i32(value)?),
+            libc::IFLA_MASTER => link.master = Some(read_u32(value)?),
+            libc::IFLA_LINKINFO => {
+                link.kind = attributes(value)
+                    .find(|(kind, _)| *kind == libc::IFLA_INFO_KIND)
+                    .and_then(|(_, kind)| read_string(kind));
             }
             _ => {}
         }
     }
-    link
+    Some(link)
 }
 
-fn default_route(route: RouteMessage) -> Option<DefaultRoute> {
-    let RouteHeader {
-        address_family,
-        destination_prefix_length,
-        table,
-        kind,
-        ..
-    } = route.header;
-    if destination_prefix_length != 0 || kind != RouteType::Unicast {
+/// An RTM_NEWROUTE payload, if it is a unicast default route of the main
+/// table with at least one output device.
+fn default_route(payload: &[u8]) -> Option<DefaultRoute> {
+    let header = payload.get(..ROUTE_HEADER_LEN)?;
+    let (family, destination_prefix_length, table, kind) =
+        (header[0], header[1], header[4], header[7]);
+    if destination_prefix_length != 0 || kind != libc::RTN_UNICAST {
         return None;
     }
     let mut table = u32::from(table);
     let mut metric = 0;
     let mut interfaces = Vec::new();
-    for attr in route.attributes {
+    for (attr, value) in attributes(&payload[ROUTE_HEADER_LEN..]) {
         match attr {
-            RouteAttribute::Table(t) => table = t,
-            RouteAttribute::Priority(p) => metric = p,
-            RouteAttribute::Oif(i) => interfaces.push(i),
-            RouteAttribute::MultiPath(hops) => {
-                interfaces.extend(hops.iter().map(|h| h.interface_index))
-            }
+            libc::RTA_TABLE => table = read_u32(value)?,
+            libc::RTA_PRIORITY => metric = read_u32(value)?,
+            libc::RTA_OIF => interfaces.push(read_u32(value)?),
+            libc::RTA_MULTIPATH => interfaces.extend(next_hops(value)),
             _ => {}
         }
     }
-    (table == u32::from(RouteHeader::RT_TABLE_MAIN) && !interfaces.is_empty()).then_some(
-        DefaultRoute {
-            family: address_family,
-            metric,
-            interfaces,
-        },
-    )
+    (table == u32::from(libc::RT_TABLE_MAIN) && !interfaces.is_empty()).then_some(DefaultRoute {
+        family: AddressFamily::from(family),
+        metric,
+        interfaces,
+    })
+}
+
+/// The output devices of RTA_MULTIPATH: a list of struct rtnexthop
+/// { len: u16, flags: u8, hops: u8, ifindex: i32 }, each followed by its
+/// own attributes within `len`.
+fn next_hops(mut value: &[u8]) -> Vec<u32> {
+    let mut interfaces = Vec::new();
+    while value.len() >= 8 {
+        let len = usize::from(u16::from_ne_bytes([value[0], value[1]]));
+        if len < 8 || len > value.len() {
+            break;
+        }
+        interfaces.extend(read_u32(&value[4..8]));
+        value = &value[((len + 3) & !3).min(value.len())..];
+    }
+    interfaces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netlink_packet_core::Emitable;
+    use netlink_packet_route::link::{InfoKind, LinkInfo};
+    use netlink_packet_route::route::{RouteAttribute, RouteNextHop, RouteType};
+
+    fn emit(msg: &impl Emitable) -> Vec<u8> {
+        let mut buf = vec![0; msg.buffer_len()];
+        msg.emit(&mut buf);
+        buf
+    }
+
+    #[test]
+    fn link_attributes_are_read_by_hand_as_the_crate_writes_them() {
+        let mut msg = LinkMessage::default();
+        msg.header.index = 7;
+        msg.attributes = vec![
+            LinkAttribute::IfName("eth0".into()),
+            LinkAttribute::Mtu(1500),
+            LinkAttribute::Link(12),
+            LinkAttribute::LinkNetNsId(3),
+            LinkAttribute::Controller(4),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
+        ];
+        let link = parse_link(&emit(&msg)).unwrap();
+        assert_eq!(
+            link,
+            Link {
+                index: 7,
+                name: "eth0".into(),
+                kind: Some("veth".into()),
+                link: Some(12),
+                link_netnsid: Some(3),
+                master: Some(4),
+            }
+        );
+        let mut bare = LinkMessage::default();
+        bare.header.index = 2;
+        bare.attributes = vec![LinkAttribute::IfName("enp1s0".into())];
+        let link = parse_link(&emit(&bare)).unwrap();
+        assert_eq!(
+            (link.index, link.name.as_str(), link.kind),
+            (2, "enp1s0", None)
+        );
+    }
+
+    #[test]
+    fn truncated_link_messages_are_rejected() {
+        let mut msg = LinkMessage::default();
+        msg.attributes = vec![LinkAttribute::Link(12)];
+        let bytes = emit(&msg);
+        assert!(parse_link(&bytes[..10]).is_none());
+        // The attribute header claims 8 bytes; only 6 remain: ignored, not
+        // read past the end.
+        let link = parse_link(&bytes[..bytes.len() - 2]).unwrap();
+        assert_eq!(link.link, None);
+    }
+
+    #[test]
+    fn default_routes_by_hand() {
+        let mut route = RouteMessage::default();
+        route.header.address_family = AddressFamily::Inet;
+        route.header.table = libc::RT_TABLE_MAIN;
+        route.header.kind = RouteType::Unicast;
+        route.attributes = vec![RouteAttribute::Priority(100), RouteAttribute::Oif(3)];
+        assert_eq!(
+            default_route(&emit(&route)),
+            Some(DefaultRoute {
+                family: AddressFamily::Inet,
+                metric: 100,
+                interfaces: vec![3]
+            })
+        );
+
+        let mut hop_a = RouteNextHop::default();
+        hop_a.interface_index = 5;
+        let mut hop_b = RouteNextHop::default();
+        hop_b.interface_index = 6;
+        route.attributes = vec![RouteAttribute::MultiPath(vec![hop_a, hop_b])];
+        assert_eq!(default_route(&emit(&route)).unwrap().interfaces, [5, 6]);
+
+        route.attributes = vec![RouteAttribute::Table(100), RouteAttribute::Oif(3)];
+        assert_eq!(default_route(&emit(&route)), None, "not the main table");
+        route.attributes = vec![RouteAttribute::Oif(3)];
+        route.header.destination_prefix_length = 8;
+        assert_eq!(default_route(&emit(&route)), None, "not a default route");
+    }
 }
