@@ -42,6 +42,13 @@ BENCH_ARGS ?=
 bench: deps build
 	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) $(BENCH_ARGS)
 
+# End-to-end under a private containerd (`ctr run --cni`, Debian's CNI
+# plugins): chains, wire check, broken-NIC reproduction, failure cases.
+# Needs root; see docs/testing.md. `bash e2e/containerd/run.sh PATTERN` runs a subset.
+.PHONY: e2e
+e2e: deps build
+	bash e2e/containerd/run.sh
+
 # Container image with the static binary (docs/install.md). Needs docker.
 # IMAGE_ARCH names the platform of $(TARGET) in the Docker sense.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' plugin/Cargo.toml | head -n1)

@@ -256,32 +256,52 @@ host_local() {
         "$IPAMDIR" "$1" "${2:+, $2}"
 }
 
+# Adds csum-offload's ENTRY to the conflist the way a node gets it: the
+# DaemonSet's installer, `csum-offload install --once`, which also copies
+# the binary into the CNI bin dir. With HAND_WRITTEN=1 the chain functions
+# write the entry into the conflist directly instead (an entry the
+# installer would refuse, or a position it would not choose).
+install_entry() {
+    printf '%s\n' "$1" >"$WORK/entry.json"
+    "$PLUGIN_BIN" install --once --cni-conf-dir "$NETD" --cni-bin-dir "$CNIBIN" \
+        --config "$WORK/entry.json" >&2 || return 1
+    grep -q '"type": *"csum-offload"' "$NETD"/* || {
+        echo "install --once did not add the entry" >&2
+        return 1
+    }
+}
+
 # ptp + host-local + portmap [+ csum-offload], as kindnet sets it up.
 chain_ptp() {
-    local version=$1 net=$2 subnet=$3 csum=$4
+    local version=$1 net=$2 subnet=$3 csum=$4 inline=
+    [ -z "${HAND_WRITTEN:-}" ] || inline=$csum
     write_conflist <<EOF
 {"cniVersion": "$version", "name": "$net", "plugins": [
   {"type": "ptp", "ipMasq": false, "ipam": $(host_local "$subnet")},
-  {"type": "portmap", "capabilities": {"portMappings": true}}${csum:+,
-  $csum}
+  {"type": "portmap", "capabilities": {"portMappings": true}}${inline:+,
+  $inline}
 ]}
 EOF
+    [ -n "$inline" ] || [ -z "$csum" ] || install_entry "$csum"
 }
 
 # bridge + host-local [+ csum-offload], as docker/podman set it up.
 chain_bridge() {
-    local version=$1 net=$2 subnet=$3 bridge=$4 csum=$5
+    local version=$1 net=$2 subnet=$3 bridge=$4 csum=$5 inline=
+    [ -z "${HAND_WRITTEN:-}" ] || inline=$csum
     write_conflist <<EOF
 {"cniVersion": "$version", "name": "$net", "plugins": [
   {"type": "bridge", "bridge": "$bridge", "isGateway": true, "ipMasq": false,
-   "ipam": $(host_local "$subnet" '"gateway": "'"${subnet%.0/24}.1"'"')}${csum:+,
-  $csum}
+   "ipam": $(host_local "$subnet" '"gateway": "'"${subnet%.0/24}.1"'"')}${inline:+,
+  $inline}
 ]}
 EOF
+    [ -n "$inline" ] || [ -z "$csum" ] || install_entry "$csum"
 }
 
 # ptp + host-local + csum-offload + tuning: csum-offload before another
-# chained plugin, which must still get the interface result.
+# chained plugin, which must still get the interface result. Always
+# written by hand: the installer appends its entry at the end.
 chain_tuning() {
     local version=$1 net=$2 subnet=$3 csum=$4
     write_conflist <<EOF

@@ -168,7 +168,11 @@ inner() {
     done
     say ""
     if [ "$FAILED" -gt 0 ]; then
-        say "e2e: failed: ${FAILED_NAMES[*]} (logs in $WORK/logs; E2E_KEEP=1 keeps them)"
+        # The work dir goes away at teardown; the logs of a failed run stay.
+        local kept
+        kept=$(mktemp -d /tmp/csum-e2e-logs.XXXXXX)
+        cp -r "$WORK/logs/." "$kept/"
+        say "e2e: failed: ${FAILED_NAMES[*]} (logs kept in $kept)"
     fi
     say "e2e: finished in $((SECONDS - t0)) s"
     say "e2e: $PASSED passed, $FAILED failed"

@@ -104,7 +104,9 @@ test_chain() {
     down "$b"
     expect_released "$net"
     [ "$chain" != bridge ] || ip link del "$bridge"
-    note "$chain cniVersion $version, $driver policy: both veth ends of 2 containers have tx-checksumming $want; ping ok; stopped clean"
+    local how="entry added by csum-offload install --once"
+    [ "$chain" != tuning ] || how="entry written before tuning by hand"
+    note "$chain cniVersion $version, $driver policy ($how): both veth ends of 2 containers have tx-checksumming $want; ping ok; stopped clean"
 }
 
 # --- proof on the wire --------------------------------------------------------
@@ -244,12 +246,15 @@ brk_phase() {
     wait_for 50 test -f "$sim.ready" || fail "brokennic did not start"
     local size=${BRK_BYTES:-1048576}
     make_payload "$WORK/data/$name/payload" "$size"
-    if exec_in "$name" /bin/ping -c 3 -W 2 "$BRK_PEER_IP" >&2; then
-        narrate "  ping $BRK_PEER_IP: 3 of 3 replies (ICMP checksums are always computed in software)"
-    else
+    local ping replies
+    ping=$(exec_in "$name" /bin/ping -c 3 -W 2 "$BRK_PEER_IP" 2>&1 || true)
+    echo "$ping" >&2
+    replies=$(sed -n 's/.* \([0-9]*\) packets received.*/\1/p' <<<"$ping")
+    if [ "${replies:-0}" -lt 3 ]; then
         kill -INT "$nic"
-        fail "ping across brokennic failed (with_csum=$with_csum)"
+        fail "ping across brokennic: ${replies:-0} of 3 replies (with_csum=$with_csum)"
     fi
+    narrate "  ping $BRK_PEER_IP: $replies of 3 replies (ICMP checksums are always computed in software)"
     rm -f "$WORK/data/peer-received" "$WORK/data/peer-hold"
     mkfifo "$WORK/data/peer-hold"
     # stdin held open (see test_wire): the peer never half-closes first.
@@ -281,7 +286,7 @@ brk_phase() {
             fail "brokennic should have forwarded only partial checksums: $out"
         narrate "  TCP to $BRK_PEER_IP:5001: connect timed out after $ms ms; the peer received $got_size bytes"
         narrate "  brokennic forwarded $fwd TCP segments from the pod ($syn of them SYNs: connection attempts): $partial with a partial checksum, $valid valid -> the peer's kernel dropped them all"
-        BRK_RESULT="without csum-offload: ping ok, TCP connect timed out after $ms ms, 0 bytes arrived; brokennic forwarded $fwd segments from the pod ($syn SYN), $partial partial / $valid valid"
+        BRK_RESULT="without csum-offload: ping $replies/3, TCP connect timed out after $ms ms, 0 bytes arrived; brokennic forwarded $fwd segments from the pod ($syn SYN), $partial partial / $valid valid"
     else
         [ "$rc" = 0 ] || fail "TCP through the broken NIC failed with csum-offload (nc exit $rc)"
         expect_eq "bytes the peer received" "$got_size" "$size"
@@ -290,7 +295,7 @@ brk_phase() {
             fail "with csum-offload every forwarded segment must be valid: $out"
         narrate "  TCP to $BRK_PEER_IP:5001: $got_size bytes in $ms ms, sha256 ${got_sha:0:16}... matches what the pod sent"
         narrate "  brokennic forwarded $fwd TCP segments from the pod: $valid valid, $partial partial"
-        BRK_RESULT="with csum-offload (txgbe policy): $got_size bytes in $ms ms, sha256 intact; brokennic forwarded $fwd segments from the pod, $valid valid / $partial partial"
+        BRK_RESULT="with csum-offload (txgbe policy): ping $replies/3, TCP $got_size bytes in $ms ms, sha256 intact; brokennic forwarded $fwd segments from the pod, $valid valid / $partial partial"
     fi
     down "$name"
     expect_released "$BRK_NET"
@@ -304,7 +309,7 @@ test_brokennic() {
     brk_phase 0
     note "broken NIC, $BRK_RESULT"
     narrate ""
-    narrate "2) Same pod, same broken NIC, with csum-offload in the chain (hostDriver txgbe)."
+    narrate "2) The same pod again, through the same broken NIC, now with csum-offload in the chain (hostDriver txgbe)."
     brk_phase 1
     note "broken NIC, $BRK_RESULT"
     brk_teardown_peer
@@ -317,7 +322,19 @@ test_brokennic() {
 test_invalid() {
     local case=$1 extra=$2 message=$3
     local net=e2ecd-bad-$case name=e2ecd-bad-$case-a
-    chain_ptp 1.0.0 "$net" 10.99.60.0/24 "$(csum_entry txgbe "$extra")"
+    local entry
+    entry=$(csum_entry txgbe "$extra")
+    # The installer refuses the entry and leaves the conflist alone...
+    chain_ptp 1.0.0 "$net" 10.99.60.0/24 ""
+    local before refusal
+    before=$(sha "$NETD/10-e2ecd.conflist")
+    if refusal=$(install_entry "$entry" 2>&1); then
+        fail "csum-offload install accepted an invalid entry ($extra)"
+    fi
+    grep -qF -- "$message" <<<"$refusal" || fail "the installer's refusal lacks '$message': $refusal"
+    expect_eq "conflist after the refused install" "$(sha "$NETD/10-e2ecd.conflist")" "$before"
+    # ...so a hand-edited conflist is how such an entry reaches a node.
+    HAND_WRITTEN=1 chain_ptp 1.0.0 "$net" 10.99.60.0/24 "$entry"
     if start_container "$name"; then
         fail "$name started although csum-offload's entry is invalid ($extra)"
     fi
@@ -344,7 +361,7 @@ test_invalid() {
     if [ -n "$inode" ]; then
         ! netns_alive "$inode" || fail "netns $inode left after the failed start"
     fi
-    note "invalid entry ($extra): container refused; ctr: \"$(grep -o 'plugin type="csum-offload".*' <<<"$err" | head -c 160)\"; address released, no veth or netns left"
+    note "invalid entry ($extra): csum-offload install refused it, conflist unchanged; written by hand: container refused; ctr: \"$(grep -o 'plugin type="csum-offload".*' <<<"$err" | head -c 160)\"; address released, no veth or netns left"
 }
 
 # failurePolicy ignore where setting fails: the container starts and the
