@@ -336,3 +336,46 @@ fn a_bad_config_is_refused_before_anything_is_written() {
     assert_eq!(fs::read(&primary).unwrap(), original);
     assert!(!dir.bin().join("csum-offload").exists());
 }
+
+#[test]
+fn multus_first_needs_conf_file_and_then_edits_the_delegate() {
+    let dir = TempDir::new("multus");
+    let multus = br#"{"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus-shim","socketDir":"/run/multus/"}"#;
+    let calico = json!({"cniVersion": "0.3.1", "name": "k8s-pod-network", "plugins": [{"type": "calico"}, {"type": "portmap"}]});
+    fs::write(dir.conf().join("00-multus.conf"), multus).unwrap();
+    fs::write(dir.conf().join("10-calico.conflist"), calico.to_string()).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["install", "--once", "--cni-conf-dir"])
+            .arg(dir.conf())
+            .arg("--cni-bin-dir")
+            .arg(dir.bin())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("multus-shim") && stderr.contains("--conf-file"),
+        "{stderr}"
+    );
+    assert_eq!(
+        read_json(&dir.conf().join("10-calico.conflist")).unwrap(),
+        calico
+    );
+    let out = run(&["--conf-file", "10-calico.conflist"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        our_entries(&read_json(&dir.conf().join("10-calico.conflist")).unwrap()),
+        1
+    );
+    assert_eq!(fs::read(dir.conf().join("00-multus.conf")).unwrap(), multus);
+    let out = run(&["--conf-file", "10-calico.conf"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be the name of a .conflist"));
+}

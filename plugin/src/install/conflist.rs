@@ -90,6 +90,46 @@ pub fn select_primary(files: &[ConfFile]) -> Selection<'_> {
     }
 }
 
+/// Selects a file named by the operator (`--conf-file`) instead of the
+/// first one: for setups where the runtime's first file is a meta plugin
+/// that delegates to it (Multus).
+pub fn select_named<'a>(files: &'a [ConfFile], name: &str) -> Selection<'a> {
+    match files.iter().find(|f| f.name == name) {
+        None => Selection {
+            primary: None,
+            skipped: Vec::new(),
+        },
+        Some(file) => match check_loadable(file) {
+            Ok(()) => Selection {
+                primary: Some(file),
+                skipped: Vec::new(),
+            },
+            Err(why) => Selection {
+                primary: None,
+                skipped: vec![(file, why)],
+            },
+        },
+    }
+}
+
+/// Meta plugins that run other network configs for the pod: our entry
+/// belongs in the config they delegate to, not in theirs.
+const DELEGATING_TYPES: &[&str] = &["multus", "multus-shim"];
+
+/// The delegating plugin type in a config, if any.
+pub fn delegating_plugin(file: &ConfFile) -> Option<String> {
+    let value: Value = serde_json::from_slice(&file.bytes).ok()?;
+    let types: Vec<&Value> = match value.get("plugins").and_then(Value::as_array) {
+        Some(plugins) => plugins.iter().filter_map(|p| p.get("type")).collect(),
+        None => value.get("type").into_iter().collect(),
+    };
+    types
+        .into_iter()
+        .filter_map(Value::as_str)
+        .find(|t| DELEGATING_TYPES.contains(t))
+        .map(String::from)
+}
+
 /// libcni's checks: a conflist needs a string `name` and a non-empty
 /// `plugins` list of objects with a `type`; a single config needs a `type`.
 pub fn check_loadable(file: &ConfFile) -> Result<(), SkipReason> {
@@ -948,6 +988,31 @@ mod tests {
         assert_eq!(
             read(&dir, "10-bridge.conflist")["plugins"][1],
             json!({"type": "istio-cni"})
+        );
+    }
+
+    #[test]
+    fn named_file_and_meta_plugins() {
+        let list = r#"{"cniVersion":"0.3.1","name":"k8s-pod-network","plugins":[{"type":"calico"},{"type":"portmap"}]}"#;
+        let multus = r#"{"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus-shim","socketDir":"/run/multus/"}"#;
+        let dir = vec![
+            f("00-multus.conf", multus),
+            f("10-calico.conflist", list),
+            f("20-bad.conflist", "{"),
+        ];
+        assert_eq!(select_primary(&dir).primary.unwrap().name, "00-multus.conf");
+        assert_eq!(delegating_plugin(&dir[0]).as_deref(), Some("multus-shim"));
+        assert_eq!(delegating_plugin(&dir[1]), None);
+        let sel = select_named(&dir, "10-calico.conflist");
+        assert_eq!(sel.primary.unwrap().name, "10-calico.conflist");
+        let sel = select_named(&dir, "20-bad.conflist");
+        assert!(sel.primary.is_none() && sel.skipped.len() == 1);
+        let sel = select_named(&dir, "30-missing.conflist");
+        assert!(sel.primary.is_none() && sel.skipped.is_empty());
+        let thick = r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"type":"multus"}]}"#;
+        assert_eq!(
+            delegating_plugin(&f("00-m.conflist", thick)).as_deref(),
+            Some("multus")
         );
     }
 

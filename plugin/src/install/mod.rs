@@ -29,6 +29,8 @@ pub struct Options {
     pub conf_dir: PathBuf,
     pub bin_dir: PathBuf,
     pub config: Option<PathBuf>,
+    /// Edit this file instead of the first one (Multus setups).
+    pub conf_file: Option<String>,
     pub remove_binary: bool,
 }
 
@@ -41,6 +43,16 @@ impl Options {
         };
         let conf_dir = args.value("--cni-conf-dir")?;
         let bin_dir = args.value("--cni-bin-dir")?;
+        let conf_file = args
+            .value("--conf-file")?
+            .or_else(|| env("CSUM_OFFLOAD_CONF_FILE").filter(|v| !v.is_empty()));
+        if let Some(name) = &conf_file {
+            if name.contains('/') || !name.ends_with(".conflist") {
+                return Err(format!(
+                    "--conf-file must be the name of a .conflist file in the conf dir, got {name:?}"
+                ));
+            }
+        }
         Ok(Self {
             conf_dir: pick(
                 conf_dir,
@@ -51,6 +63,7 @@ impl Options {
             bin_dir: pick(bin_dir, "CSUM_OFFLOAD_CNI_BIN_DIR", Some(DEFAULT_BIN_DIR))
                 .unwrap_or_default(),
             config: None,
+            conf_file,
             remove_binary: args.flag("--remove-binary"),
         })
     }
@@ -118,7 +131,7 @@ pub fn install_command(mut args: Args) -> Result<String, String> {
     files::remove_stale_temps(&opts.bin_dir);
     copy_binary(&opts.bin_dir)?;
     if once {
-        return install_once(&opts.conf_dir, &entry);
+        return install_once(&opts, &entry);
     }
     watch::run(&opts, entry)
 }
@@ -206,11 +219,15 @@ pub enum Outcome {
 /// gets one line per file the runtime would skip.
 pub fn reconcile(
     conf_dir: &Path,
+    conf_file: Option<&str>,
     entry: &Entry,
     notes: &mut Vec<String>,
 ) -> Result<Outcome, FsError> {
     let snap = Snapshot::read(conf_dir)?;
-    let selection = select_primary(&snap.files);
+    let selection = match conf_file {
+        Some(name) => conflist::select_named(&snap.files, name),
+        None => select_primary(&snap.files),
+    };
     for (file, why) in &selection.skipped {
         let fresh = snap.age(&file.name).is_some_and(|age| age < FRESH);
         if fresh && matches!(why, SkipReason::Empty | SkipReason::Invalid(_)) {
@@ -227,6 +244,16 @@ pub fn reconcile(
     let Some(primary) = selection.primary else {
         return Ok(Outcome::NoConfig);
     };
+    if conf_file.is_none() {
+        if let Some(meta) = conflist::delegating_plugin(primary) {
+            return Ok(Outcome::Blocked(format!(
+                "{}: the runtime's first config is {meta}, which runs other configs for the pod; \
+                 run the installer with --conf-file set to the default network's .conflist \
+                 (docs/install.md, Multus)",
+                primary.name
+            )));
+        }
+    }
     let plan = match conflist::plan_insert(&snap.files, primary, entry) {
         Ok(plan) => plan,
         Err(e @ EditError::Unreadable { .. }) => return Ok(Outcome::Retry(e.to_string())),
@@ -249,11 +276,13 @@ pub fn reconcile(
     }
 }
 
-fn install_once(conf_dir: &Path, entry: &Entry) -> Result<String, String> {
+fn install_once(opts: &Options, entry: &Entry) -> Result<String, String> {
+    let conf_dir = opts.conf_dir.as_path();
     // A few quick retries cover a file caught mid-write.
     for _ in 0..20 {
         let mut notes = Vec::new();
-        let outcome = reconcile(conf_dir, entry, &mut notes).map_err(|e| e.to_string())?;
+        let outcome = reconcile(conf_dir, opts.conf_file.as_deref(), entry, &mut notes)
+            .map_err(|e| e.to_string())?;
         for n in &notes {
             log::warn!("{n}");
         }
@@ -337,7 +366,11 @@ fn check_installed(opts: &Options) -> Result<String, String> {
         ));
     }
     let snap = Snapshot::read(&opts.conf_dir).map_err(|e| e.to_string())?;
-    let primary = select_primary(&snap.files)
+    let selection = match &opts.conf_file {
+        Some(name) => conflist::select_named(&snap.files, name),
+        None => select_primary(&snap.files),
+    };
+    let primary = selection
         .primary
         .ok_or_else(|| format!("no network config in {} yet", opts.conf_dir.display()))?;
     let path = opts.conf_dir.join(&primary.name);

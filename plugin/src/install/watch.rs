@@ -134,7 +134,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                 due = Some(t);
             } else {
                 let mut notes = Vec::new();
-                let outcome = reconcile(conf_dir, &entry, &mut notes);
+                let outcome = reconcile(conf_dir, opts.conf_file.as_deref(), &entry, &mut notes);
                 status.notes(notes);
                 match outcome {
                     Ok(Outcome::Installed { file, wrote: true }) => {
@@ -153,10 +153,16 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                     }
                     Ok(Outcome::NoConfig) => status.set(
                         log::Level::Info,
-                        format!(
-                            "waiting for a network config in {} (written by the primary CNI)",
-                            conf_dir.display()
-                        ),
+                        match &opts.conf_file {
+                            Some(name) => format!(
+                                "waiting for a loadable {} (--conf-file)",
+                                conf_dir.join(name).display()
+                            ),
+                            None => format!(
+                                "waiting for a network config in {} (written by the primary CNI)",
+                                conf_dir.display()
+                            ),
+                        },
                     ),
                     Ok(Outcome::Blocked(why)) => status.set(log::Level::Error, why),
                     Ok(Outcome::Retry(why)) => {
