@@ -200,7 +200,7 @@ BRK_PEER_IP=10.88.77.100
 brk_setup_peer() {
     ip netns add "$BRK_PEER_NS"
     ip link add e2ecdwire0 type veth peer name e2ecdpeer0 netns "$BRK_PEER_NS"
-    sysctl -qw net.ipv6.conf.e2ecdwire0.disable_ipv6=1
+    echo 1 >/proc/sys/net/ipv6/conf/e2ecdwire0/disable_ipv6
     ip link set e2ecdwire0 up
     ip -n "$BRK_PEER_NS" link set lo up
     ip -n "$BRK_PEER_NS" addr add "$BRK_PEER_IP/24" dev e2ecdpeer0
