@@ -280,7 +280,10 @@ fn waits_for_a_config_converts_a_conf_follows_a_new_first_file_and_restores() {
     );
     assert!(log.contains("05-broken.conflist: skipped"), "{log}");
 
-    // A new first file appears: the entry goes there too.
+    // A new first file appears: the entry goes there too. Someone deleted
+    // the binary just before: it comes back with that pass (the entry must
+    // never name a missing plugin).
+    fs::remove_file(dir.bin().join("csum-offload")).unwrap();
     let first = dir.conf().join("01-new.conflist");
     fs::write(&first, serde_json::to_vec(&kindnet()).unwrap()).unwrap();
     wait_for(
@@ -288,6 +291,9 @@ fn waits_for_a_config_converts_a_conf_follows_a_new_first_file_and_restores() {
         Duration::from_secs(20),
         || read_json(&first).is_some_and(|v| our_entries(&v) == 1),
     );
+    wait_for("the binary copied again", Duration::from_secs(20), || {
+        dir.bin().join("csum-offload").exists()
+    });
 
     let status = installer.terminate();
     assert!(status.success(), "exit status {status:?}\n{}", dir.log());

@@ -5,9 +5,10 @@
 //! a signalfd: no signal handler races, and a SIGTERM that arrives during
 //! an edit waits until that edit is complete.
 
-use super::conflist::{is_config_name, Entry, BACKUP_SUFFIX};
+use super::conflist::{is_config_name, Entry, BACKUP_SUFFIX, PLUGIN_TYPE};
+use super::files;
 use super::throttle::Throttle;
-use super::{load_entry, reconcile, remove_binary, remove_entries, Options, Outcome};
+use super::{copy_binary, load_entry, reconcile, remove_binary, remove_entries, Options, Outcome};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::{SigSet, Signal};
@@ -129,6 +130,17 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
             }
             if conf_wd.is_none() {
                 conf_wd = watch_conf_dir(&inotify, conf_dir);
+            }
+            // The entry must never name a missing binary: put it back if
+            // someone deleted it.
+            if !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
+                log::warn!(
+                    "{} is missing; copying it again",
+                    opts.bin_dir.join(PLUGIN_TYPE).display()
+                );
+                if let Err(e) = copy_binary(&opts.bin_dir) {
+                    log::error!("{e}");
+                }
             }
             if let Some(t) = throttle.not_before(now) {
                 due = Some(t);
@@ -254,7 +266,7 @@ fn shut_down(opts: &Options) -> Result<String, String> {
     } else {
         log::info!(
             "keeping {} for the DEL of pods created with it",
-            opts.bin_dir.join(super::conflist::PLUGIN_TYPE).display()
+            opts.bin_dir.join(PLUGIN_TYPE).display()
         );
     }
     for line in &done {
