@@ -69,3 +69,9 @@ e2e-kind:
 # Offline schema validation and checkov over manifests/ (tools in target/pyenv).
 manifests-check: build
 	bash manifests/check.sh
+
+# Fuzzing (stable Rust + libFuzzer): replays plugin/fuzz/regressions and
+# seeds, then fuzzes each target for FUZZ_SECONDS (default 60).
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash plugin/fuzz/run.sh
