@@ -13,10 +13,13 @@ WIRE_DIR=${WIRE_DIR:-$REPO/target/release}
 DEBIAN_CNI_DIR=${DEBIAN_CNI_DIR:-/usr/lib/cni}
 CTR_NS=e2ecd
 # ctr (containerd 1.6, go-cni WithDefaultConf) reads conflists only from
-# these fixed paths, and libcni keeps its result cache under /var/lib/cni.
-# The suite runs in a private mount namespace with its own directories
-# bound over them, so the host's files there are never read or written.
-CNI_SYSTEM_DIRS=(/etc/cni/net.d /opt/cni/bin /var/lib/cni)
+# /etc/cni/net.d and plugins from /opt/cni/bin, libcni caches results in
+# /var/lib/cni, and containerd's shims keep runc state, shim sockets and
+# fifos in /run/containerd whatever the config says. The suite runs in a
+# private mount namespace with its own directories bound over these, so
+# the host's files there are never read or written, and a killed run's
+# leftovers stay in its work dir.
+SYSTEM_DIRS=(/etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd)
 # Created mount points are recorded here so a later run (even after a
 # crash) removes them again if they are still empty.
 CREATED_LIST=/run/csum-offload-e2e/created-dirs
@@ -46,7 +49,7 @@ wait_for() {
 prepare_mount_points() {
     mkdir -p "$(dirname "$CREATED_LIST")"
     local d
-    for d in "${CNI_SYSTEM_DIRS[@]}"; do
+    for d in "${SYSTEM_DIRS[@]}"; do
         if [ ! -d "$d" ]; then
             local missing=$d
             # Record every level that mkdir -p creates, deepest last.
@@ -138,11 +141,13 @@ setup_environment() {
     IPAMDIR=$WORK/ipam
     ROOTFS=$WORK/rootfs
     SOCK=$WORK/containerd.sock
-    mkdir -p "$NETD" "$CNIBIN" "$CNICACHE" "$IPAMDIR" "$WORK/ctr" "$WORK/data" "$WORK/logs"
+    mkdir -p "$NETD" "$CNIBIN" "$CNICACHE" "$IPAMDIR" "$WORK/ctr" "$WORK/data" "$WORK/logs" \
+        "$WORK/run-containerd"
     mount --make-rprivate / 2>/dev/null || true
     mount --bind "$NETD" /etc/cni/net.d
     mount --bind "$CNIBIN" /opt/cni/bin
     mount --bind "$CNICACHE" /var/lib/cni
+    mount --bind "$WORK/run-containerd" /run/containerd
     cp "$DEBIAN_CNI_DIR"/* "$CNIBIN"/
     install -m 0755 "$PLUGIN_BIN" "$CNIBIN/csum-offload"
     build_rootfs "$ROOTFS"
