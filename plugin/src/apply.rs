@@ -16,6 +16,9 @@ pub struct Wanted {
     /// Named exactly (not through an alias): it must end in the wanted
     /// state even if the device has it fixed.
     pub exact: bool,
+    /// The alias that asks for this feature on, when only an alias does:
+    /// the alias is satisfied if any of its members can be on.
+    pub alias_on: Option<String>,
 }
 
 /// Resolves settings against the kernel's feature names. Where settings
@@ -33,12 +36,17 @@ pub fn plan(settings: &FeatureSettings, names: &[String]) -> (Vec<Wanted>, Vec<S
                 Some(w) => {
                     w.enabled &= setting.enabled;
                     w.exact |= !setting.selector.is_alias;
+                    if w.exact || !w.enabled {
+                        w.alias_on = None;
+                    }
                 }
                 None => wanted.push(Wanted {
                     index,
                     name: name.to_string(),
                     enabled: setting.enabled,
                     exact: !setting.selector.is_alias,
+                    alias_on: (setting.selector.is_alias && setting.enabled)
+                        .then(|| setting.selector.key.clone()),
                 }),
             }
         }
@@ -60,6 +68,9 @@ pub enum Problem {
     DidNotStick { feature: String, wanted: bool },
     /// This kernel has no feature of that name or alias.
     Unsupported { key: String },
+    /// An alias asked on, and the device has every feature it covers
+    /// fixed off (`ethtool -K` fails the same way).
+    AllFixed { key: String },
 }
 
 fn on_off(b: bool) -> &'static str {
@@ -90,6 +101,12 @@ impl fmt::Display for Problem {
                 )
             }
             Self::Unsupported { key } => write!(f, "{key} is not a feature this kernel has"),
+            Self::AllFixed { key } => {
+                write!(
+                    f,
+                    "{key}: every feature it covers is fixed off on this device, wanted on"
+                )
+            }
         }
     }
 }
@@ -115,6 +132,19 @@ pub fn evaluate(wanted: &[Wanted], missing: &[String], state: &FeatureState) -> 
             problems.push(Problem::Fixed {
                 feature: w.name.clone(),
                 wanted: w.enabled,
+            });
+        }
+    }
+    let mut aliases: Vec<&str> = wanted
+        .iter()
+        .filter_map(|w| w.alias_on.as_deref())
+        .collect();
+    aliases.dedup();
+    for key in aliases {
+        let mut members = wanted.iter().filter(|w| w.alias_on.as_deref() == Some(key));
+        if members.all(|w| !state.active(w.index) && !state.changeable(w.index)) {
+            problems.push(Problem::AllFixed {
+                key: key.to_string(),
             });
         }
     }
@@ -230,14 +260,18 @@ mod tests {
 
     #[test]
     fn false_wins_when_merged_settings_disagree() {
+        // A partial overlap merge() keeps: tx on from one NIC, one of its
+        // members off from another.
         let merged = FeatureSettings::merge([
-            &settings(json!({"tx-checksum-ip-generic": true})),
-            &settings(json!({"tx": false})),
+            &settings(json!({"tx": true})),
+            &settings(json!({"tx-checksum-ip-generic": false})),
         ]);
         let (w, _) = plan(&merged, &names());
         let generic = w.iter().find(|w| w.index == 1).unwrap();
         assert!(!generic.enabled);
         assert!(generic.exact);
+        let sctp = w.iter().find(|w| w.index == 3).unwrap();
+        assert!(sctp.enabled);
     }
 
     #[test]
@@ -285,6 +319,35 @@ mod tests {
                 wanted: true
             }]
         );
+    }
+
+    #[test]
+    fn alias_on_with_every_member_fixed_off_is_reported() {
+        // rx-gro is index 5; make it fixed off, then ask for "gro" on.
+        let state = FeatureState::from_flags(&[(false, false); 6]);
+        let (w, m) = plan(&settings(json!({"gro": true})), &names());
+        assert_eq!(
+            evaluate(&w, &m, &state),
+            [Problem::AllFixed { key: "gro".into() }]
+        );
+        // One changeable member is enough for an alias.
+        let (w, m) = plan(&settings(json!({"tx": true})), &names());
+        let one_on = veth([false, true, false, false, true, true]);
+        assert_eq!(
+            evaluate(&w, &m, &one_on),
+            [Problem::DidNotStick {
+                feature: "tx-checksum-sctp".into(),
+                wanted: true
+            }]
+        );
+        // A false elsewhere (merged NICs) takes the feature out of the alias.
+        let merged = FeatureSettings::merge([
+            &settings(json!({"gro": true})),
+            &settings(json!({"gro": false})),
+        ]);
+        let (w, m) = plan(&merged, &names());
+        assert!(w.iter().all(|w| w.alias_on.is_none()));
+        assert!(evaluate(&w, &m, &state).is_empty());
     }
 
     #[test]

@@ -78,7 +78,9 @@ pub fn detect_command(mut args: Args) -> Result<String, String> {
         None => (Policy::built_in(), host_interface, None),
     };
     let detection = match host_driver {
-        Some(driver) => Detection::from_driver(&policy, &driver),
+        Some(driver) => {
+            Detection::from_driver(&policy, &driver).ignoring_interface(host_interface.as_deref())
+        }
         None => {
             let mut socket = RouteSocket::open().map_err(|e| format!("netlink socket: {e}"))?;
             detect::detect(&mut socket, host_interface.as_deref(), &policy)?

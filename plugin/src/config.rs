@@ -33,6 +33,15 @@ pub enum FailurePolicy {
     Ignore,
 }
 
+/// What to do when CNI_IFNAME is not a veth (macvlan, ipvlan, SR-IOV VF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonVeth {
+    /// Log and pass through: such interfaces have no veth to fix.
+    Skip,
+    /// Fail the ADD: for clusters where every pod must be on a veth.
+    Fail,
+}
+
 /// A validated configuration.
 #[derive(Debug)]
 pub struct PluginConfig {
@@ -43,6 +52,7 @@ pub struct PluginConfig {
     pub policy: Policy,
     pub apply: ApplyTo,
     pub failure_policy: FailurePolicy,
+    pub non_veth: NonVeth,
     pub log_file: Option<PathBuf>,
     pub log_level: LevelFilter,
     /// Kept as the exact bytes the runtime sent, so ADD can hand it back
@@ -74,6 +84,7 @@ const OWN_KEYS: &[&str] = &[
     "default",
     "apply",
     "failurePolicy",
+    "nonVeth",
     "logFile",
     "logLevel",
 ];
@@ -170,6 +181,15 @@ impl PluginConfig {
                 ))
             }
         };
+        let non_veth = match string(&raw, "nonVeth")?.as_deref() {
+            None | Some("skip") => NonVeth::Skip,
+            Some("fail") => NonVeth::Fail,
+            Some(other) => {
+                return Err(format!(
+                    "nonVeth must be \"skip\" or \"fail\", got {other:?}"
+                ))
+            }
+        };
         let log_file = string(&raw, "logFile")?.map(PathBuf::from);
         if let Some(path) = &log_file {
             if !path.is_absolute() {
@@ -206,6 +226,7 @@ impl PluginConfig {
             policy,
             apply,
             failure_policy,
+            non_veth,
             log_file,
             log_level,
             prev_result,
@@ -273,6 +294,7 @@ mod tests {
         assert_eq!(c.host_driver.as_deref(), Some("txgbe"));
         assert_eq!(c.apply, ApplyTo::Container);
         assert_eq!(c.failure_policy, FailurePolicy::Ignore);
+        assert_eq!(c.non_veth, NonVeth::Skip);
         assert_eq!(c.log_level, LevelFilter::Debug);
         assert_eq!(c.log_file, Some(PathBuf::from("/var/log/csum-offload.log")));
     }
@@ -366,6 +388,10 @@ mod tests {
             (
                 json!({"logFile": "relative.log"}),
                 "logFile must be an absolute path",
+            ),
+            (
+                json!({"nonVeth": "warn"}),
+                "nonVeth must be \"skip\" or \"fail\"",
             ),
             (json!({"logLevel": "verbose"}), "logLevel must be one of"),
             (json!({"prevResult": [1]}), "prevResult must be an object"),

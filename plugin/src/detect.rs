@@ -78,6 +78,8 @@ impl Resolution {
 /// vlan/macvlan/ipvlan -> their lower device; bond/team -> their ports;
 /// bridge -> its ports that are not veths (veth ports are pods). Anything
 /// else (a device without a kind, or a kind with no lower device) is a leaf.
+/// An Open vSwitch bridge is a leaf too: its ports hang off `ovs-system`,
+/// not off the bridge, so they cannot be told from here.
 pub fn resolve(source: &mut impl LinkSource, start: u32) -> Result<Resolution, String> {
     let link = source
         .link(start)?
@@ -117,7 +119,7 @@ fn walk(
             }
         }
         Some("bond" | "team") => source.ports(index)?,
-        Some("bridge" | "openvswitch") => source
+        Some("bridge") => source
             .ports(index)?
             .into_iter()
             .filter(|l| !l.is_veth())
@@ -171,6 +173,15 @@ impl Detection {
             vec![(String::new(), driver.to_string())],
             policy,
         )
+    }
+
+    /// Notes a `hostInterface` that `hostDriver` made irrelevant, so the
+    /// log and `detect` show it was not inspected.
+    pub fn ignoring_interface(mut self, host_interface: Option<&str>) -> Self {
+        if let Some(name) = host_interface {
+            self.how = format!("{}; hostInterface {name} not inspected", self.how);
+        }
+        self
     }
 
     fn build(

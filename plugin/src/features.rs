@@ -7,7 +7,9 @@
 //! (ETH_SS_FEATURES), so a feature this list does not know yet still works
 //! once it is named by pattern.
 
-/// Every netdev feature name known to Linux up to 6.18, in kernel bit order.
+/// Every netdev feature name Linux has had up to 6.18, in kernel bit order.
+/// Some (`tx-lockless`, `netns-local`) exist only on older kernels: asking
+/// for them on where they are gone is reported as unsupported.
 pub const KERNEL_FEATURES: &[&str] = &[
     "tx-scatter-gather",
     "tx-checksum-ipv4",

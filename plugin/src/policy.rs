@@ -76,9 +76,11 @@ impl FeatureSettings {
     }
 
     /// Combines the settings of several NICs (bond slaves, multipath
-    /// uplinks). Where they disagree on a feature, `false` wins when the
-    /// settings are applied (see `apply::plan`): checksum offload is off if
-    /// any path needs it off.
+    /// uplinks). Where they disagree on a feature, `false` wins: checksum
+    /// offload is off if any path needs it off. An `on` that every feature
+    /// of is turned off by another NIC's settings is dropped here, so what
+    /// `detect` and the log show is what is applied; a partial overlap is
+    /// resolved per feature when applied (see `apply::plan`).
     pub fn merge<'a>(all: impl IntoIterator<Item = &'a FeatureSettings>) -> FeatureSettings {
         let mut merged: Vec<FeatureSetting> = Vec::new();
         for s in all.into_iter().flat_map(|s| s.0.iter()) {
@@ -86,7 +88,29 @@ impl FeatureSettings {
                 merged.push(s.clone());
             }
         }
-        FeatureSettings(merged)
+        let overridden = |on: &FeatureSetting| {
+            let mut members = KERNEL_FEATURES
+                .iter()
+                .filter(|f| on.selector.matches(f))
+                .peekable();
+            members.peek().is_some()
+                && members.all(|f| {
+                    merged
+                        .iter()
+                        .any(|off| !off.enabled && off.selector.matches(f))
+                })
+        };
+        let keep: Vec<bool> = merged
+            .iter()
+            .map(|s| !s.enabled || !overridden(s))
+            .collect();
+        FeatureSettings(
+            merged
+                .into_iter()
+                .zip(keep)
+                .filter_map(|(s, k)| k.then_some(s))
+                .collect(),
+        )
     }
 }
 
@@ -304,7 +328,15 @@ mod tests {
         let a = settings(json!({"tx": false}));
         let b = settings(json!({"tx": false, "gro": true}));
         let c = settings(json!({"tx-checksum-ip-generic": true}));
-        let m = FeatureSettings::merge([&a, &b, &c]);
-        assert_eq!(m.to_string(), "tx off, gro on, tx-checksum-ip-generic on");
+        let m = FeatureSettings::merge([&a, &b, &a]);
+        assert_eq!(m.to_string(), "tx off, gro on");
+        // An "on" entirely turned off by another NIC's settings is dropped.
+        let m = FeatureSettings::merge([&c, &a]);
+        assert_eq!(m.to_string(), "tx off");
+        // A partial overlap stays; apply::plan resolves it per feature.
+        let tx_on = settings(json!({"tx": true}));
+        let generic_off = settings(json!({"tx-checksum-ip-generic": false}));
+        let m = FeatureSettings::merge([&tx_on, &generic_off]);
+        assert_eq!(m.to_string(), "tx on, tx-checksum-ip-generic off");
     }
 }

@@ -488,3 +488,105 @@ fn bridge_uplink_is_walked_through_its_ports() {
     lab.cni("ADD", &c).expect_ok();
     assert!(!lab.active(true, "tx-checksum-ip-generic"));
 }
+
+#[test]
+fn non_veth_can_be_required_to_fail() {
+    let lab = Lab::new();
+    run(
+        "ip",
+        &["-n", &lab.pod, "link", "set", "eth0", "name", "veth9"],
+    );
+    run(
+        "ip",
+        &[
+            "-n", &lab.pod, "link", "add", "eth0", "link", "veth9", "type", "macvlan",
+        ],
+    );
+    let c = conf(
+        "1.0.0",
+        json!({"hostDriver": "txgbe", "nonVeth": "fail"}),
+        Some(prev_result("1.0.0", "/x")),
+    );
+    let msg = lab.cni("ADD", &c).expect_error(100);
+    assert!(msg.contains("eth0 (macvlan) is not a veth"), "{msg}");
+}
+
+#[test]
+fn an_alias_asked_on_whose_features_are_all_fixed_fails_like_ethtool() {
+    // veth has large-receive-offload fixed off: `ethtool -K veth lro on` fails too.
+    let lab = Lab::new();
+    let c = conf(
+        "1.0.0",
+        json!({"hostDriver": "x", "drivers": {"x": {"lro": true}}}),
+        Some(prev_result("1.0.0", "/x")),
+    );
+    let msg = lab.cni("ADD", &c).expect_error(100);
+    assert!(
+        msg.contains("lro: every feature it covers is fixed off on this device"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_missing_interface_is_an_error_whatever_the_policy() {
+    for driver in ["txgbe", "i40e"] {
+        let lab = Lab::new();
+        let c = conf(
+            "1.0.0",
+            json!({"hostDriver": driver}),
+            Some(prev_result("1.0.0", "/x")),
+        );
+        let msg = lab
+            .cni_env(
+                "ADD",
+                &c,
+                &[("CNI_IFNAME", "eth9"), ("CNI_NETNS", &lab.netns_path())],
+            )
+            .expect_error(4);
+        assert!(
+            msg.contains("CNI_IFNAME eth9 does not exist"),
+            "{driver}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn gc_does_not_fail_on_plugin_settings_and_errors_reach_stderr() {
+    let lab = Lab::new();
+    let gc = lab.cni(
+        "GC",
+        &conf(
+            "1.1.0",
+            json!({"apply": "sideways", "cni.dev/valid-attachments": []}),
+            None,
+        ),
+    );
+    gc.expect_ok();
+    assert!(
+        gc.stderr.contains("ignoring invalid config on GC"),
+        "{}",
+        gc.stderr
+    );
+    // An error raised before any config is read is still logged.
+    let r = lab.cni("FROB", &conf("1.1.0", json!({}), None));
+    r.expect_error(4);
+    assert!(r.stderr.contains("unknown CNI_COMMAND"), "{}", r.stderr);
+}
+
+#[test]
+fn host_driver_beside_host_interface_says_the_interface_is_not_inspected() {
+    let lab = Lab::new();
+    let c = conf(
+        "1.0.0",
+        json!({"hostDriver": "txgbe", "hostInterface": "nope0"}),
+        Some(prev_result("1.0.0", "/x")),
+    );
+    let r = lab.cni("ADD", &c);
+    r.expect_ok();
+    assert!(
+        r.stderr
+            .contains("hostInterface nope0 is not inspected: hostDriver txgbe is set"),
+        "{}",
+        r.stderr
+    );
+}

@@ -3,7 +3,7 @@
 use super::env::{Attachment, Command};
 use super::error::CniError;
 use super::version;
-use crate::config::{parse_envelope, FailurePolicy, PluginConfig};
+use crate::config::{parse_envelope, FailurePolicy, NonVeth, PluginConfig};
 use crate::detect::{self, Detection};
 use crate::logger;
 use crate::netlink::RouteSocket;
@@ -15,48 +15,51 @@ pub(super) fn dispatch(
     getenv: &dyn Fn(&str) -> Option<String>,
     reported_version: &mut String,
 ) -> Result<String, CniError> {
-    if command == Command::Version {
-        return Ok(version_info());
-    }
-    if command == Command::Del {
-        return del(stdin, getenv, reported_version);
-    }
-    let conf = parse(stdin, reported_version)?;
-    version::check_verb_allowed(command.as_str(), conf.version, &conf.cni_version)?;
     match command {
-        Command::Add | Command::Check => {
-            let attachment = Attachment::from_env(command, getenv)?;
-            start_log(
-                &conf,
-                format!(
-                    "{} {} {}",
-                    command.as_str(),
-                    attachment.short_id(),
-                    attachment.ifname
-                ),
-            );
-            let prev = conf.prev_result.as_ref().ok_or_else(|| {
-                CniError::InvalidConfig(format!(
-                    "{} requires prevResult: csum-offload is a chained plugin and must follow the plugin that creates the interface",
-                    command.as_str()
-                ))
-            })?;
-            let output = prev_result_output(prev.get(), &conf.cni_version)?;
-            pod_job(&conf, &attachment, command == Command::Check)?;
-            Ok(if command == Command::Add {
-                output
-            } else {
-                String::new()
-            })
-        }
+        Command::Version => Ok(version_info()),
+        Command::Del => del(stdin, getenv, reported_version),
+        Command::Gc => gc(stdin, reported_version),
         Command::Status => {
+            let conf = parse(stdin, reported_version)?;
+            version::check_verb_allowed("STATUS", conf.version, &conf.cni_version)?;
             start_log(&conf, "STATUS".into());
             status(&conf)
         }
-        // Nothing is kept between invocations, so there is nothing to collect.
-        Command::Gc => Ok(String::new()),
-        Command::Version | Command::Del => unreachable!("handled above"),
+        Command::Add | Command::Check => add_or_check(command, stdin, getenv, reported_version),
     }
+}
+
+fn add_or_check(
+    command: Command,
+    stdin: &[u8],
+    getenv: &dyn Fn(&str) -> Option<String>,
+    reported_version: &mut String,
+) -> Result<String, CniError> {
+    let conf = parse(stdin, reported_version)?;
+    version::check_verb_allowed(command.as_str(), conf.version, &conf.cni_version)?;
+    let attachment = Attachment::from_env(command, getenv)?;
+    start_log(
+        &conf,
+        format!(
+            "{} {} {}",
+            command.as_str(),
+            attachment.short_id(),
+            attachment.ifname
+        ),
+    );
+    let prev = conf.prev_result.as_ref().ok_or_else(|| {
+        CniError::InvalidConfig(format!(
+            "{} requires prevResult: csum-offload is a chained plugin and must follow the plugin that creates the interface",
+            command.as_str()
+        ))
+    })?;
+    let output = prev_result_output(prev.get(), &conf.cni_version)?;
+    pod_job(&conf, &attachment, command == Command::Check)?;
+    Ok(if command == Command::Add {
+        output
+    } else {
+        String::new()
+    })
 }
 
 fn parse(stdin: &[u8], reported_version: &mut String) -> Result<PluginConfig, CniError> {
@@ -124,10 +127,25 @@ fn del(
     Ok(String::new())
 }
 
+/// GC: nothing is kept between invocations, so there is nothing to
+/// collect. Like DEL it does not fail on a plugin setting it would reject.
+fn gc(stdin: &[u8], reported_version: &mut String) -> Result<String, CniError> {
+    let (_, v) = parse_envelope(stdin)?;
+    let parsed = version::check_supported(&v)?;
+    *reported_version = v.clone();
+    version::check_verb_allowed("GC", parsed, &v)?;
+    if let Err(e) = PluginConfig::parse(stdin) {
+        logger::init(log::LevelFilter::Info, None, "GC".into());
+        log::warn!("ignoring invalid config on GC: {e}");
+    }
+    Ok(String::new())
+}
+
 /// The host NIC's settings: from `hostDriver` if set, else detected.
 fn detection(conf: &PluginConfig) -> Result<Detection, CniError> {
     if let Some(driver) = &conf.host_driver {
-        return Ok(Detection::from_driver(&conf.policy, driver));
+        return Ok(Detection::from_driver(&conf.policy, driver)
+            .ignoring_interface(conf.host_interface.as_deref()));
     }
     let mut socket =
         RouteSocket::open().map_err(|e| CniError::Internal(format!("netlink socket: {e}")))?;
@@ -147,17 +165,30 @@ fn status(conf: &PluginConfig) -> Result<String, CniError> {
     }
 }
 
+/// Maps a kernel call's failure: transient errnos ask the runtime to retry.
+fn io_error(what: &str, e: std::io::Error) -> CniError {
+    match e.raw_os_error() {
+        Some(libc::EAGAIN | libc::EBUSY | libc::EINTR) => {
+            CniError::TryAgain(format!("{what}: {e}"))
+        }
+        _ => CniError::Internal(format!("{what}: {e}")),
+    }
+}
+
 /// Applies (ADD) or verifies (CHECK) the policy on the pod's veth pair.
 /// Errors after the config and environment were accepted obey
-/// failurePolicy.
+/// failurePolicy; a wrong CNI_NETNS or CNI_IFNAME is the caller's error and
+/// always fails.
 fn pod_job(conf: &PluginConfig, attachment: &Attachment, check: bool) -> Result<(), CniError> {
-    // The netns must exist in both modes: a wrong CNI_NETNS is the caller's
-    // error, not a runtime failure to tolerate.
-    let mut sockets = PodSockets::open(&attachment.netns).map_err(|e| match e {
-        OpenError::Netns { .. } | OpenError::SameAsHost(_) => CniError::InvalidEnv(e.to_string()),
-        OpenError::Socket(_) => CniError::Internal(e.to_string()),
-    })?;
-    match settle(conf, attachment, check, &mut sockets) {
+    let result = PodSockets::open(&attachment.netns)
+        .map_err(|e| match e {
+            OpenError::Netns { .. } | OpenError::SameAsHost(_) => {
+                CniError::InvalidEnv(e.to_string())
+            }
+            OpenError::Socket(io) => io_error("netlink socket", io),
+        })
+        .and_then(|mut sockets| settle(conf, attachment, check, &mut sockets));
+    match result {
         Err(e)
             if conf.failure_policy == FailurePolicy::Ignore
                 && !matches!(e, CniError::InvalidEnv(_)) =>
@@ -175,7 +206,33 @@ fn settle(
     check: bool,
     sockets: &mut PodSockets,
 ) -> Result<(), CniError> {
+    let (targets, unreachable) = match offload::targets(sockets, &attachment.ifname, conf.apply)
+        .map_err(|e| io_error("reading the pod's interface", e))?
+    {
+        Targets::Missing => {
+            return Err(CniError::InvalidEnv(format!(
+                "CNI_IFNAME {} does not exist in {}",
+                attachment.ifname, attachment.netns
+            )))
+        }
+        Targets::NotVeth(what) if conf.non_veth == NonVeth::Fail => {
+            return Err(CniError::NotApplied(format!(
+                "{what} is not a veth and nonVeth is \"fail\""
+            )))
+        }
+        Targets::NotVeth(what) => {
+            log::info!("{what} is not a veth; nothing to do");
+            return Ok(());
+        }
+        Targets::Veth {
+            targets,
+            unreachable,
+        } => (targets, unreachable),
+    };
     let host = detection(conf)?;
+    if let (Some(name), Some(driver)) = (&conf.host_interface, &conf.host_driver) {
+        log::warn!("hostInterface {name} is not inspected: hostDriver {driver} is set");
+    }
     let nics: Vec<String> = host
         .nics
         .iter()
@@ -191,36 +248,23 @@ fn settle(
         log::info!("host NIC {}: policy changes nothing", nics.join(", "));
         return Ok(());
     }
-    let io_err = |what: &str, e: std::io::Error| CniError::Internal(format!("{what}: {e}"));
-    let (targets, unreachable) = match offload::targets(sockets, &attachment.ifname, conf.apply)
-        .map_err(|e| io_err("reading the pod's interface", e))?
-    {
-        Targets::Missing => {
-            return Err(CniError::InvalidEnv(format!(
-                "CNI_IFNAME {} does not exist in {}",
-                attachment.ifname, attachment.netns
-            )))
-        }
-        Targets::NotVeth(what) => {
-            log::info!("{what} is not a veth; nothing to do");
-            return Ok(());
-        }
-        Targets::Veth {
-            targets,
-            unreachable,
-        } => (targets, unreachable),
-    };
-    let mut problems: Vec<String> = unreachable;
+    // A host end the policy covers but that cannot be found is never
+    // "drift": it is reported as not applied.
+    let unreached: Vec<String> = unreachable
+        .iter()
+        .map(|why| format!("host end: {why}"))
+        .collect();
+    let mut problems: Vec<String> = Vec::new();
     if let Some(first) = targets.first() {
         let plan =
-            Plan::new(&host.settings, first).map_err(|e| io_err("reading feature names", e))?;
+            Plan::new(&host.settings, first).map_err(|e| io_error("reading feature names", e))?;
         for target in &targets {
             let label = format!("{} {}", target.side, target.ifname);
             if check {
-                let found = plan.verify(target).map_err(|e| io_err(&label, e))?;
+                let found = plan.verify(target).map_err(|e| io_error(&label, e))?;
                 problems.extend(found.iter().map(|p| format!("{label}: {p}")));
             } else {
-                let outcome = plan.apply(target).map_err(|e| io_err(&label, e))?;
+                let outcome = plan.apply(target).map_err(|e| io_error(&label, e))?;
                 log::info!(
                     "{label}: host NIC {} -> {}; changed: [{}]; kernel also changed: [{}]",
                     nics.join(", "),
@@ -232,11 +276,16 @@ fn settle(
             }
         }
     }
-    if problems.is_empty() {
+    if problems.is_empty() && unreached.is_empty() {
         return Ok(());
     }
-    let text = problems.join("; ");
-    Err(if check {
+    let drifted = check && !problems.is_empty();
+    let text = problems
+        .into_iter()
+        .chain(unreached)
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(if drifted {
         CniError::Drifted(text)
     } else {
         CniError::NotApplied(text)

@@ -27,6 +27,9 @@ pub fn run(command: &str, stdin: &[u8], getenv: impl Fn(&str) -> Option<String>)
             exit_code: 0,
         },
         Err(err) => {
+            // Errors found before the config named a log file still reach
+            // stderr (a no-op when the logger is already set up).
+            crate::logger::init(log::LevelFilter::Info, None, command.to_string());
             log::error!("{err}");
             Reply {
                 stdout: err.to_json(&reported_version),
