@@ -36,11 +36,14 @@ clean:
 	cargo clean
 
 # ADD/DEL/CHECK latency against the reference tuning plugin and the spawn
-# floor, plus footprint (size, peak RSS, syscalls); see docs/performance.md.
+# floor, plus footprint (size, peak RSS, syscalls), then the pod-start
+# overhead under containerd; see docs/performance.md.
 # BENCH_ARGS e.g. "--iterations 1000" or "--candidate other=/path/to/build".
 BENCH_ARGS ?=
+PODSTART_RUNS ?= 40
 bench: deps build
 	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) $(BENCH_ARGS)
+	bash e2e/bench/podstart.sh $(PODSTART_RUNS)
 
 # End-to-end under a private containerd (`ctr run --cni`, Debian's CNI
 # plugins): chains, wire check, broken-NIC reproduction, failure cases.

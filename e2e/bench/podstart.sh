@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Pod-start overhead of csum-offload under a real containerd: the median
+# wall time of `ctr run --rm --cni` (CNI ADD of the whole chain, task start,
+# /bin/true, task exit, CNI DEL, cleanup) with the kindnet-like chain
+# ptp + host-local + portmap, alternating runs without and with csum-offload
+# (txgbe policy) appended to it.
+#
+#   bash e2e/bench/podstart.sh [RUNS]     (default 40 per variant)
+#
+# Reuses the containerd e2e's setup (e2e/containerd/lib.sh): a private
+# containerd in a private mount namespace, Debian's reference plugins, the
+# same lock, so it never runs alongside the e2e suite. Needs root and
+# `make build`.
+set -uo pipefail
+# shellcheck source=e2e/containerd/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../containerd/lib.sh"
+
+RUNS=${1:-40}
+LOCK=/run/csum-offload-e2e/lock
+SUBNET=10.253.0.0/24
+
+outer() {
+    [ "$(id -u)" = 0 ] || die "must run as root"
+    local tool
+    for tool in containerd ctr runc ip unshare flock busybox; do
+        command -v "$tool" >/dev/null || die "$tool is missing; run: bash e2e/install-deps.sh"
+    done
+    [ -x "$PLUGIN_BIN" ] || die "$PLUGIN_BIN is missing; run: make build"
+    mkdir -p "$(dirname "$LOCK")"
+    exec flock -o -w 900 "$LOCK" env E2E_LOCKED=1 bash "$0" "$@"
+}
+
+locked() {
+    reap_stale_runs
+    prepare_mount_points
+    local rc=0
+    E2E_INNER=1 timeout --kill-after=20 600 unshare --mount --propagation private bash "$0" "$@" || rc=$?
+    reap_stale_runs
+    remove_created_mount_points
+    exit "$rc"
+}
+
+conflist() {
+    local csum=$1
+    cat <<EOF
+{"cniVersion": "1.0.0", "name": "e2ecd-bench", "plugins": [
+  {"type": "ptp", "ipMasq": false, "ipam": $(host_local "$SUBNET")},
+  {"type": "portmap", "capabilities": {"portMappings": true}}${csum:+,
+  $csum}
+]}
+EOF
+}
+
+# One container lifecycle; prints its wall time in ms.
+one_run() {
+    local name=$1 t0 t1
+    t0=$(date +%s%N)
+    ctr_ run --rm --cni --rootfs "$ROOTFS" "$name" /bin/true </dev/null >"$WORK/ctr/$name.log" 2>&1 ||
+        die "ctr run $name failed: $(cat "$WORK/ctr/$name.log")"
+    t1=$(date +%s%N)
+    awk -v n=$((t1 - t0)) 'BEGIN {printf "%.2f\n", n / 1e6}'
+}
+
+stats() {
+    sort -n | awk '{v[NR] = $1} END {
+        m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+        p = v[int(NR * 0.95 + 0.999)]
+        printf "median %.1f ms, p95 %.1f ms (n=%d)", m, p, NR }'
+}
+
+inner() {
+    trap 'teardown_environment' EXIT
+    trap 'exit 143' TERM INT
+    setup_environment
+    local plain with i
+    plain=$(conflist "")
+    with=$(conflist '{"type": "csum-offload", "hostDriver": "txgbe", "logFile": "'"$WORK"'/logs/csum-offload.log"}')
+    : >"$WORK/without.ms"
+    : >"$WORK/with.ms"
+    say "podstart: containerd $(containerd --version | awk '{print $3}'), $RUNS runs per variant after 3 warm-up runs each, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    for ((i = 0; i < RUNS + 3; i++)); do
+        # Alternate which variant goes first, so drift hits both alike.
+        for variant in $([ $((i % 2)) = 0 ] && echo "without with" || echo "with without"); do
+            if [ "$variant" = with ]; then
+                printf '%s\n' "$with" | write_conflist
+            else
+                printf '%s\n' "$plain" | write_conflist
+            fi
+            ms=$(one_run "e2ecd-b$i-$variant") || exit 1
+            [ "$i" -lt 3 ] || echo "$ms" >>"$WORK/$variant.ms"
+        done
+    done
+    local applied
+    applied=$(grep -c '; changed: \[' "$WORK/logs/csum-offload.log" || true)
+    [ "$applied" -ge "$((2 * RUNS))" ] ||
+        die "csum-offload applied its policy $applied times, expected $((2 * RUNS)) (2 ends per run)"
+    local m_without m_with
+    say "without csum-offload: $(stats <"$WORK/without.ms")"
+    say "with csum-offload:    $(stats <"$WORK/with.ms")"
+    m_without=$(sort -n "$WORK/without.ms" | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')
+    m_with=$(sort -n "$WORK/with.ms" | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')
+    say "difference of medians: $(awk -v a="$m_with" -v b="$m_without" 'BEGIN {printf "%+.1f ms (%+.1f%%)", a - b, (a - b) * 100 / b}')"
+    say "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+
+if [ -n "${E2E_INNER:-}" ]; then
+    inner "$@"
+elif [ -n "${E2E_LOCKED:-}" ]; then
+    locked "$@"
+else
+    outer "$@"
+fi
