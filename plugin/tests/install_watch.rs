@@ -64,10 +64,15 @@ impl Installer {
     }
 
     /// SIGTERM, then the exit status within 10 s.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    fn terminate(self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// `signal`, then the exit status within 10 s.
+    fn signal(mut self, signal: i32) -> std::process::ExitStatus {
         let mut child = self.0.take().unwrap();
         // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -295,8 +300,10 @@ fn waits_for_a_config_converts_a_conf_follows_a_new_first_file_and_restores() {
         dir.bin().join("csum-offload").exists()
     });
 
-    let status = installer.terminate();
+    // Ctrl-C (SIGINT) takes the same path as SIGTERM.
+    let status = installer.signal(libc::SIGINT);
     assert!(status.success(), "exit status {status:?}\n{}", dir.log());
+    assert!(dir.log().contains("SIGINT received"), "{}", dir.log());
     assert_eq!(
         fs::read(&conf).unwrap(),
         conf_bytes,
