@@ -4,7 +4,8 @@
 #  2. kubernetes-validate (PyPI, ships the JSON schemas) in strict mode
 #     against the oldest and newest Kubernetes versions we support;
 #  3. checkov's Kubernetes checks: every finding fixed, or suppressed with
-#     a reason next to the field (checkov.io/skipN annotations);
+#     a reason next to the field (checkov.io/skipN annotations); and its
+#     Dockerfile checks on the image;
 #  4. the DaemonSet and the ConfigMap agree (config path, mounts), and the
 #     ConfigMap's entry is accepted by the plugin binary itself;
 #  5. negative controls: a broken copy must fail both tools, so a tool
@@ -97,6 +98,12 @@ run_checkov manifests >"$TMP/checkov.out" 2>&1 || {
     die "checkov findings (fix them, or skip with a reason next to the field)"
 }
 say "checkov: $(grep -m1 'Passed checks' "$TMP/checkov.out")"
+offline "$VENV/bin/checkov" --file Dockerfile --framework dockerfile --quiet --compact \
+    --skip-download --skip-results-upload >"$TMP/checkov-docker.out" 2>&1 || {
+    cat "$TMP/checkov-docker.out" >&2
+    die "checkov findings in the Dockerfile"
+}
+say "checkov (Dockerfile): $(grep -m1 'Passed checks' "$TMP/checkov-docker.out")"
 
 # 4. The DaemonSet, the ConfigMap and the binary agree.
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' plugin/Cargo.toml | head -n1)
