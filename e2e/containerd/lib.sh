@@ -93,6 +93,15 @@ reap_stale_runs() {
         fi
         [ -n "${E2E_KEEP:-}" ] || rm -rf --one-file-system "$dir" 2>/dev/null || true
     done
+    # A container whose shim died while runc was creating it is reparented
+    # to init; it is still in its cgroup, named after the ctr namespace.
+    local f
+    for f in /proc/[0-9]*/cgroup; do
+        if grep -q ":/$CTR_NS/" "$f" 2>/dev/null; then
+            pid=${f#/proc/}
+            kill -KILL "${pid%/cgroup}" 2>/dev/null || true
+        fi
+    done
     remove_e2e_links
 }
 
