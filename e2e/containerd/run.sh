@@ -130,7 +130,8 @@ inner() {
     exec 3>&1
     if [ "${1:-}" = --story ]; then
         setup_environment
-        STORY=1
+        STORY=1 # read by narrate (tests.sh)
+        export STORY
         NOTES=$WORK/logs/story.notes
         (
             set -eE

@@ -348,7 +348,7 @@ test_invalid() {
     # ctr 1.6 leaves the created (never started) task behind after a CNI
     # failure; deleting it, as kubelet deletes a failed sandbox, must leave
     # no veth and no netns.
-    local peer= inode=
+    local peer='' inode=''
     if [ -n "$(task_pid "$name")" ]; then
         peer=$(host_peer "$name" || true)
         inode=$(netns_inode "$name")
