@@ -282,8 +282,9 @@ brk_phase() {
     if [ "$with_csum" = 0 ]; then
         [ "$rc" != 0 ] || fail "TCP through the broken NIC should time out without csum-offload, but nc succeeded"
         expect_eq "bytes the peer received" "$got_size" 0
-        [ "$partial" -gt 0 ] && [ "$valid" = 0 ] ||
-            fail "brokennic should have forwarded only partial checksums: $out"
+        # About 1 partial checksum in 65536 is valid by chance, so "valid"
+        # is reported, not required to be 0; nothing may arrive either way.
+        [ "$partial" -gt 0 ] || fail "brokennic forwarded no partial checksum: $out"
         narrate "  TCP to $BRK_PEER_IP:5001: connect timed out after $ms ms; the peer received $got_size bytes"
         narrate "  brokennic forwarded $fwd TCP segments from the pod ($syn of them SYNs: connection attempts): $partial with a partial checksum, $valid valid -> the peer's kernel dropped them all"
         BRK_RESULT="without csum-offload: ping $replies/3, TCP connect timed out after $ms ms, 0 bytes arrived; brokennic forwarded $fwd segments from the pod ($syn SYN), $partial partial / $valid valid"
