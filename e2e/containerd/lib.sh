@@ -112,7 +112,7 @@ pids_with_arg() {
         p=${f#/proc/}
         p=${p%/cmdline}
         [ "$p" = "$$" ] && continue
-        if tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- "$1"; then
+        if tr '\0' ' ' 2>/dev/null <"$f" | grep -qF -- "$1"; then
             echo "$p"
         fi
     done
