@@ -15,7 +15,8 @@
 #     inspect on the node), pod-to-pod and pod-to-Service TCP moves 4 MiB
 #     intact;
 #  5. a kindnet restart (and a plain rewrite of the file) keeps the entry,
-#     and a pod created afterwards still gets the settings;
+#     and a pod created afterwards still gets the settings; a rolling
+#     restart of the DaemonSet never leaves a node without the entry;
 #  6. deleting the DaemonSet removes the entry from every node, keeps the
 #     binary, and existing pods still delete cleanly.
 #
@@ -237,6 +238,34 @@ k apply -f "$TMP/workload.yaml"
 k wait --for=condition=Ready pod/csum-client --timeout=180s
 check_pod_offload csum-client
 check_transfer "http://csum-server.default.svc.cluster.local:8080/blob"
+
+step "rolling restart of the DaemonSet: the entry never leaves"
+# Samples every node's primary conflist while the new pods take over
+# (maxSurge: the old installer hands over instead of removing the entry).
+sample() {
+    while [ ! -e "$TMP/stop-sampling" ]; do
+        primary_entries "$1" >>"$TMP/samples-$1" || true
+        sleep 0.2
+    done
+}
+samplers=()
+for node in "${NODES[@]}"; do
+    : >"$TMP/samples-$node"
+    sample "$node" &
+    samplers+=($!)
+done
+k -n "$NS" rollout restart ds/csum-offload
+k -n "$NS" rollout status ds/csum-offload --timeout=300s
+sleep 2
+touch "$TMP/stop-sampling"
+wait "${samplers[@]}"
+for node in "${NODES[@]}"; do
+    total=$(wc -l <"$TMP/samples-$node")
+    bad=$(grep -cvx 1 "$TMP/samples-$node" || true)
+    [ "$total" -ge 5 ] || fail "$node: only $total samples during the rollout"
+    [ "$bad" = 0 ] || fail "$node: the entry was missing or duplicated in $bad of $total samples during the rolling restart"
+    echo "   $node: entry present once in all $total samples during the rollout"
+done
 
 step "uninstall: delete the DaemonSet"
 k delete -k e2e/kind --wait=true

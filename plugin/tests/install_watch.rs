@@ -392,3 +392,68 @@ fn multus_first_needs_conf_file_and_then_edits_the_delegate() {
     let out = run(&["--conf-file", "10-calico.conf"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("must be the name of a .conflist"));
 }
+
+#[test]
+fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
+    let dir = TempDir::new("handover");
+    let primary = dir.conf().join("10-kindnet.conflist");
+    fs::write(&primary, serde_json::to_vec(&kindnet()).unwrap()).unwrap();
+    let entry = |v: &Value| {
+        v["plugins"]
+            .as_array()
+            .and_then(|p| p.iter().find(|p| p["type"] == "csum-offload").cloned())
+    };
+    let old = Installer::start(&dir, Some(&json!({"logLevel": "info"})));
+    wait_for("the old installer's entry", Duration::from_secs(20), || {
+        read_json(&primary).and_then(|v| entry(&v))
+            == Some(json!({"type": "csum-offload", "logLevel": "info"}))
+    });
+    // The new version starts next to the old one (maxSurge) with a new
+    // config: it takes over, and the old one stops editing.
+    let new_dir = TempDir::new("handover-new");
+    let new_config = new_dir.0.join("config.json");
+    fs::write(&new_config, r#"{"logLevel": "debug"}"#).unwrap();
+    let new = Installer(Some(
+        Command::new(BIN)
+            .args(["install", "--cni-conf-dir"])
+            .arg(dir.conf())
+            .arg("--cni-bin-dir")
+            .arg(dir.bin())
+            .arg("--config")
+            .arg(&new_config)
+            .env_remove("CNI_COMMAND")
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(new_dir.0.join("installer.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    ));
+    let want_new = Some(json!({"type": "csum-offload", "logLevel": "debug"}));
+    wait_for("the new installer's entry", Duration::from_secs(20), || {
+        read_json(&primary).and_then(|v| entry(&v)) == want_new
+    });
+    wait_for(
+        "the old installer to stand by",
+        Duration::from_secs(20),
+        || dir.log().contains("a newer installer took over this node"),
+    );
+    // No fight: the entry stays the new one while both run.
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(read_json(&primary).and_then(|v| entry(&v)), want_new);
+    assert!(!dir.log().contains("another writer keeps"), "{}", dir.log());
+
+    // The old pod is deleted: the entry stays for the new one, with no gap.
+    let status = old.terminate();
+    assert!(status.success());
+    assert!(
+        dir.log().contains("leaving the entry to it"),
+        "{}",
+        dir.log()
+    );
+    assert_eq!(read_json(&primary).and_then(|v| entry(&v)), want_new);
+
+    // Deleting the DaemonSet: the active (new) installer removes it.
+    let status = new.terminate();
+    assert!(status.success());
+    assert_eq!(read_json(&primary).unwrap(), kindnet());
+    assert!(!dir.conf().join(".csum-offload.active").exists());
+}

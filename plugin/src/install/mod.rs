@@ -5,6 +5,7 @@
 
 pub mod conflist;
 pub mod files;
+pub mod handover;
 pub mod throttle;
 mod watch;
 
@@ -141,6 +142,7 @@ pub fn uninstall_command(mut args: Args) -> Result<String, String> {
     init_logger(&mut args)?;
     args.finish()?;
     let mut done = remove_entries(&opts.conf_dir).map_err(|e| e.to_string())?;
+    handover::release(&opts.conf_dir, None);
     if opts.remove_binary {
         done.push(remove_binary(&opts.bin_dir)?);
     }

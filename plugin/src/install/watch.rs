@@ -7,6 +7,7 @@
 
 use super::conflist::{is_config_name, Entry, BACKUP_SUFFIX, PLUGIN_TYPE};
 use super::files;
+use super::handover::{self, Role, TOKEN_FILE};
 use super::throttle::Throttle;
 use super::{copy_binary, load_entry, reconcile, remove_binary, remove_entries, Options, Outcome};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -101,6 +102,11 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
             .ok()
     });
 
+    // Newest installer wins: claim the node (see handover.rs).
+    let token = handover::new_token();
+    handover::claim(conf_dir, &token).map_err(|e| format!("cannot claim the node: {e}"))?;
+    log::info!("active installer on this node ({token})");
+    let mut active = true;
     let mut status = StatusLog::default();
     let mut config_error = String::new();
     let mut throttle = Throttle::default();
@@ -131,9 +137,26 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
             if conf_wd.is_none() {
                 conf_wd = watch_conf_dir(&inotify, conf_dir);
             }
+            match handover::role(active, &token, handover::holder(conf_dir).as_deref()) {
+                Role::Active | Role::Standby => {}
+                Role::Reclaim => {
+                    log::warn!("{TOKEN_FILE} disappeared; claiming the node again");
+                    if let Err(e) = handover::claim(conf_dir, &token) {
+                        log::warn!("cannot claim the node: {e}");
+                    }
+                }
+                Role::HandedOver => {
+                    active = false;
+                    log::info!(
+                        "a newer installer took over this node ({}); standing by: \
+                         no more edits, and the entry stays when this one exits",
+                        handover::holder(conf_dir).unwrap_or_default()
+                    );
+                }
+            }
             // The entry must never name a missing binary: put it back if
             // someone deleted it.
-            if !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
+            if active && !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
                 log::warn!(
                     "{} is missing; copying it again",
                     opts.bin_dir.join(PLUGIN_TYPE).display()
@@ -142,7 +165,9 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                     log::error!("{e}");
                 }
             }
-            if let Some(t) = throttle.not_before(now) {
+            if !active {
+                // Standing by: the newer installer does the work.
+            } else if let Some(t) = throttle.not_before(now) {
                 due = Some(t);
             } else {
                 let mut notes = Vec::new();
@@ -209,7 +234,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                     .map(|s| s.as_str())
                     .unwrap_or("signal");
                 log::info!("{name} received; removing the csum-offload entry");
-                return shut_down(opts);
+                return shut_down(opts, active, &token);
             }
         }
         if inotify_ready {
@@ -240,8 +265,9 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                         continue;
                     }
                     let name = ev.name.as_ref().map(|n| n.to_string_lossy().into_owned());
-                    let relevant =
-                        name.is_some_and(|n| is_config_name(&n) || n.ends_with(BACKUP_SUFFIX));
+                    let relevant = name.is_some_and(|n| {
+                        is_config_name(&n) || n.ends_with(BACKUP_SUFFIX) || n == TOKEN_FILE
+                    });
                     if relevant {
                         due = Some(due.map_or(soon, |d| d.min(soon)));
                     }
@@ -255,8 +281,14 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
 }
 
 /// The SIGTERM path: entry out (original `.conf` restored), binary kept
-/// unless asked: pods that exist still need it for their DEL.
-fn shut_down(opts: &Options) -> Result<String, String> {
+/// unless asked: pods that exist still need it for their DEL. An installer
+/// that handed over leaves everything to its successor.
+fn shut_down(opts: &Options, active: bool, token: &str) -> Result<String, String> {
+    let holder = handover::holder(&opts.conf_dir);
+    if !active || holder.as_deref().is_some_and(|h| h != token) {
+        log::info!("a newer installer is active on this node; leaving the entry to it");
+        return Ok("csum-offload installer stopped; entry left to the newer installer".into());
+    }
     let mut done = remove_entries(&opts.conf_dir).map_err(|e| {
         log::error!("cannot remove the entry: {e}");
         e.to_string()
@@ -269,6 +301,7 @@ fn shut_down(opts: &Options) -> Result<String, String> {
             opts.bin_dir.join(PLUGIN_TYPE).display()
         );
     }
+    handover::release(&opts.conf_dir, Some(token));
     for line in &done {
         log::info!("{line}");
     }
