@@ -233,7 +233,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                 let name = Signal::try_from(info.ssi_signo as i32)
                     .map(|s| s.as_str())
                     .unwrap_or("signal");
-                log::info!("{name} received; removing the csum-offload entry");
+                log::info!("{name} received");
                 return shut_down(opts, active, &token);
             }
         }
@@ -289,6 +289,7 @@ fn shut_down(opts: &Options, active: bool, token: &str) -> Result<String, String
         log::info!("a newer installer is active on this node; leaving the entry to it");
         return Ok("csum-offload installer stopped; entry left to the newer installer".into());
     }
+    log::info!("removing the csum-offload entry");
     let mut done = remove_entries(&opts.conf_dir).map_err(|e| {
         log::error!("cannot remove the entry: {e}");
         e.to_string()
