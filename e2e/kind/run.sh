@@ -88,6 +88,8 @@ primary() {
     docker exec "$1" sh -c "cd $CONF_DIR && ls -1 | grep -E '\\.(conf|conflist|json)\$' | LC_ALL=C sort | head -n1"
 }
 
+has_config() { [ -n "$(primary "$1")" ]; }
+
 # Changes whenever the primary file is rewritten or replaced.
 stamp() {
     docker exec "$1" sh -c "f=\$(ls -1 $CONF_DIR | grep -E '\\.(conf|conflist|json)\$' | LC_ALL=C sort | head -n1); stat -c '%n %i %Y %Z %s' $CONF_DIR/\$f"
@@ -175,7 +177,7 @@ mapfile -t NODES < <(nodes)
 [ ${#NODES[@]} -ge 2 ] || fail "want 2 nodes, got ${NODES[*]}"
 k -n "$NS" rollout status ds/kindnet --timeout=180s
 for node in "${NODES[@]}"; do
-    wait_until 120 "kindnet's config on $node" test -n "$(primary "$node")"
+    wait_until 120 "kindnet's config on $node" has_config "$node"
     docker exec "$node" cat "$CONF_DIR/$(primary "$node")" >"$TMP/original-$node"
     [ "$(entries "$node")" = 0 ] || fail "$node already has a csum-offload entry before the install"
 done
