@@ -457,3 +457,107 @@ fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
     assert_eq!(read_json(&primary).unwrap(), kindnet());
     assert!(!dir.conf().join(".csum-offload.active").exists());
 }
+
+/// The directory as the runtime would load it: every config file must be
+/// complete JSON, and the first one must be the bridge network.
+fn assert_loadable(conf: &Path, when: &str) {
+    let mut names: Vec<String> = fs::read_dir(conf)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            [".conf", ".conflist", ".json"]
+                .iter()
+                .any(|x| n.ends_with(x))
+        })
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "{when}: no config left");
+    for name in &names {
+        let v = read_json(&conf.join(name));
+        assert!(v.is_some(), "{when}: {name} is not complete JSON");
+    }
+    let first = read_json(&conf.join(&names[0])).unwrap();
+    let bridge = if names[0].ends_with(".conflist") {
+        first["plugins"][0]["type"].clone()
+    } else {
+        first["type"].clone()
+    };
+    assert_eq!(
+        bridge, "bridge",
+        "{when}: first config {} is {first}",
+        names[0]
+    );
+}
+
+#[test]
+fn killed_mid_edit_never_leaves_a_partial_config() {
+    let dir = TempDir::new("sigkill");
+    let conf = dir.conf().join("10-bridge.conf");
+    let original = br#"{"cniVersion":"1.0.0","name":"mynet","type":"bridge","bridge":"cni0"}"#;
+    fs::write(&conf, original).unwrap();
+    let run = |verb: &str| {
+        Command::new(BIN)
+            .arg(verb)
+            .arg("--cni-conf-dir")
+            .arg(dir.conf())
+            .arg("--cni-bin-dir")
+            .arg(dir.bin())
+            .args(if verb == "install" {
+                &["--once"][..]
+            } else {
+                &[][..]
+            })
+            .env_remove("CNI_COMMAND")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Full runs first: they set the range of the kill delays, so kills
+    // land before, during and after the edit on any machine.
+    let timed = |verb: &str| {
+        let start = Instant::now();
+        assert!(run(verb).wait().unwrap().success());
+        start.elapsed()
+    };
+    let install_time = timed("install");
+    let uninstall_time = timed("uninstall");
+    let mut seed = std::process::id() as u64;
+    let mut states = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let (verb, full) = if i % 2 == 0 {
+            ("install", install_time)
+        } else {
+            ("uninstall", uninstall_time)
+        };
+        let delay = full.mul_f64(((seed >> 33) % 1000) as f64 / 800.0);
+        let mut child = run(verb);
+        thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_loadable(&dir.conf(), &format!("{verb} killed after {delay:?}"));
+        let mut names: Vec<String> = fs::read_dir(dir.conf())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with(".csum-offload.tmp-"))
+            .collect();
+        names.sort();
+        states.insert(names.join(" "));
+    }
+    assert!(
+        states.len() >= 2,
+        "every kill left the same state ({states:?}): the kills did not reach the edit"
+    );
+    // Whatever state the kills left, a full run converges.
+    assert!(run("install").wait().unwrap().success());
+    assert_loadable(&dir.conf(), "after a full install");
+    let list = read_json(&dir.conf().join("10-bridge.conflist")).unwrap();
+    assert_eq!(our_entries(&list), 1);
+    assert!(run("uninstall").wait().unwrap().success());
+    assert_eq!(fs::read(&conf).unwrap(), original, "original restored");
+}

@@ -274,6 +274,11 @@ fn is_ours(plugin: &Value) -> bool {
     plugin.get("type").and_then(Value::as_str) == Some(PLUGIN_TYPE)
 }
 
+/// The plugins of a list that are not ours.
+fn others(plugins: &[Value]) -> Vec<&Value> {
+    plugins.iter().filter(|p| !is_ours(p)).collect()
+}
+
 /// Pretty JSON with a final newline: the one format we write.
 pub fn render(value: &Value) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(value).unwrap_or_default();
@@ -334,6 +339,7 @@ pub fn plan_insert(
 ) -> Result<Vec<Step>, EditError> {
     let mut obj = parse_object(primary)?;
     let is_list = extension(&primary.name) == Some("conflist");
+    let single = Value::Object(obj.clone());
     if !is_list {
         // A single-plugin config: wrap it into a list as libcni's
         // ConfListFromConf does (the plugin object kept whole).
@@ -401,11 +407,13 @@ pub fn plan_insert(
     let stem = &primary.name[..primary.name.len() - extension(&primary.name).unwrap_or("").len()];
     let target = format!("{stem}conflist");
     if let Some(existing) = files.iter().find(|f| f.name == target) {
+        // Ours: it holds our entry, or it is a conversion of this very
+        // file that an interrupted run left behind. Either way nothing of
+        // anyone else's is lost by replacing it.
         let ours = serde_json::from_slice::<Value>(&existing.bytes)
             .ok()
-            .and_then(|v| v.get("plugins").cloned())
-            .and_then(|p| p.as_array().map(|p| p.iter().any(is_ours)))
-            .unwrap_or(false);
+            .and_then(|v| v.get("plugins").and_then(Value::as_array).cloned())
+            .is_some_and(|p| p.iter().any(is_ours) || others(&p) == [&single]);
         if !ours {
             return Err(EditError::TargetExists {
                 file: primary.name.clone(),
@@ -451,6 +459,24 @@ pub fn plan_remove(files: &[ConfFile], file: &ConfFile) -> Vec<Step> {
     plugins.retain(|p| !is_ours(p));
     if plugins.len() == before {
         return Vec::new();
+    }
+    if backup.is_none() && extension(&file.name) == Some("conflist") {
+        // A conversion whose original is already back (a removal was
+        // interrupted between its two steps): the list is a leftover.
+        let stem = &file.name[..file.name.len() - "conflist".len()];
+        let restored = ["conf", "json"].into_iter().any(|ext| {
+            let name = format!("{stem}{ext}");
+            files
+                .iter()
+                .find(|f| f.name == name)
+                .and_then(|f| serde_json::from_slice::<Value>(&f.bytes).ok())
+                .is_some_and(|orig| plugins.len() == 1 && plugins[0] == orig)
+        });
+        if restored {
+            return vec![Step::Remove {
+                name: file.name.clone(),
+            }];
+        }
     }
     if let Some(backup) = backup {
         let original_name = backup.name[..backup.name.len() - BACKUP_SUFFIX.len()].to_string();
@@ -763,6 +789,43 @@ mod tests {
         let snapshot = dir.clone();
         apply(&mut dir, &plan_remove_all(&snapshot));
         assert_eq!(dir, vec![f("10-bridge.conf", &rewritten)]);
+    }
+
+    #[test]
+    fn interrupted_runs_converge() {
+        let entry = entry();
+        // Install killed between writing the list and moving the .conf
+        // aside: the next run finishes the conversion.
+        let mut dir = vec![f("10-bridge.conf", BRIDGE_CONF)];
+        let plan = plan_insert(&dir, &dir[0], &entry).unwrap();
+        apply(&mut dir, &plan[..1]);
+        assert_eq!(names(&dir), ["10-bridge.conf", "10-bridge.conflist"]);
+        install(&mut dir, &entry).unwrap();
+        assert_eq!(
+            select_primary(&dir).primary.unwrap().name,
+            "10-bridge.conflist"
+        );
+        // Removal killed between restoring the .conf and removing the list:
+        // the next removal takes the leftover list away.
+        let snapshot = dir.clone();
+        let plan = plan_remove_all(&snapshot);
+        apply(&mut dir, &plan[..1]);
+        assert_eq!(names(&dir), ["10-bridge.conf", "10-bridge.conflist"]);
+        let snapshot = dir.clone();
+        apply(&mut dir, &plan_remove_all(&snapshot));
+        assert_eq!(dir, vec![f("10-bridge.conf", BRIDGE_CONF)]);
+        // A leftover list without our entry does not block a conversion.
+        let leftover = render(&json!({"cniVersion": "1.0.0", "name": "mynet",
+            "plugins": [serde_json::from_str::<Value>(BRIDGE_CONF).unwrap()]}));
+        let mut dir = vec![
+            f("10-bridge.conf", BRIDGE_CONF),
+            ConfFile::new("10-bridge.conflist", leftover),
+        ];
+        install(&mut dir, &entry).unwrap();
+        assert_eq!(
+            select_primary(&dir).primary.unwrap().name,
+            "10-bridge.conflist"
+        );
     }
 
     #[test]
