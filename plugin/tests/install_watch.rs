@@ -299,6 +299,14 @@ fn waits_for_a_config_converts_a_conf_follows_a_new_first_file_and_restores() {
     wait_for("the binary copied again", Duration::from_secs(20), || {
         dir.bin().join("csum-offload").exists()
     });
+    // The primary CNI rewrites its file in place (`cp`, as flannel's
+    // install-cni does): same inode, new content, entry back.
+    fs::write(&first, serde_json::to_vec(&kindnet()).unwrap()).unwrap();
+    wait_for(
+        "the entry after an in-place rewrite",
+        Duration::from_secs(20),
+        || read_json(&first).is_some_and(|v| our_entries(&v) == 1),
+    );
 
     // Ctrl-C (SIGINT) takes the same path as SIGTERM.
     let status = installer.signal(libc::SIGINT);
