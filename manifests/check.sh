@@ -8,7 +8,9 @@
 #     Dockerfile checks on the image;
 #  4. the DaemonSet and the ConfigMap agree (config path, mounts), and the
 #     ConfigMap's entry is accepted by the plugin binary itself;
-#  5. negative controls: a broken copy must fail both tools, so a tool
+#  5. the kind suite's files (it cannot run here): workload schemas, the
+#     overlay's policy accepted by the plugin, shellcheck;
+#  6. negative controls: a broken copy must fail both tools, so a tool
 #     that silently checks nothing cannot pass.
 # The tools are installed once into a venv under target/ from pinned
 # versions; when run as root they run in an empty network namespace, which
@@ -150,7 +152,38 @@ env -u CNI_COMMAND "$BIN" install --check --cni-conf-dir "$TMP/net.d" --cni-bin-
     --config "$TMP/config.json" >/dev/null || die "readiness check fails right after install"
 say "the ConfigMap's entry installs and passes the readiness check"
 
-# 5. Negative controls: each tool must catch a planted defect.
+# 5. The kind suite cannot run in CI (no docker engine); check its files:
+#    the workload against the schemas, the overlay's policy against the
+#    plugin, and both scripts with shellcheck.
+(cd e2e/kind && validate workload.yaml) || die "e2e/kind/workload.yaml schema validation"
+"$VENV/bin/python" - e2e/kind/kustomization.yaml manifests/configmap.yaml "$TMP/kind-config.json" <<'EOF'
+import json, sys, yaml
+overlay = yaml.safe_load(open(sys.argv[1]))
+cm = yaml.safe_load(open(sys.argv[2]))
+assert overlay["resources"] == ["../../manifests"], overlay["resources"]
+(patch,) = overlay["patches"]
+assert patch["target"] == {"kind": "ConfigMap", "name": cm["metadata"]["name"]}, patch["target"]
+(op,) = yaml.safe_load(patch["patch"])
+assert op["op"] == "replace" and op["path"] == "/data/config.json", op
+assert "config.json" in cm["data"], "the overlay replaces a key the ConfigMap does not have"
+entry = json.loads(op["value"])
+assert entry["drivers"]["veth"] == {"tx": False}, "the kind policy must map veth to the txgbe settings"
+open(sys.argv[3], "w").write(op["value"])
+EOF
+rm -rf "$TMP/net.d" && mkdir -p "$TMP/net.d"
+printf '%s\n' '{"cniVersion":"0.3.1","name":"kindnet","plugins":[{"type":"ptp"}]}' >"$TMP/net.d/10-kindnet.conflist"
+env -u CNI_COMMAND "$BIN" install --once --cni-conf-dir "$TMP/net.d" --cni-bin-dir "$TMP/bin" \
+    --config "$TMP/kind-config.json" --log-level warn >/dev/null || die "the plugin rejects e2e/kind's policy"
+if ! command -v shellcheck >/dev/null 2>&1; then
+    say "installing shellcheck (apt)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
+fi
+shellcheck e2e/kind/run.sh manifests/check.sh || die "shellcheck"
+say "kind suite: workload schemas, overlay policy (veth -> tx off), shellcheck: ok"
+
+# 6. Negative controls: each tool must catch a planted defect.
 mkdir -p "$TMP/bad"
 sed 's/imagePullPolicy: IfNotPresent/imagePullPolicy: IfNotPresent\n          imagePulPolicy: Always/' \
     manifests/daemonset.yaml >"$TMP/bad/daemonset.yaml"
