@@ -60,7 +60,9 @@ fn main() {
     } else {
         args.remove(0)
     };
+    let asks_help = args.iter().any(|a| a == "--help" || a == "-h");
     let result = match sub.as_str() {
+        _ if asks_help => Ok(usage_of(&sub)),
         "--version" | "-V" | "version" => Ok(format!("csum-offload {}", env!("CARGO_PKG_VERSION"))),
         "--help" | "-h" | "help" => Ok(HELP.trim_end().to_string()),
         "detect" => cli::detect_command(Args::new(args)),
@@ -77,4 +79,21 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// The HELP block of one subcommand (its usage line and the indented lines
+/// under it), or the whole text for an unknown one.
+fn usage_of(sub: &str) -> String {
+    let head = format!("  csum-offload {sub}");
+    let mut lines = HELP
+        .lines()
+        .skip_while(|l| !(l == &head || l.starts_with(&format!("{head} "))));
+    let Some(first) = lines.next() else {
+        return HELP.trim_end().to_string();
+    };
+    let rest = lines.take_while(|l| l.starts_with("    ") || l.starts_with("      "));
+    std::iter::once(first.trim_start())
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
