@@ -20,7 +20,7 @@ deps:
 unit: deps
 	cargo test --workspace --locked -- --test-threads=4
 
-test: deps build unit
+test: deps build unit e2e
 
 demo: deps build
 	bash e2e/demo.sh
