@@ -2,8 +2,11 @@
 # Pod-start overhead of csum-offload under a real containerd: the median
 # wall time of `ctr run --rm --cni` (CNI ADD of the whole chain, task start,
 # /bin/true, task exit, CNI DEL, cleanup) with the kindnet-like chain
-# ptp + host-local + portmap, alternating runs without and with csum-offload
-# (txgbe policy) appended to it.
+# ptp + host-local + portmap, alternating runs without csum-offload, with
+# csum-offload (txgbe policy) appended, and with a minimal static
+# pass-through plugin (passthrough.c) appended instead: the runtime's own
+# cost of one more plugin in the chain (two more execs, result caching),
+# which any chained plugin pays.
 #
 #   bash e2e/bench/podstart.sh [RUNS]     (default 40 per variant)
 #
@@ -26,6 +29,7 @@ outer() {
         command -v "$tool" >/dev/null || die "$tool is missing; run: bash e2e/install-deps.sh"
     done
     [ -x "$PLUGIN_BIN" ] || die "$PLUGIN_BIN is missing; run: make build"
+    command -v cc >/dev/null || die "cc is missing (builds the pass-through plugin)"
     mkdir -p "$(dirname "$LOCK")"
     exec flock -o -w 900 "$LOCK" env E2E_LOCKED=1 bash "$0" "$@"
 }
@@ -68,38 +72,44 @@ stats() {
         printf "median %.1f ms, p95 %.1f ms (n=%d)", m, p, NR }'
 }
 
+median() { sort -n "$1" | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}'; }
+
 inner() {
     trap 'teardown_environment' EXIT
     trap 'exit 143' TERM INT
     setup_environment
-    local plain with i
-    plain=$(conflist "")
-    with=$(conflist '{"type": "csum-offload", "hostDriver": "txgbe", "logFile": "'"$WORK"'/logs/csum-offload.log"}')
-    : >"$WORK/without.ms"
-    : >"$WORK/with.ms"
-    say "podstart: containerd $(containerd --version | awk '{print $3}'), $RUNS runs per variant after 3 warm-up runs each, load $(cut -d' ' -f1-3 /proc/loadavg)"
+    cc -static -O2 -s -o "$CNIBIN/e2ecd-passthrough" "$(dirname "${BASH_SOURCE[0]}")/passthrough.c" ||
+        die "cannot build passthrough.c"
+    local -A conf
+    conf[without]=$(conflist "")
+    conf[csum-offload]=$(conflist '{"type": "csum-offload", "hostDriver": "txgbe", "logFile": "'"$WORK"'/logs/csum-offload.log"}')
+    conf[passthrough]=$(conflist '{"type": "e2ecd-passthrough"}')
+    local variants=(without csum-offload passthrough) i k v
+    for v in "${variants[@]}"; do : >"$WORK/$v.ms"; done
+    say "podstart: containerd $(containerd --version | awk '{print $3}'), $RUNS runs per variant after 3 warm-up rounds, load $(cut -d' ' -f1-3 /proc/loadavg)"
     for ((i = 0; i < RUNS + 3; i++)); do
-        # Alternate which variant goes first, so drift hits both alike.
-        for variant in $([ $((i % 2)) = 0 ] && echo "without with" || echo "with without"); do
-            if [ "$variant" = with ]; then
-                printf '%s\n' "$with" | write_conflist
-            else
-                printf '%s\n' "$plain" | write_conflist
-            fi
-            ms=$(one_run "e2ecd-b$i-$variant") || exit 1
-            [ "$i" -lt 3 ] || echo "$ms" >>"$WORK/$variant.ms"
+        # Rotate which variant goes first, so drift hits all alike.
+        for ((k = 0; k < 3; k++)); do
+            v=${variants[$(((i + k) % 3))]}
+            printf '%s\n' "${conf[$v]}" | write_conflist
+            ms=$(one_run "e2ecd-b$i-$k") || exit 1
+            [ "$i" -lt 3 ] || echo "$ms" >>"$WORK/$v.ms"
         done
     done
     local applied
     applied=$(grep -c '; changed: \[' "$WORK/logs/csum-offload.log" || true)
     [ "$applied" -ge "$((2 * RUNS))" ] ||
         die "csum-offload applied its policy $applied times, expected $((2 * RUNS)) (2 ends per run)"
-    local m_without m_with
-    say "without csum-offload: $(stats <"$WORK/without.ms")"
-    say "with csum-offload:    $(stats <"$WORK/with.ms")"
-    m_without=$(sort -n "$WORK/without.ms" | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')
-    m_with=$(sort -n "$WORK/with.ms" | awk '{v[NR]=$1} END {print (NR%2)?v[(NR+1)/2]:(v[NR/2]+v[NR/2+1])/2}')
-    say "difference of medians: $(awk -v a="$m_with" -v b="$m_without" 'BEGIN {printf "%+.1f ms (%+.1f%%)", a - b, (a - b) * 100 / b}')"
+    for v in "${variants[@]}"; do
+        say "$(printf '%-26s' "$v:") $(stats <"$WORK/$v.ms")"
+    done
+    local base csum pass
+    base=$(median "$WORK/without.ms")
+    csum=$(median "$WORK/csum-offload.ms")
+    pass=$(median "$WORK/passthrough.ms")
+    say "csum-offload - without:    $(awk -v a="$csum" -v b="$base" 'BEGIN {printf "%+.1f ms (%+.1f%%)", a - b, (a - b) * 100 / b}')"
+    say "passthrough - without:     $(awk -v a="$pass" -v b="$base" 'BEGIN {printf "%+.1f ms (any chained plugin)", a - b}')"
+    say "csum-offload - passthrough: $(awk -v a="$csum" -v b="$pass" 'BEGIN {printf "%+.1f ms (csum-offload itself)", a - b}')"
     say "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
