@@ -7,6 +7,7 @@
 //! the first one in byte order that parses; `.conflist` files hold a
 //! `plugins` list, the others a single plugin with a `type`.
 
+use super::netconf::{self, Members, Problem};
 use crate::cni::version::{self, Version};
 use crate::config::PluginConfig;
 use serde_json::{Map, Value};
@@ -130,43 +131,81 @@ pub fn delegating_plugin(file: &ConfFile) -> Option<String> {
         .map(String::from)
 }
 
-/// libcni's checks: a conflist needs a string `name` and a non-empty
-/// `plugins` list of objects with a `type`; a single config needs a `type`.
+/// libcni's checks: a conflist needs a string `name`, well-typed list
+/// options and a non-empty `plugins` list of plugin configs; a single
+/// config is one plugin config. Each plugin config must decode into
+/// libcni's NetConf and have a `type` (see netconf.rs).
 pub fn check_loadable(file: &ConfFile) -> Result<(), SkipReason> {
     if file.bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(SkipReason::Empty);
     }
     let value: Value = serde_json::from_slice(&file.bytes)
         .map_err(|e| SkipReason::Invalid(format!("invalid JSON: {e}")))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| SkipReason::Invalid("not a JSON object".into()))?;
-    if let Some(v) = obj.get("cniVersion") {
-        if !v.is_string() {
-            return Err(SkipReason::Invalid("cniVersion is not a string".into()));
-        }
-    }
+    let Value::Object(obj) = &value else {
+        return Err(SkipReason::Invalid("not a JSON object".into()));
+    };
     if extension(&file.name) != Some("conflist") {
-        return match obj.get("type") {
-            Some(Value::String(t)) if !t.is_empty() => Ok(()),
-            _ => Err(SkipReason::NoType),
-        };
+        // Decoded straight from the file: duplicate keys count.
+        let members: Members = serde_json::from_slice(&file.bytes)
+            .map_err(|e| SkipReason::Invalid(format!("invalid JSON: {e}")))?;
+        return netconf::check(&members).map_err(SkipReason::from);
+    }
+    if obj.get("cniVersion").is_some_and(|v| !v.is_string()) {
+        return Err(SkipReason::Invalid("cniVersion is not a string".into()));
     }
     if !obj.get("name").is_some_and(Value::is_string) {
         return Err(SkipReason::Invalid("no \"name\" string".into()));
+    }
+    if let Some(v) = obj.get("cniVersions") {
+        let strings = v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+        if !strings {
+            return Err(SkipReason::Invalid(
+                "cniVersions is not a list of strings".into(),
+            ));
+        }
+    }
+    for key in ["disableCheck", "disableGC"] {
+        let ok = match obj.get(key) {
+            None | Some(Value::Bool(_)) => true,
+            Some(Value::String(s)) => {
+                s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false")
+            }
+            Some(_) => false,
+        };
+        if !ok {
+            return Err(SkipReason::Invalid(format!("{key} is not true or false")));
+        }
     }
     let plugins = match obj.get("plugins") {
         Some(Value::Array(p)) if !p.is_empty() => p,
         Some(Value::Array(_)) => return Err(SkipReason::Invalid("\"plugins\" is empty".into())),
         _ => return Err(SkipReason::Invalid("no \"plugins\" list".into())),
     };
-    for p in plugins {
-        match p.get("type") {
-            Some(Value::String(t)) if !t.is_empty() => {}
-            _ => return Err(SkipReason::NoType),
-        }
+    for (i, p) in plugins.iter().enumerate() {
+        let members = match (p, Members::of(p)) {
+            (_, Some(m)) => m,
+            (Value::Null, None) => return Err(SkipReason::NoType),
+            (_, None) => {
+                return Err(SkipReason::Invalid(format!(
+                    "plugins[{i}] is not an object"
+                )))
+            }
+        };
+        netconf::check(&members).map_err(|e| match SkipReason::from(e) {
+            SkipReason::Invalid(why) => SkipReason::Invalid(format!("plugins[{i}]: {why}")),
+            other => other,
+        })?;
     }
     Ok(())
+}
+
+impl From<Problem> for SkipReason {
+    fn from(p: Problem) -> Self {
+        match p {
+            Problem::Invalid(why) => SkipReason::Invalid(why),
+            Problem::NoType => SkipReason::NoType,
+        }
+    }
 }
 
 /// One file operation; a plan runs them in order.
@@ -234,6 +273,14 @@ impl Entry {
             if !matches!(k.as_str(), "type" | "cniVersion" | "name") {
                 entry.insert(k, v);
             }
+        }
+        // The runtime must be able to decode the conflist we write it into.
+        if let Err(Problem::Invalid(why)) = netconf::check(&Members(
+            entry.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        )) {
+            return Err(format!(
+                "{why} (libcni could not load a conflist with this entry)"
+            ));
         }
         let entry = Entry(entry);
         entry.validate("1.0.0", "")?;
@@ -343,20 +390,15 @@ pub fn plan_insert(
     if !is_list {
         // A single-plugin config: wrap it into a list as libcni's
         // ConfListFromConf does (the plugin object kept whole).
+        // Name and version as Go decodes them (any key case, last wins).
+        let members: Members =
+            serde_json::from_slice(&primary.bytes).unwrap_or(Members(Vec::new()));
         let mut list = Map::new();
-        list.insert(
-            "cniVersion".into(),
-            obj.get("cniVersion").cloned().unwrap_or(Value::Null),
-        );
-        if list["cniVersion"].is_null() {
-            list.remove("cniVersion");
+        if let Some(v) = members.string_field("cniversion") {
+            list.insert("cniVersion".into(), Value::String(v.into()));
         }
-        list.insert(
-            "name".into(),
-            obj.get("name")
-                .cloned()
-                .unwrap_or_else(|| Value::String(String::new())),
-        );
+        let name = members.string_field("name").unwrap_or_default();
+        list.insert("name".into(), Value::String(name.into()));
         list.insert("plugins".into(), Value::Array(vec![Value::Object(obj)]));
         obj = list;
     }
@@ -666,6 +708,15 @@ mod tests {
                     ),
                     ("04-noplugins.conflist", r#"{"name":"n","plugins":[]}"#),
                     ("05-array.json", "[1]"),
+                    ("06-name-object.conf", r#"{"type":"bridge","name":{"a":1}}"#),
+                    (
+                        "07-bad-plugin.conflist",
+                        r#"{"name":"n","plugins":[{"type":"a","ipam":"x"}]}"#,
+                    ),
+                    (
+                        "08-disablecheck.conflist",
+                        r#"{"name":"n","disableCheck":"maybe","plugins":[{"type":"a"}]}"#,
+                    ),
                     ("10-good.conflist", valid_list),
                 ],
                 Some("10-good.conflist"),
@@ -676,6 +727,9 @@ mod tests {
                     "03-typeless.conflist",
                     "04-noplugins.conflist",
                     "05-array.json",
+                    "06-name-object.conf",
+                    "07-bad-plugin.conflist",
+                    "08-disablecheck.conflist",
                 ],
             ),
             (
@@ -976,6 +1030,11 @@ mod tests {
                 "unknown offload feature",
             ),
             (r#"{"apply":"pod"}"#, "apply must be"),
+            (r#"{"capabilities":{"x":1}}"#, "libcni could not load"),
+            (
+                r#"{"dns":{"nameservers":"10.0.0.1"}}"#,
+                "libcni could not load",
+            ),
         ];
         for (text, want) in bad {
             let e = Entry::from_config(text).unwrap_err();

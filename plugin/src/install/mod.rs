@@ -6,6 +6,7 @@
 pub mod conflist;
 pub mod files;
 pub mod handover;
+pub mod netconf;
 pub mod throttle;
 mod watch;
 
