@@ -38,10 +38,11 @@ pub struct Options {
 
 impl Options {
     fn from_args(args: &mut Args, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let pick = |flag: Option<String>, var: &str, default: Option<&str>| {
-            flag.or_else(|| env(var).filter(|v| !v.is_empty()))
-                .or(default.map(String::from))
-                .map(PathBuf::from)
+        let pick = |flag: Option<String>, var: &str, default: &str| {
+            PathBuf::from(
+                flag.or_else(|| env(var).filter(|v| !v.is_empty()))
+                    .unwrap_or_else(|| default.to_string()),
+            )
         };
         let conf_dir = args.value("--cni-conf-dir")?;
         let bin_dir = args.value("--cni-bin-dir")?;
@@ -56,14 +57,8 @@ impl Options {
             }
         }
         Ok(Self {
-            conf_dir: pick(
-                conf_dir,
-                "CSUM_OFFLOAD_CNI_CONF_DIR",
-                Some(DEFAULT_CONF_DIR),
-            )
-            .unwrap_or_default(),
-            bin_dir: pick(bin_dir, "CSUM_OFFLOAD_CNI_BIN_DIR", Some(DEFAULT_BIN_DIR))
-                .unwrap_or_default(),
+            conf_dir: pick(conf_dir, "CSUM_OFFLOAD_CNI_CONF_DIR", DEFAULT_CONF_DIR),
+            bin_dir: pick(bin_dir, "CSUM_OFFLOAD_CNI_BIN_DIR", DEFAULT_BIN_DIR),
             config: None,
             conf_file,
             remove_binary: args.flag("--remove-binary"),
@@ -384,5 +379,52 @@ fn check_installed(opts: &Options) -> Result<String, String> {
             path.display()
         )),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(args: &[&str], env: &[(&str, &str)]) -> Result<Options, String> {
+        let mut args = Args::new(args.iter().map(|s| s.to_string()).collect());
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Options::from_args(&mut args, |k| {
+            env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn flags_then_environment_then_defaults() {
+        let o = options(&[], &[]).unwrap();
+        assert_eq!(o.conf_dir, PathBuf::from(DEFAULT_CONF_DIR));
+        assert_eq!(o.bin_dir, PathBuf::from(DEFAULT_BIN_DIR));
+        assert!(o.conf_file.is_none() && !o.remove_binary);
+        let env = [
+            ("CSUM_OFFLOAD_CNI_CONF_DIR", "/env/net.d"),
+            ("CSUM_OFFLOAD_CNI_BIN_DIR", ""),
+            ("CSUM_OFFLOAD_CONF_FILE", "10-calico.conflist"),
+        ];
+        let o = options(&[], &env).unwrap();
+        assert_eq!(o.conf_dir, PathBuf::from("/env/net.d"));
+        assert_eq!(
+            o.bin_dir,
+            PathBuf::from(DEFAULT_BIN_DIR),
+            "empty env is unset"
+        );
+        assert_eq!(o.conf_file.as_deref(), Some("10-calico.conflist"));
+        let o = options(&["--cni-conf-dir", "/flag", "--remove-binary"], &env).unwrap();
+        assert_eq!(o.conf_dir, PathBuf::from("/flag"));
+        assert!(o.remove_binary);
+        for bad in ["10-calico.conf", "../10-x.conflist", "a/b.conflist"] {
+            let e = options(&["--conf-file", bad], &[]).unwrap_err();
+            assert!(e.contains("must be the name of a .conflist"), "{bad}: {e}");
+        }
+        assert!(options(&["--cni-conf-dir"], &[])
+            .unwrap_err()
+            .contains("needs a value"));
     }
 }
