@@ -250,29 +250,33 @@ class Runner:
         self.candidates = args.candidate or []
         for label, _ in self.candidates:
             self.samples[f"{label} ADD changing"] = []
+        self.usage = {}
         self.round = 0
 
-    def add(self, key, ms, record):
+    def add(self, key, ms, run, record):
         if record:
             self.samples[key].append(ms)
+            # ru_maxrss is no use here: posix_spawn's child runs in the
+            # harness's memory until exec, so it reports Python's RSS.
+            self.usage.setdefault(key, []).append(run.rusage.ru_minflt)
 
     def unit_floor(self, record):
         ms, p = timed([self.noop], env_for("ADD", self.lab.netns), self.cso_conf)
         expect("noop", p)
-        self.add("floor", ms, record)
+        self.add("floor", ms, p, record)
 
     def unit_tuning(self, record):
         v = self.round % 2
         netns = self.lab.netns
         ms, p = timed([self.tuning], env_for("ADD", netns), self.tuning_conf[v])
         expect("tuning ADD", p)
-        self.add("tuning ADD", ms, record)
+        self.add("tuning ADD", ms, p, record)
         ms, p = timed([self.tuning], env_for("CHECK", netns), self.tuning_conf[v])
         expect("tuning CHECK", p)
-        self.add("tuning CHECK", ms, record)
+        self.add("tuning CHECK", ms, p, record)
         ms, p = timed([self.tuning], env_for("DEL", netns), self.tuning_del[v])
         expect("tuning DEL", p)
-        self.add("tuning DEL", ms, record)
+        self.add("tuning DEL", ms, p, record)
 
     def unit_csum(self, record):
         netns = self.lab.netns
@@ -281,29 +285,29 @@ class Runner:
         expect("csum-offload ADD", p, self.prev)
         if p.stderr.count(b"; changed: [tx-") != 2:
             sys.exit(f"bench: the 'changing' ADD did not change both ends: {p.stderr!r}")
-        self.add("csum ADD changing", ms, record)
+        self.add("csum ADD changing", ms, p, record)
         ms, p = timed([self.cso], env_for("ADD", netns), self.cso_conf)
         expect("csum-offload ADD (already set)", p, self.prev)
         if p.stderr.count(b"; changed: [];") != 2:
             sys.exit(f"bench: the 'already set' ADD changed something: {p.stderr!r}")
-        self.add("csum ADD already set", ms, record)
+        self.add("csum ADD already set", ms, p, record)
         ms, p = timed([self.cso], env_for("CHECK", netns), self.cso_conf)
         expect("csum-offload CHECK", p)
-        self.add("csum CHECK", ms, record)
+        self.add("csum CHECK", ms, p, record)
         ms, p = timed([self.cso], env_for("DEL", netns), self.cso_del)
         expect("csum-offload DEL", p)
-        self.add("csum DEL", ms, record)
+        self.add("csum DEL", ms, p, record)
         # VERSION touches no netns: the binary's own start-up and exit cost.
         ms, p = timed([self.cso], env_for("VERSION", netns), self.cso_del)
         expect("csum-offload VERSION", p)
-        self.add("csum VERSION", ms, record)
+        self.add("csum VERSION", ms, p, record)
         # The same with auto-detection (default route -> macvlan -> veth).
         self.lab.reset_tx_on()
         ms, p = timed([self.cso], env_for("ADD", netns), self.cso_detect)
         expect("csum-offload ADD (detect)", p, self.prev)
         if p.stderr.count(b"; changed: [tx-") != 2:
             sys.exit(f"bench: the auto-detect ADD did not change both ends: {p.stderr!r}")
-        self.add("csum ADD detect changing", ms, record)
+        self.add("csum ADD detect changing", ms, p, record)
         if self.round % 50 == 0 and self.lab.tx_state() != ("off", "off"):
             sys.exit(f"bench: TX checksum not off after ADD: {self.lab.tx_state()}")
 
@@ -314,7 +318,7 @@ class Runner:
             expect(f"{label} ADD", p, self.prev)
             if p.stderr.count(b"; changed: [tx-") != 2:
                 sys.exit(f"bench: {label}: the 'changing' ADD did not change both ends: {p.stderr!r}")
-            self.add(f"{label} ADD changing", ms, record)
+            self.add(f"{label} ADD changing", ms, p, record)
         return unit
 
     def run(self, warmup, iterations, rng):
@@ -392,11 +396,12 @@ def report(results):
     print(f"\nmachine: {results['machine']}")
     print(f"load average: before {results['load_before']}, after {results['load_after']}")
     print(f"{results['iterations']} iterations per command after {results['warmup']} warm-up rounds\n")
-    print(f"{'command':24} {'median ms':>10} {'p95 ms':>10} {'min ms':>10} {'net median':>11}")
+    # faults: median minor page faults of each run (wait4's rusage).
+    print(f"{'command':26} {'median ms':>10} {'p95 ms':>10} {'min ms':>10} {'net median':>11} {'faults':>7}")
     floor = s["floor"]["median"]
     for name, v in s.items():
-        net = "" if name == "floor" else f"{v['median'] - floor:11.3f}"
-        print(f"{name:24} {v['median']:10.3f} {v['p95']:10.3f} {v['min']:10.3f} {net}")
+        net = "" if name == "floor" else f"{v['median'] - floor:.3f}"
+        print(f"{name:26} {v['median']:10.3f} {v['p95']:10.3f} {v['min']:10.3f} {net:>11} {v['minflt']:7.0f}")
     print()
     for case in ("changing", "already set"):
         print(f"net ratio (csum ADD {case} - floor) / (tuning ADD - floor): {results['ratio'][case]:.3f}")
@@ -451,6 +456,8 @@ def main():
             elapsed = time.monotonic() - started
             after = load()
             lat = {k: stats(v) for k, v in runner.samples.items()}
+            for k, v in runner.usage.items():
+                lat[k]["minflt"] = statistics.median(v)
             floor = lat["floor"]["median"]
             tuning_net = lat["tuning ADD"]["median"] - floor
             results = {
