@@ -569,3 +569,95 @@ fn killed_mid_edit_never_leaves_a_partial_config() {
     assert!(run("uninstall").wait().unwrap().success());
     assert_eq!(fs::read(&conf).unwrap(), original, "original restored");
 }
+
+/// Publishes `config` the way kubelet updates a ConfigMap volume: a new
+/// timestamped dir, a `..data_tmp` symlink to it, renamed over `..data`;
+/// `config.json` is a symlink through `..data`.
+fn publish_configmap(dir: &Path, generation: u32, config: &str) {
+    let data = dir.join(format!("..gen_{generation}"));
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("config.json"), config).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..gen_{generation}"), &tmp).unwrap();
+    fs::rename(&tmp, dir.join("..data")).unwrap();
+    if !dir.join("config.json").exists() {
+        std::os::unix::fs::symlink("..data/config.json", dir.join("config.json")).unwrap();
+    }
+}
+
+#[test]
+fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
+    let dir = TempDir::new("configmap");
+    let primary = dir.conf().join("10-kindnet.conflist");
+    fs::write(&primary, serde_json::to_vec(&kindnet()).unwrap()).unwrap();
+    let cm = dir.0.join("configmap");
+    fs::create_dir_all(&cm).unwrap();
+    publish_configmap(&cm, 1, r#"{"apply": "both"}"#);
+    let config = cm.join("config.json");
+    let mut cmd = Command::new(BIN);
+    cmd.arg("install")
+        .arg("--cni-conf-dir")
+        .arg(dir.conf())
+        .arg("--cni-bin-dir")
+        .arg(dir.bin())
+        .arg("--config")
+        .arg(&config)
+        .env_remove("CNI_COMMAND")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(dir.0.join("installer.log")).unwrap());
+    let installer = Installer(Some(cmd.spawn().unwrap()));
+    let entry = || {
+        read_json(&primary).and_then(|v| {
+            v["plugins"]
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["type"] == "csum-offload").cloned())
+        })
+    };
+    let ready = || {
+        Command::new(BIN)
+            .args(["install", "--check", "--cni-conf-dir"])
+            .arg(dir.conf())
+            .arg("--cni-bin-dir")
+            .arg(dir.bin())
+            .arg("--config")
+            .arg(&config)
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    wait_for("the first entry", Duration::from_secs(20), || {
+        entry() == Some(json!({"type": "csum-offload", "apply": "both"}))
+    });
+    assert!(ready());
+
+    // An edited ConfigMap reaches the entry.
+    publish_configmap(&cm, 2, r#"{"apply": "container"}"#);
+    wait_for("the updated entry", Duration::from_secs(20), || {
+        entry() == Some(json!({"type": "csum-offload", "apply": "container"}))
+    });
+    assert!(ready());
+
+    // A broken one does not: the entry stays, the log says why, and the
+    // readiness check fails until it is fixed.
+    publish_configmap(&cm, 3, r#"{"apply": "pod"}"#);
+    wait_for(
+        "the config error in the log",
+        Duration::from_secs(20),
+        || dir.log().contains("keeping the previous entry"),
+    );
+    assert_eq!(
+        entry(),
+        Some(json!({"type": "csum-offload", "apply": "container"}))
+    );
+    assert!(!ready(), "readiness must fail while the config is invalid");
+    publish_configmap(&cm, 4, r#"{"apply": "host"}"#);
+    wait_for("the fixed entry", Duration::from_secs(20), || {
+        entry() == Some(json!({"type": "csum-offload", "apply": "host"}))
+    });
+    assert!(ready());
+    assert!(installer.terminate().success());
+    assert_eq!(read_json(&primary).unwrap(), kindnet());
+}
