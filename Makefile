@@ -20,7 +20,7 @@ deps:
 unit: deps
 	cargo test --workspace --locked -- --test-threads=4
 
-test: deps build unit e2e
+test: deps build unit e2e manifests-check
 
 demo: deps build
 	bash e2e/demo.sh
