@@ -13,6 +13,8 @@ seconds=${FUZZ_SECONDS:-60}
 targets=${FUZZ_TARGETS:-config_parse cni_run conflist_edit}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$(cd ../.. && pwd)/target/fuzz}
 host=$(rustc -vV | sed -n 's/^host: //p')
+# libfuzzer-sys compiles libFuzzer (C++) in its build script.
+command -v c++ >/dev/null || { echo "fuzz: a C++ compiler is needed (apt-get install g++)" >&2; exit 2; }
 
 status=0
 echo "fuzz: replaying saved inputs"
