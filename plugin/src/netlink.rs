@@ -107,17 +107,12 @@ impl RouteSocket {
                     format!("netlink reply of {len} bytes exceeds the {RECV_BUFFER}-byte buffer"),
                 ));
             }
-            let mut offset = 0;
-            while offset + NETLINK_HEADER_LEN <= len {
-                let frame = NetlinkBuffer::new_checked(&self.buffer[offset..len])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-                let frame_len = frame.length() as usize;
-                offset += (frame_len + 3) & !3;
-                if frame.sequence_number() != self.sequence {
+            for frame in frames(&self.buffer[..len]) {
+                let (kind, sequence, payload) = frame?;
+                if sequence != self.sequence {
                     continue;
                 }
-                let payload = &frame.payload()[..frame_len - NETLINK_HEADER_LEN];
-                match i32::from(frame.message_type()) {
+                match i32::from(kind) {
                     libc::NLMSG_DONE => return Ok(()),
                     libc::NLMSG_ERROR => {
                         // struct nlmsgerr: the error code first, 0 for an ACK.
@@ -130,7 +125,7 @@ impl RouteSocket {
                         };
                     }
                     _ => {
-                        each(frame.message_type(), payload);
+                        each(kind, payload);
                         if !dump {
                             return Ok(());
                         }
@@ -218,6 +213,36 @@ impl RouteSocket {
         })?;
         Ok(id)
     }
+}
+
+/// The netlink messages of one datagram as (type, sequence number,
+/// payload). A malformed header ends the datagram with an error.
+fn frames(datagram: &[u8]) -> impl Iterator<Item = io::Result<(u16, u32, &[u8])>> {
+    let mut offset = 0;
+    std::iter::from_fn(move || {
+        if offset + NETLINK_HEADER_LEN > datagram.len() {
+            return None;
+        }
+        match NetlinkBuffer::new_checked(&datagram[offset..]) {
+            Ok(frame) => {
+                // new_checked ensured NETLINK_HEADER_LEN <= length <= the
+                // rest, so every step moves forward and stays in bounds.
+                offset += (frame.length() as usize + 3) & !3;
+                Some(Ok((
+                    frame.message_type(),
+                    frame.sequence_number(),
+                    frame.payload(),
+                )))
+            }
+            Err(e) => {
+                offset = datagram.len();
+                Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    e.to_string(),
+                )))
+            }
+        }
+    })
 }
 
 /// The attributes of a message body, as (type without flags, value);
@@ -374,6 +399,82 @@ mod tests {
         // read past the end.
         let link = parse_link(&bytes[..bytes.len() - 2]).unwrap();
         assert_eq!(link.link, None);
+    }
+
+    fn frame(kind: u16, sequence: u32, payload: &[u8]) -> Vec<u8> {
+        let len = NETLINK_HEADER_LEN + payload.len();
+        let mut out = Vec::new();
+        out.extend((len as u32).to_ne_bytes());
+        out.extend(kind.to_ne_bytes());
+        out.extend(0u16.to_ne_bytes());
+        out.extend(sequence.to_ne_bytes());
+        out.extend(0u32.to_ne_bytes());
+        out.extend(payload);
+        out.resize((out.len() + 3) & !3, 0);
+        out
+    }
+
+    #[test]
+    fn frames_split_a_datagram() {
+        let mut datagram = frame(libc::RTM_NEWLINK, 7, b"abcde");
+        datagram.extend(frame(libc::NLMSG_DONE as u16, 7, &0i32.to_ne_bytes()));
+        let got: Vec<_> = frames(&datagram).map(|f| f.unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                (libc::RTM_NEWLINK, 7, &b"abcde"[..]),
+                (libc::NLMSG_DONE as u16, 7, &0i32.to_ne_bytes()[..])
+            ]
+        );
+        // A length field past the end is an error, not a read past it.
+        let mut bad = frame(libc::RTM_NEWLINK, 1, b"xy");
+        bad[0] = 200;
+        assert!(frames(&bad).next().unwrap().is_err());
+        assert_eq!(frames(&bad).count(), 1);
+    }
+
+    /// Every truncation and many single-byte corruptions of real messages:
+    /// the decoders must return, never panic or loop, whatever the bytes.
+    #[test]
+    fn decoders_survive_any_corruption() {
+        let mut link = LinkMessage::default();
+        link.attributes = vec![
+            LinkAttribute::IfName("eth0".into()),
+            LinkAttribute::Link(12),
+            LinkAttribute::LinkNetNsId(3),
+            LinkAttribute::Controller(4),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth)]),
+        ];
+        let mut route = RouteMessage::default();
+        route.header.table = libc::RT_TABLE_MAIN;
+        route.header.kind = RouteType::Unicast;
+        let mut hop = RouteNextHop::default();
+        hop.interface_index = 5;
+        route.attributes = vec![
+            RouteAttribute::Priority(1),
+            RouteAttribute::MultiPath(vec![hop.clone(), hop]),
+        ];
+        for message in [emit(&link), emit(&route)] {
+            let mut datagram = frame(libc::RTM_NEWLINK, 1, &message);
+            datagram.extend(frame(libc::RTM_NEWROUTE, 1, &message));
+            let mut inputs: Vec<Vec<u8>> = (0..datagram.len())
+                .map(|n| datagram[..n].to_vec())
+                .collect();
+            for i in 0..datagram.len() {
+                for byte in [0x00, 0x01, 0x07, 0x7f, 0x80, 0xff] {
+                    let mut corrupted = datagram.clone();
+                    corrupted[i] = byte;
+                    inputs.push(corrupted);
+                }
+            }
+            for input in &inputs {
+                for (_, _, payload) in frames(input).map_while(Result::ok) {
+                    let _ = parse_link(payload);
+                    let _ = default_route(payload);
+                    let _ = next_hops(payload);
+                }
+            }
+        }
     }
 
     #[test]
