@@ -8,6 +8,7 @@
 //! whole file. A file the installer judges loadable must load in the
 //! runtime, or the node ends up with no usable network config.
 
+use crate::policy::json_kind;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
@@ -69,21 +70,10 @@ fn fold(key: &str) -> String {
 /// Checks one member's value; the first argument names it for messages.
 type FieldCheck = fn(&str, &Value) -> Result<(), String>;
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn string(key: &str, v: &Value) -> Result<(), String> {
     match v {
         Value::Null | Value::String(_) => Ok(()),
-        other => Err(format!("{key} must be a string, got {}", kind(other))),
+        other => Err(format!("{key} must be a string, got {}", json_kind(other))),
     }
 }
 
@@ -93,7 +83,7 @@ fn strings(key: &str, v: &Value) -> Result<(), String> {
         Value::Array(items) => items.iter().try_for_each(|i| string(key, i)),
         other => Err(format!(
             "{key} must be a list of strings, got {}",
-            kind(other)
+            json_kind(other)
         )),
     }
 }
@@ -104,7 +94,7 @@ fn object(key: &str, v: &Value, fields: &[(&str, FieldCheck)]) -> Result<(), Str
     let members = match v {
         Value::Null => return Ok(()),
         Value::Object(_) => Members::of(v).unwrap_or(Members(Vec::new())),
-        other => return Err(format!("{key} must be an object, got {}", kind(other))),
+        other => return Err(format!("{key} must be an object, got {}", json_kind(other))),
     };
     for (k, v) in &members.0 {
         if let Some((_, check)) = fields.iter().find(|(f, _)| *f == fold(k)) {
@@ -121,10 +111,10 @@ fn capabilities(key: &str, v: &Value) -> Result<(), String> {
             Value::Null | Value::Bool(_) => Ok(()),
             other => Err(format!(
                 "{key}.{k} must be true or false, got {}",
-                kind(other)
+                json_kind(other)
             )),
         }),
-        other => Err(format!("{key} must be an object, got {}", kind(other))),
+        other => Err(format!("{key} must be an object, got {}", json_kind(other))),
     }
 }
 
@@ -155,7 +145,7 @@ fn attachments(key: &str, v: &Value) -> Result<(), String> {
         Value::Array(items) => items
             .iter()
             .try_for_each(|i| object(key, i, &[("containerid", string), ("ifname", string)])),
-        other => Err(format!("{key} must be a list, got {}", kind(other))),
+        other => Err(format!("{key} must be a list, got {}", json_kind(other))),
     }
 }
 
