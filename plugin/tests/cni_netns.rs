@@ -8,6 +8,11 @@ use serde_json::{json, Value};
 
 const TX_FEATURES: &[&str] = &["tx-checksum-ip-generic", "tx-checksum-sctp"];
 
+/// An ADD/CHECK config at 1.0.0 with a prevResult, plus `extra` fields.
+fn add_conf(extra: Value) -> Value {
+    conf("1.0.0", extra, Some(prev_result("1.0.0", "/x")))
+}
+
 fn txgbe() -> Value {
     json!({"hostDriver": "txgbe"})
 }
@@ -102,18 +107,10 @@ fn detected_uplink_driver_selects_the_policy() {
 fn host_interface_overrides_the_default_route() {
     let lab = Lab::new();
     lab.add_uplink();
-    let c = conf(
-        "1.0.0",
-        json!({"hostInterface": "up0", "drivers": {"veth": {"tx": false}}}),
-        Some(prev_result("1.0.0", "/x")),
-    );
+    let c = add_conf(json!({"hostInterface": "up0", "drivers": {"veth": {"tx": false}}}));
     lab.cni("ADD", &c).expect_ok();
     assert!(!lab.active(false, "tx-checksum-ip-generic"));
-    let c = conf(
-        "1.0.0",
-        json!({"hostInterface": "nope0"}),
-        Some(prev_result("1.0.0", "/x")),
-    );
+    let c = add_conf(json!({"hostInterface": "nope0"}));
     let msg = lab.cni("ADD", &c).expect_error(102);
     assert!(
         msg.contains("hostInterface \"nope0\" does not exist"),
@@ -125,12 +122,7 @@ fn host_interface_overrides_the_default_route() {
 fn no_default_route_is_a_clear_detection_error() {
     let lab = Lab::new();
     let before = lab.features();
-    let msg = lab
-        .cni(
-            "ADD",
-            &conf("1.0.0", json!({}), Some(prev_result("1.0.0", "/x"))),
-        )
-        .expect_error(102);
+    let msg = lab.cni("ADD", &add_conf(json!({}))).expect_error(102);
     assert!(
         msg.contains("no default route") && msg.contains("hostDriver"),
         "{msg}"
@@ -145,15 +137,8 @@ fn no_default_route_is_a_clear_detection_error() {
         &conf("1.1.0", json!({"failurePolicy": "ignore"}), None),
     )
     .expect_ok();
-    lab.cni(
-        "ADD",
-        &conf(
-            "1.0.0",
-            json!({"failurePolicy": "ignore"}),
-            Some(prev_result("1.0.0", "/x")),
-        ),
-    )
-    .expect_ok();
+    lab.cni("ADD", &add_conf(json!({"failurePolicy": "ignore"})))
+        .expect_ok();
 }
 
 #[test]
@@ -325,11 +310,7 @@ fn version_status_gc_and_verb_gating() {
 #[test]
 fn apply_selects_the_end_of_the_pair() {
     let lab = Lab::new();
-    let c = conf(
-        "1.0.0",
-        json!({"hostDriver": "txgbe", "apply": "container"}),
-        Some(prev_result("1.0.0", "/x")),
-    );
+    let c = add_conf(json!({"hostDriver": "txgbe", "apply": "container"}));
     lab.cni("ADD", &c).expect_ok();
     assert!(!lab.active(false, "tx-checksum-ip-generic"));
     assert!(
@@ -337,11 +318,7 @@ fn apply_selects_the_end_of_the_pair() {
         "host end must stay untouched"
     );
     let lab = Lab::new();
-    let c = conf(
-        "1.0.0",
-        json!({"hostDriver": "txgbe", "apply": "host"}),
-        Some(prev_result("1.0.0", "/x")),
-    );
+    let c = add_conf(json!({"hostDriver": "txgbe", "apply": "host"}));
     lab.cni("ADD", &c).expect_ok();
     assert!(
         lab.active(false, "tx-checksum-ip-generic"),
@@ -355,12 +332,7 @@ fn fixed_features_fail_or_are_ignored_per_policy() {
     let lab = Lab::new();
     // veth has tx-checksum-ipv4 fixed off: asking for it on cannot work.
     let drivers = json!({"hostDriver": "x", "drivers": {"x": {"tx-checksum-ipv4": true}}});
-    let msg = lab
-        .cni(
-            "ADD",
-            &conf("1.0.0", drivers.clone(), Some(prev_result("1.0.0", "/x"))),
-        )
-        .expect_error(100);
+    let msg = lab.cni("ADD", &add_conf(drivers.clone())).expect_error(100);
     assert!(
         msg.contains("tx-checksum-ipv4 is fixed off on this device, wanted on"),
         "{msg}"
@@ -381,11 +353,7 @@ fn fixed_features_fail_or_are_ignored_per_policy() {
 fn kernel_consequences_are_not_problems_but_contradictions_are() {
     // TSO cannot stay on without TX checksum: asking for both fails clearly.
     let lab = Lab::new();
-    let c = conf(
-        "1.0.0",
-        json!({"hostDriver": "x", "drivers": {"x": {"tx": false, "tso": true}}}),
-        Some(prev_result("1.0.0", "/x")),
-    );
+    let c = add_conf(json!({"hostDriver": "x", "drivers": {"x": {"tx": false, "tso": true}}}));
     let msg = lab.cni("ADD", &c).expect_error(100);
     assert!(
         msg.contains("tx-tcp-segmentation is off although on was requested"),
@@ -480,11 +448,7 @@ fn bridge_uplink_is_walked_through_its_ports() {
     let d: Value = serde_json::from_str(&run(BIN, &["detect", "--json"])).unwrap();
     assert_eq!(d["start"], json!(["br-up (bridge)"]));
     assert_eq!(d["nics"][0]["driver"], "bridge");
-    let c = conf(
-        "1.0.0",
-        json!({"drivers": {"bridge": {"tx": false}}}),
-        Some(prev_result("1.0.0", "/x")),
-    );
+    let c = add_conf(json!({"drivers": {"bridge": {"tx": false}}}));
     lab.cni("ADD", &c).expect_ok();
     assert!(!lab.active(true, "tx-checksum-ip-generic"));
 }
@@ -502,11 +466,7 @@ fn non_veth_can_be_required_to_fail() {
             "-n", &lab.pod, "link", "add", "eth0", "link", "veth9", "type", "macvlan",
         ],
     );
-    let c = conf(
-        "1.0.0",
-        json!({"hostDriver": "txgbe", "nonVeth": "fail"}),
-        Some(prev_result("1.0.0", "/x")),
-    );
+    let c = add_conf(json!({"hostDriver": "txgbe", "nonVeth": "fail"}));
     let msg = lab.cni("ADD", &c).expect_error(100);
     assert!(msg.contains("eth0 (macvlan) is not a veth"), "{msg}");
 }
@@ -515,11 +475,7 @@ fn non_veth_can_be_required_to_fail() {
 fn an_alias_asked_on_whose_features_are_all_fixed_fails_like_ethtool() {
     // veth has large-receive-offload fixed off: `ethtool -K veth lro on` fails too.
     let lab = Lab::new();
-    let c = conf(
-        "1.0.0",
-        json!({"hostDriver": "x", "drivers": {"x": {"lro": true}}}),
-        Some(prev_result("1.0.0", "/x")),
-    );
+    let c = add_conf(json!({"hostDriver": "x", "drivers": {"x": {"lro": true}}}));
     let msg = lab.cni("ADD", &c).expect_error(100);
     assert!(
         msg.contains("lro: every feature it covers is fixed off on this device"),
@@ -531,11 +487,7 @@ fn an_alias_asked_on_whose_features_are_all_fixed_fails_like_ethtool() {
 fn a_missing_interface_is_an_error_whatever_the_policy() {
     for driver in ["txgbe", "i40e"] {
         let lab = Lab::new();
-        let c = conf(
-            "1.0.0",
-            json!({"hostDriver": driver}),
-            Some(prev_result("1.0.0", "/x")),
-        );
+        let c = add_conf(json!({"hostDriver": driver}));
         let msg = lab
             .cni_env(
                 "ADD",
@@ -576,11 +528,7 @@ fn gc_does_not_fail_on_plugin_settings_and_errors_reach_stderr() {
 #[test]
 fn host_driver_beside_host_interface_says_the_interface_is_not_inspected() {
     let lab = Lab::new();
-    let c = conf(
-        "1.0.0",
-        json!({"hostDriver": "txgbe", "hostInterface": "nope0"}),
-        Some(prev_result("1.0.0", "/x")),
-    );
+    let c = add_conf(json!({"hostDriver": "txgbe", "hostInterface": "nope0"}));
     let r = lab.cni("ADD", &c);
     r.expect_ok();
     assert!(
