@@ -76,5 +76,6 @@ manifests-check: build
 # Fuzzing (stable Rust + libFuzzer): replays plugin/fuzz/regressions and
 # seeds, then fuzzes each target for FUZZ_SECONDS (default 60).
 FUZZ_SECONDS ?= 60
+.PHONY: fuzz
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash plugin/fuzz/run.sh
