@@ -28,9 +28,9 @@ pub fn same(a: &impl AsFd, b: &impl AsFd) -> io::Result<bool> {
 }
 
 /// Runs `f` with the calling thread inside `target`, then moves the thread
-/// back to the netns it started in, also when `f` fails.
-pub fn run_in<T>(target: &impl AsFd, f: impl FnOnce() -> T) -> io::Result<T> {
-    let home = current()?;
+/// back to `home` (the netns it is in now, which the caller already holds
+/// open), also when `f` fails.
+pub fn run_in<T>(target: &impl AsFd, home: &impl AsFd, f: impl FnOnce() -> T) -> io::Result<T> {
     setns(target, CloneFlags::CLONE_NEWNET).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -38,7 +38,7 @@ pub fn run_in<T>(target: &impl AsFd, f: impl FnOnce() -> T) -> io::Result<T> {
         )
     })?;
     let out = f();
-    if let Err(e) = setns(&home, CloneFlags::CLONE_NEWNET) {
+    if let Err(e) = setns(home, CloneFlags::CLONE_NEWNET) {
         // Continuing in the pod's netns would apply host-side changes to
         // the wrong namespace; nothing can recover that, so stop here.
         log::error!("cannot return to the original network namespace: {e}; aborting");

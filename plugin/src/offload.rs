@@ -45,7 +45,7 @@ impl PodSockets {
         if netns::same(&pod_netns, &host_netns).map_err(netns_err)? {
             return Err(OpenError::SameAsHost(netns_path.to_string()));
         }
-        let pod = netns::run_in(&pod_netns, RouteSocket::open)
+        let pod = netns::run_in(&pod_netns, &host_netns, RouteSocket::open)
             .map_err(netns_err)?
             .map_err(OpenError::Socket)?;
         let host = RouteSocket::open().map_err(OpenError::Socket)?;

@@ -85,7 +85,9 @@ impl Lab {
     /// TX checksum (tx-checksum-ip-generic) of (pod end, host end) of pod n.
     fn tx_checksum(&self, n: usize) -> (bool, bool) {
         let pod_ns = netns::open(Path::new(&self.netns(n))).unwrap();
-        let pod = netns::run_in(&pod_ns, RouteSocket::open).unwrap().unwrap();
+        let pod = netns::run_in(&pod_ns, &netns::current().unwrap(), RouteSocket::open)
+            .unwrap()
+            .unwrap();
         let host = RouteSocket::open().unwrap();
         (
             active(pod.fd(), POD_IF, "tx-checksum-ip-generic"),

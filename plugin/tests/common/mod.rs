@@ -116,7 +116,9 @@ impl Lab {
     /// Active state of every feature, (container end, host end).
     pub fn features(&self) -> (FeatureTable, FeatureTable) {
         let pod_ns = netns::open(Path::new(&self.netns_path())).unwrap();
-        let pod = netns::run_in(&pod_ns, RouteSocket::open).unwrap().unwrap();
+        let pod = netns::run_in(&pod_ns, &netns::current().unwrap(), RouteSocket::open)
+            .unwrap()
+            .unwrap();
         let host = RouteSocket::open().unwrap();
         (
             read_features(pod.fd(), "eth0"),
