@@ -19,6 +19,8 @@ deps:
 # Unit and root integration tests (netns, veth, the built binary).
 unit: deps
 	cargo test --workspace --locked -- --test-threads=4
+	# Replays the fuzz corpus's saved crashers and seeds (no libFuzzer needed).
+	CARGO_TARGET_DIR=target/fuzz cargo test --locked --manifest-path plugin/fuzz/Cargo.toml
 
 test: deps build unit e2e manifests-check
 

@@ -13,6 +13,7 @@ have runc || need+=(runc)
 have tcpdump || need+=(tcpdump)
 have strace || need+=(strace)
 [ -x /usr/bin/time ] || need+=(time)
+have g++ || need+=(g++)   # make fuzz builds libFuzzer
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
