@@ -11,6 +11,9 @@
 //! txgbe policy (TX checksum off), so a plugin that went ahead despite the
 //! bad input would visibly change the features.
 
+mod common;
+
+use common::run;
 use nix::sched::{setns, CloneFlags};
 use serde_json::{json, Value};
 use std::fs::File;
@@ -23,19 +26,6 @@ const HOST_IF: &str = "bih0";
 const POD_IF: &str = "eth0";
 
 static LABS: AtomicUsize = AtomicUsize::new(0);
-
-fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 struct Lab {
     host: String,

@@ -135,13 +135,18 @@ fn write_atomically(path: &Path, bytes: &[u8]) {
 fn check(dir: &TempDir, config: &Value) -> bool {
     let path = dir.0.join("config.json");
     fs::write(&path, config.to_string()).unwrap();
+    ready(dir, &path)
+}
+
+/// The DaemonSet's readiness probe: `install --check` with this config file.
+fn ready(dir: &TempDir, config: &Path) -> bool {
     Command::new(BIN)
         .args(["install", "--check", "--cni-conf-dir"])
         .arg(dir.conf())
         .arg("--cni-bin-dir")
         .arg(dir.bin())
         .arg("--config")
-        .arg(&path)
+        .arg(config)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -614,20 +619,7 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
                 .and_then(|p| p.iter().find(|p| p["type"] == "csum-offload").cloned())
         })
     };
-    let ready = || {
-        Command::new(BIN)
-            .args(["install", "--check", "--cni-conf-dir"])
-            .arg(dir.conf())
-            .arg("--cni-bin-dir")
-            .arg(dir.bin())
-            .arg("--config")
-            .arg(&config)
-            .stderr(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success()
-    };
+    let ready = || ready(&dir, &config);
     wait_for("the first entry", Duration::from_secs(20), || {
         entry() == Some(json!({"type": "csum-offload", "apply": "both"}))
     });
