@@ -19,7 +19,6 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../containerd/lib.sh"
 
 RUNS=${1:-40}
-LOCK=/run/csum-offload-e2e/lock
 SUBNET=10.253.0.0/24
 
 outer() {
@@ -30,19 +29,10 @@ outer() {
     done
     [ -x "$PLUGIN_BIN" ] || die "$PLUGIN_BIN is missing; run: make build"
     command -v cc >/dev/null || die "cc is missing (builds the pass-through plugin)"
-    mkdir -p "$(dirname "$LOCK")"
-    exec flock -o -w 900 "$LOCK" env E2E_LOCKED=1 bash "$0" "$@"
+    relaunch_locked "$@"
 }
 
-locked() {
-    reap_stale_runs
-    prepare_mount_points
-    local rc=0
-    E2E_INNER=1 timeout --kill-after=20 600 unshare --mount --propagation private bash "$0" "$@" || rc=$?
-    reap_stale_runs
-    remove_created_mount_points
-    exit "$rc"
-}
+locked() { run_locked 600 "$@"; }
 
 conflist() {
     local csum=$1

@@ -25,6 +25,34 @@ SYSTEM_DIRS=(/etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd)
 CREATED_LIST=/run/csum-offload-e2e/created-dirs
 
 say() { printf '%s\n' "$*"; }
+
+# One e2e run at a time, the suite's and the pod-start benchmark's alike:
+# names and subnets are fixed.
+E2E_LOCK=/run/csum-offload-e2e/lock
+
+# Re-runs the calling script under the lock; flock -o keeps the lock out of
+# the processes the run starts. The script goes on in run_locked.
+relaunch_locked() {
+    mkdir -p "$(dirname "$E2E_LOCK")"
+    exec flock -o -w 900 "$E2E_LOCK" env E2E_LOCKED=1 bash "$0" "$@"
+}
+
+# Under the lock: clears what a crashed earlier run left, runs the calling
+# script again (E2E_INNER=1) in a private mount namespace for at most LIMIT
+# seconds, then clears up whatever that run could not (it may have been
+# killed before its own teardown).
+run_locked() {
+    local limit=$1 rc=0
+    shift
+    reap_stale_runs
+    prepare_mount_points
+    E2E_INNER=1 timeout --kill-after=20 "$limit" \
+        unshare --mount --propagation private bash "$0" "$@" || rc=$?
+    [ "$rc" != 124 ] || say "e2e: aborted after $limit s"
+    reap_stale_runs
+    remove_created_mount_points
+    exit "$rc"
+}
 log() { printf '  %s\n' "$*" >&2; }
 die() {
     printf 'e2e: %s\n' "$*" >&2

@@ -15,8 +15,6 @@ set -uo pipefail
 # shellcheck source=e2e/containerd/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-LOCK=/run/csum-offload-e2e/lock
-
 outer() {
     [ "$(id -u)" = 0 ] || die "must run as root (containerd, netns, AF_PACKET)"
     local tool
@@ -28,25 +26,10 @@ outer() {
     done
     [ -x "$PLUGIN_BIN" ] || die "$PLUGIN_BIN is missing; run: make build"
     ensure_wire_tools
-    mkdir -p "$(dirname "$LOCK")"
-    # One run at a time (names and subnets are fixed); flock -o keeps the
-    # lock out of the processes this run starts.
-    exec flock -o -w 900 "$LOCK" env E2E_LOCKED=1 bash "$0" "$@"
+    relaunch_locked "$@"
 }
 
-locked() {
-    # Whatever a crashed earlier run left: safe to end, we hold the lock.
-    reap_stale_runs
-    prepare_mount_points
-    local rc=0
-    E2E_INNER=1 timeout --kill-after=20 "${E2E_TIMEOUT:-540}" \
-        unshare --mount --propagation private bash "$0" "$@" || rc=$?
-    [ "$rc" != 124 ] || say "e2e: aborted after ${E2E_TIMEOUT:-540} s (E2E_TIMEOUT)"
-    # If the inner run was killed, its teardown did not run.
-    reap_stale_runs
-    remove_created_mount_points
-    exit "$rc"
-}
+locked() { run_locked "${E2E_TIMEOUT:-540}" "$@"; }
 
 # --- the suite, inside the private mount namespace -------------------------
 
