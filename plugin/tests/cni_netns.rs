@@ -538,3 +538,107 @@ fn host_driver_beside_host_interface_says_the_interface_is_not_inspected() {
         r.stderr
     );
 }
+
+#[test]
+fn ipv6_default_route_is_used_when_there_is_no_ipv4_one() {
+    let lab = Lab::new();
+    run(
+        "ip",
+        &["link", "add", "up6", "type", "veth", "peer", "name", "up6p"],
+    );
+    for dev in ["up6", "up6p"] {
+        run("ip", &["link", "set", dev, "up"]);
+    }
+    run(
+        "ip",
+        &["-6", "addr", "add", "fd00:233::2/64", "dev", "up6", "nodad"],
+    );
+    run(
+        "ip",
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:233::1",
+            "dev",
+            "up6",
+        ],
+    );
+    let d: Value = serde_json::from_str(&run(BIN, &["detect", "--json"])).unwrap();
+    assert_eq!(d["start"], json!(["up6 (veth)"]));
+    assert!(
+        d["how"].as_str().unwrap().starts_with("IPv6 default route"),
+        "{d}"
+    );
+    assert_eq!(d["nics"][0]["driver"], "veth");
+}
+
+#[test]
+fn multipath_uplinks_merge_their_settings_and_off_wins() {
+    // A multipath default route over mv0 (macvlan on veth up0) and br-up
+    // (a bridge with only a veth port): two NICs, drivers "veth" and
+    // "bridge", whose policies disagree on TX checksum.
+    let lab = Lab::new();
+    lab.add_uplink();
+    run("ip", &["link", "add", "br-up", "type", "bridge"]);
+    run(
+        "ip",
+        &["link", "add", "up1", "type", "veth", "peer", "name", "up1p"],
+    );
+    run("ip", &["link", "set", "up1", "master", "br-up"]);
+    for dev in ["br-up", "up1", "up1p"] {
+        run("ip", &["link", "set", dev, "up"]);
+    }
+    run("ip", &["addr", "add", "10.232.0.2/24", "dev", "br-up"]);
+    run("ip", &["route", "del", "default"]);
+    run(
+        "ip",
+        &[
+            "route",
+            "add",
+            "default",
+            "nexthop",
+            "via",
+            "10.231.0.1",
+            "dev",
+            "mv0",
+            "nexthop",
+            "via",
+            "10.232.0.1",
+            "dev",
+            "br-up",
+        ],
+    );
+    let drivers = json!({"drivers": {"veth": {"tx": false}, "bridge": {"tx": true, "gro": true}}});
+    let entry = std::env::temp_dir().join(format!("{}.json", lab.pod));
+    std::fs::write(&entry, drivers.to_string()).unwrap();
+    let d: Value = serde_json::from_str(&run(
+        BIN,
+        &["detect", "--json", "--config", entry.to_str().unwrap()],
+    ))
+    .unwrap();
+    let _ = std::fs::remove_file(&entry);
+    assert_eq!(
+        d["start"],
+        json!(["mv0 (macvlan)", "br-up (bridge)"]),
+        "{d}"
+    );
+    let drivers_found: Vec<&str> = d["nics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["driver"].as_str().unwrap())
+        .collect();
+    assert_eq!(drivers_found, ["veth", "bridge"]);
+    // "tx on" from the bridge NIC is overridden by "tx off" from the veth NIC.
+    assert_eq!(d["settings"], "tx off, gro on");
+
+    let c = add_conf(drivers);
+    lab.cni("ADD", &c).expect_ok();
+    for host_side in [false, true] {
+        assert!(!lab.active(host_side, "tx-checksum-ip-generic"));
+        assert!(lab.active(host_side, "rx-gro"));
+    }
+}
