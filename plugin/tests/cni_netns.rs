@@ -541,7 +541,8 @@ fn host_driver_beside_host_interface_says_the_interface_is_not_inspected() {
 
 #[test]
 fn ipv6_default_route_is_used_when_there_is_no_ipv4_one() {
-    let lab = Lab::new();
+    // The lab's private netns (and its cleanup) is all this test needs.
+    let _lab = Lab::new();
     run(
         "ip",
         &["link", "add", "up6", "type", "veth", "peer", "name", "up6p"],
