@@ -22,7 +22,7 @@ unit: deps
 	# Replays the fuzz corpus's saved crashers and seeds (no libFuzzer needed).
 	CARGO_TARGET_DIR=target/fuzz cargo test --locked --manifest-path plugin/fuzz/Cargo.toml
 
-test: deps build unit e2e manifests-check
+test: deps lint build unit e2e manifests-check
 
 demo: deps build
 	bash e2e/demo.sh
