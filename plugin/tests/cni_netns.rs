@@ -8,9 +8,14 @@ use serde_json::{json, Value};
 
 const TX_FEATURES: &[&str] = &["tx-checksum-ip-generic", "tx-checksum-sctp"];
 
-/// An ADD/CHECK config at 1.0.0 with a prevResult, plus `extra` fields.
+/// An ADD/CHECK config of `version` with a prevResult of the same version,
+/// plus `extra` fields.
+fn chained(version: &str, extra: Value) -> Value {
+    conf(version, extra, Some(prev_result(version, "/x")))
+}
+
 fn add_conf(extra: Value) -> Value {
-    conf("1.0.0", extra, Some(prev_result("1.0.0", "/x")))
+    chained("1.0.0", extra)
 }
 
 fn txgbe() -> Value {
@@ -144,11 +149,7 @@ fn no_default_route_is_a_clear_detection_error() {
 #[test]
 fn check_passes_then_names_the_feature_that_drifted() {
     let lab = Lab::new();
-    let c = conf(
-        "0.4.0",
-        txgbe(),
-        Some(prev_result("0.4.0", &lab.netns_path())),
-    );
+    let c = chained("0.4.0", txgbe());
     lab.cni("ADD", &c).expect_ok();
     let ok = lab.cni("CHECK", &c);
     ok.expect_ok();
@@ -194,11 +195,7 @@ fn check_passes_then_names_the_feature_that_drifted() {
 #[test]
 fn del_succeeds_when_there_is_nothing_left() {
     let lab = Lab::new();
-    let c = conf(
-        "1.0.0",
-        txgbe(),
-        Some(prev_result("1.0.0", &lab.netns_path())),
-    );
+    let c = chained("1.0.0", txgbe());
     lab.cni("ADD", &c).expect_ok();
     let del = lab.cni("DEL", &c);
     del.expect_ok();
@@ -221,11 +218,7 @@ fn del_succeeds_when_there_is_nothing_left() {
 fn bad_input_changes_nothing() {
     let lab = Lab::new();
     let before = lab.features();
-    let good = conf(
-        "1.0.0",
-        txgbe(),
-        Some(prev_result("1.0.0", &lab.netns_path())),
-    );
+    let good = chained("1.0.0", txgbe());
     // Undecodable stdin: 6.
     let env = [
         ("CNI_COMMAND", "ADD"),
@@ -263,11 +256,7 @@ fn bad_input_changes_nothing() {
     // Invalid config: 7, and the error speaks the config's version.
     let r = lab.cni(
         "ADD",
-        &conf(
-            "0.4.0",
-            json!({"drivers": {"txgbe": {"tx-csum": false}}}),
-            Some(prev_result("0.4.0", "/x")),
-        ),
+        &chained("0.4.0", json!({"drivers": {"txgbe": {"tx-csum": false}}})),
     );
     assert!(r
         .expect_error(7)
@@ -290,7 +279,7 @@ fn version_status_gc_and_verb_gating() {
         json!({"cniVersion": "1.1.0", "supportedVersions": VERSIONS})
     );
     // CHECK needs 0.4.0, STATUS and GC need 1.1.0 (error code 1 otherwise).
-    let c = conf("0.3.1", txgbe(), Some(prev_result("0.3.1", "/x")));
+    let c = chained("0.3.1", txgbe());
     assert!(lab.cni("CHECK", &c).expect_error(1).contains("CHECK"));
     for verb in ["STATUS", "GC"] {
         let msg = lab.cni(verb, &conf("1.0.0", txgbe(), None)).expect_error(1);
