@@ -162,34 +162,25 @@ impl PluginConfig {
             value(&raw, "drivers")?.as_ref(),
             value(&raw, "default")?.as_ref(),
         )?;
-        let apply = match string(&raw, "apply")?.as_deref() {
-            None | Some("both") => ApplyTo::Both,
-            Some("container") => ApplyTo::Container,
-            Some("host") => ApplyTo::Host,
-            Some(other) => {
-                return Err(format!(
-                    "apply must be \"both\", \"container\" or \"host\", got {other:?}"
-                ))
-            }
-        };
-        let failure_policy = match string(&raw, "failurePolicy")?.as_deref() {
-            None | Some("fail") => FailurePolicy::Fail,
-            Some("ignore") => FailurePolicy::Ignore,
-            Some(other) => {
-                return Err(format!(
-                    "failurePolicy must be \"fail\" or \"ignore\", got {other:?}"
-                ))
-            }
-        };
-        let non_veth = match string(&raw, "nonVeth")?.as_deref() {
-            None | Some("skip") => NonVeth::Skip,
-            Some("fail") => NonVeth::Fail,
-            Some(other) => {
-                return Err(format!(
-                    "nonVeth must be \"skip\" or \"fail\", got {other:?}"
-                ))
-            }
-        };
+        use ApplyTo::*;
+        let apply = one_of(
+            string(&raw, "apply")?,
+            "apply",
+            &[("both", Both), ("container", Container), ("host", Host)],
+        )?;
+        let failure_policy = one_of(
+            string(&raw, "failurePolicy")?,
+            "failurePolicy",
+            &[
+                ("fail", FailurePolicy::Fail),
+                ("ignore", FailurePolicy::Ignore),
+            ],
+        )?;
+        let non_veth = one_of(
+            string(&raw, "nonVeth")?,
+            "nonVeth",
+            &[("skip", NonVeth::Skip), ("fail", NonVeth::Fail)],
+        )?;
         let log_file = string(&raw, "logFile")?.map(PathBuf::from);
         if let Some(path) = &log_file {
             if !path.is_absolute() {
@@ -232,6 +223,28 @@ impl PluginConfig {
             prev_result,
         })
     }
+}
+
+/// A string field with a fixed set of values; the first is the default.
+/// The message lists them all: `apply must be "both", "container" or
+/// "host", got "pod"`.
+fn one_of<T: Copy>(value: Option<String>, key: &str, options: &[(&str, T)]) -> Result<T, String> {
+    let no_values = || format!("{key}: no values defined");
+    let Some(value) = value else {
+        return options.first().map(|(_, t)| *t).ok_or_else(no_values);
+    };
+    if let Some((_, t)) = options.iter().find(|(name, _)| *name == value) {
+        return Ok(*t);
+    }
+    let names: Vec<String> = options
+        .iter()
+        .map(|(name, _)| format!("{name:?}"))
+        .collect();
+    let (last, rest) = names.split_last().ok_or_else(no_values)?;
+    Err(format!(
+        "{key} must be {} or {last}, got {value:?}",
+        rest.join(", ")
+    ))
 }
 
 /// Linux interface names: 1-15 bytes, no '/', no whitespace, not "." or "..".
