@@ -103,10 +103,4 @@ inner() {
     say "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-if [ -n "${E2E_INNER:-}" ]; then
-    inner "$@"
-elif [ -n "${E2E_LOCKED:-}" ]; then
-    locked "$@"
-else
-    outer "$@"
-fi
+e2e_main "$@"

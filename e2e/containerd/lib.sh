@@ -37,6 +37,19 @@ relaunch_locked() {
     exec flock -o -w 900 "$E2E_LOCK" env E2E_LOCKED=1 bash "$0" "$@"
 }
 
+# A script's entry: outer (checks, then takes the lock), locked (under the
+# lock, runs the script again in a private mount namespace), inner (the
+# work itself). Each stage re-executes the script with a marker set.
+e2e_main() {
+    if [ -n "${E2E_INNER:-}" ]; then
+        inner "$@"
+    elif [ -n "${E2E_LOCKED:-}" ]; then
+        locked "$@"
+    else
+        outer "$@"
+    fi
+}
+
 # Under the lock: clears what a crashed earlier run left, runs the calling
 # script again (E2E_INNER=1) in a private mount namespace for at most LIMIT
 # seconds, then clears up whatever that run could not (it may have been

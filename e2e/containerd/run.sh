@@ -163,10 +163,4 @@ inner() {
     [ "$FAILED" = 0 ]
 }
 
-if [ -n "${E2E_INNER:-}" ]; then
-    inner "$@"
-elif [ -n "${E2E_LOCKED:-}" ]; then
-    locked "$@"
-else
-    outer "$@"
-fi
+e2e_main "$@"
