@@ -353,16 +353,7 @@ fn kernel_consequences_are_not_problems_but_contradictions_are() {
 #[test]
 fn non_veth_interfaces_are_passed_through() {
     let lab = Lab::new();
-    run(
-        "ip",
-        &["-n", &lab.pod, "link", "set", "eth0", "name", "veth9"],
-    );
-    run(
-        "ip",
-        &[
-            "-n", &lab.pod, "link", "add", "eth0", "link", "veth9", "type", "macvlan",
-        ],
-    );
+    lab.make_eth0_a_macvlan();
     let prev = prev_result("1.0.0", "/x");
     let r = lab.cni("ADD", &conf("1.0.0", txgbe(), Some(prev.clone())));
     assert_eq!(r.expect_ok().json(), prev);
@@ -409,19 +400,9 @@ fn log_file_receives_diagnostics_and_stdout_only_the_result() {
 
 #[test]
 fn bridge_uplink_is_walked_through_its_ports() {
-    // br-up's only port is a veth, which the walk treats as a pod port, so
-    // the bridge itself is the device whose driver counts ("bridge").
+    // The bridge itself is the device whose driver counts ("bridge").
     let lab = Lab::new();
-    run("ip", &["link", "add", "br-up", "type", "bridge"]);
-    run(
-        "ip",
-        &["link", "add", "up1", "type", "veth", "peer", "name", "up1p"],
-    );
-    run("ip", &["link", "set", "up1", "master", "br-up"]);
-    for dev in ["br-up", "up1", "up1p"] {
-        run("ip", &["link", "set", dev, "up"]);
-    }
-    run("ip", &["addr", "add", "10.232.0.2/24", "dev", "br-up"]);
+    lab.add_bridge_uplink();
     run(
         "ip",
         &[
@@ -445,16 +426,7 @@ fn bridge_uplink_is_walked_through_its_ports() {
 #[test]
 fn non_veth_can_be_required_to_fail() {
     let lab = Lab::new();
-    run(
-        "ip",
-        &["-n", &lab.pod, "link", "set", "eth0", "name", "veth9"],
-    );
-    run(
-        "ip",
-        &[
-            "-n", &lab.pod, "link", "add", "eth0", "link", "veth9", "type", "macvlan",
-        ],
-    );
+    lab.make_eth0_a_macvlan();
     let c = add_conf(json!({"hostDriver": "txgbe", "nonVeth": "fail"}));
     let msg = lab.cni("ADD", &c).expect_error(100);
     assert!(msg.contains("eth0 (macvlan) is not a veth"), "{msg}");
@@ -572,16 +544,7 @@ fn multipath_uplinks_merge_their_settings_and_off_wins() {
     // "bridge", whose policies disagree on TX checksum.
     let lab = Lab::new();
     lab.add_uplink();
-    run("ip", &["link", "add", "br-up", "type", "bridge"]);
-    run(
-        "ip",
-        &["link", "add", "up1", "type", "veth", "peer", "name", "up1p"],
-    );
-    run("ip", &["link", "set", "up1", "master", "br-up"]);
-    for dev in ["br-up", "up1", "up1p"] {
-        run("ip", &["link", "set", dev, "up"]);
-    }
-    run("ip", &["addr", "add", "10.232.0.2/24", "dev", "br-up"]);
+    lab.add_bridge_uplink();
     run("ip", &["route", "del", "default"]);
     run(
         "ip",

@@ -94,6 +94,36 @@ impl Lab {
         );
     }
 
+    /// A bridge "br-up" (10.232.0.2/24) whose only port is a veth: the
+    /// walk treats veth ports as pods, so the bridge is its own NIC.
+    /// Adds no route.
+    pub fn add_bridge_uplink(&self) {
+        run("ip", &["link", "add", "br-up", "type", "bridge"]);
+        run(
+            "ip",
+            &["link", "add", "up1", "type", "veth", "peer", "name", "up1p"],
+        );
+        run("ip", &["link", "set", "up1", "master", "br-up"]);
+        for dev in ["br-up", "up1", "up1p"] {
+            run("ip", &["link", "set", dev, "up"]);
+        }
+        run("ip", &["addr", "add", "10.232.0.2/24", "dev", "br-up"]);
+    }
+
+    /// Replaces the pod's veth eth0 with a macvlan named eth0 (on it).
+    pub fn make_eth0_a_macvlan(&self) {
+        run(
+            "ip",
+            &["-n", &self.pod, "link", "set", "eth0", "name", "veth9"],
+        );
+        run(
+            "ip",
+            &[
+                "-n", &self.pod, "link", "add", "eth0", "link", "veth9", "type", "macvlan",
+            ],
+        );
+    }
+
     /// Runs the plugin binary exactly as a runtime does.
     pub fn cni(&self, command: &str, conf: &Value) -> Reply {
         self.cni_env(command, conf, &[("CNI_NETNS", &self.netns_path())])
