@@ -30,6 +30,18 @@ impl TempDir {
     fn bin(&self) -> PathBuf {
         self.0.join("bin")
     }
+    /// `csum-offload VERB` on this dir's conf and bin dirs, outside any
+    /// CNI invocation.
+    fn command(&self, verb: &str) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.arg(verb)
+            .arg("--cni-conf-dir")
+            .arg(self.conf())
+            .arg("--cni-bin-dir")
+            .arg(self.bin())
+            .env_remove("CNI_COMMAND");
+        cmd
+    }
     fn log(&self) -> String {
         fs::read_to_string(self.0.join("installer.log")).unwrap_or_default()
     }
@@ -46,14 +58,8 @@ struct Installer(Option<Child>);
 
 impl Installer {
     fn start(dir: &TempDir, config: Option<&Value>) -> Self {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("install")
-            .arg("--cni-conf-dir")
-            .arg(dir.conf())
-            .arg("--cni-bin-dir")
-            .arg(dir.bin())
-            .env_remove("CNI_COMMAND")
-            .stdout(Stdio::null())
+        let mut cmd = dir.command("install");
+        cmd.stdout(Stdio::null())
             .stderr(fs::File::create(dir.0.join("installer.log")).unwrap());
         if let Some(config) = config {
             let path = dir.0.join("config.json");
@@ -140,11 +146,8 @@ fn check(dir: &TempDir, config: &Value) -> bool {
 
 /// The DaemonSet's readiness probe: `install --check` with this config file.
 fn ready(dir: &TempDir, config: &Path) -> bool {
-    Command::new(BIN)
-        .args(["install", "--check", "--cni-conf-dir"])
-        .arg(dir.conf())
-        .arg("--cni-bin-dir")
-        .arg(dir.bin())
+    dir.command("install")
+        .arg("--check")
         .arg("--config")
         .arg(config)
         .stdout(Stdio::null())
@@ -344,11 +347,9 @@ fn a_bad_config_is_refused_before_anything_is_written() {
     fs::write(&primary, &original).unwrap();
     let path = dir.0.join("config.json");
     fs::write(&path, r#"{"drivers": {"txgbe": {"txcsum": false}}}"#).unwrap();
-    let out = Command::new(BIN)
-        .args(["install", "--once", "--cni-conf-dir"])
-        .arg(dir.conf())
-        .arg("--cni-bin-dir")
-        .arg(dir.bin())
+    let out = dir
+        .command("install")
+        .arg("--once")
         .arg("--config")
         .arg(&path)
         .output()
@@ -371,11 +372,8 @@ fn multus_first_needs_conf_file_and_then_edits_the_delegate() {
     fs::write(dir.conf().join("00-multus.conf"), multus).unwrap();
     fs::write(dir.conf().join("10-calico.conflist"), calico.to_string()).unwrap();
     let run = |extra: &[&str]| {
-        Command::new(BIN)
-            .args(["install", "--once", "--cni-conf-dir"])
-            .arg(dir.conf())
-            .arg("--cni-bin-dir")
-            .arg(dir.bin())
+        dir.command("install")
+            .arg("--once")
             .args(extra)
             .output()
             .unwrap()
@@ -427,14 +425,9 @@ fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
     let new_config = new_dir.0.join("config.json");
     fs::write(&new_config, r#"{"logLevel": "debug"}"#).unwrap();
     let new = Installer(Some(
-        Command::new(BIN)
-            .args(["install", "--cni-conf-dir"])
-            .arg(dir.conf())
-            .arg("--cni-bin-dir")
-            .arg(dir.bin())
+        dir.command("install")
             .arg("--config")
             .arg(&new_config)
-            .env_remove("CNI_COMMAND")
             .stdout(Stdio::null())
             .stderr(fs::File::create(new_dir.0.join("installer.log")).unwrap())
             .spawn()
@@ -510,18 +503,12 @@ fn killed_mid_edit_never_leaves_a_partial_config() {
     let original = br#"{"cniVersion":"1.0.0","name":"mynet","type":"bridge","bridge":"cni0"}"#;
     fs::write(&conf, original).unwrap();
     let run = |verb: &str| {
-        Command::new(BIN)
-            .arg(verb)
-            .arg("--cni-conf-dir")
-            .arg(dir.conf())
-            .arg("--cni-bin-dir")
-            .arg(dir.bin())
+        dir.command(verb)
             .args(if verb == "install" {
                 &["--once"][..]
             } else {
                 &[][..]
             })
-            .env_remove("CNI_COMMAND")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -600,15 +587,9 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
     fs::create_dir_all(&cm).unwrap();
     publish_configmap(&cm, 1, r#"{"apply": "both"}"#);
     let config = cm.join("config.json");
-    let mut cmd = Command::new(BIN);
-    cmd.arg("install")
-        .arg("--cni-conf-dir")
-        .arg(dir.conf())
-        .arg("--cni-bin-dir")
-        .arg(dir.bin())
-        .arg("--config")
+    let mut cmd = dir.command("install");
+    cmd.arg("--config")
         .arg(&config)
-        .env_remove("CNI_COMMAND")
         .stdout(Stdio::null())
         .stderr(fs::File::create(dir.0.join("installer.log")).unwrap());
     let installer = Installer(Some(cmd.spawn().unwrap()));
