@@ -12,10 +12,6 @@ const ETHTOOL_GFEATURES: u32 = 0x3a;
 const ETHTOOL_SFEATURES: u32 = 0x3b;
 const ETH_SS_FEATURES: u32 = 4;
 const ETH_GSTRING_LEN: usize = 32;
-/// SFEATURES return flag: some requested bits are not changeable.
-pub const ETHTOOL_F_UNSUPPORTED: i32 = 1 << 0;
-/// SFEATURES return flag: the device did not take every wanted bit.
-pub const ETHTOOL_F_WISH: i32 = 1 << 1;
 
 /// Issues one ethtool command; `data` is the command struct, its first u32
 /// the command number.
@@ -103,11 +99,11 @@ pub fn feature_names(fd: RawFd, ifname: &str) -> io::Result<Vec<String>> {
         .collect())
 }
 
-/// One interface's feature bits (ETHTOOL_GFEATURES blocks).
+/// One interface's feature bits (ETHTOOL_GFEATURES blocks; the
+/// `requested` words are not kept: the plugin judges what is active).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeatureState {
     available: Vec<u32>,
-    requested: Vec<u32>,
     active: Vec<u32>,
     never_changed: Vec<u32>,
 }
@@ -122,14 +118,12 @@ impl FeatureState {
         let blocks = flags.len().div_ceil(32).max(1);
         let mut s = Self {
             available: vec![0; blocks],
-            requested: vec![0; blocks],
             active: vec![0; blocks],
             never_changed: vec![0; blocks],
         };
         for (i, &(active, changeable)) in flags.iter().enumerate() {
             if active {
                 s.active[i / 32] |= 1 << (i % 32);
-                s.requested[i / 32] |= 1 << (i % 32);
             }
             if changeable {
                 s.available[i / 32] |= 1 << (i % 32);
@@ -140,10 +134,6 @@ impl FeatureState {
 
     pub fn active(&self, i: usize) -> bool {
         bit(&self.active, i)
-    }
-
-    pub fn requested(&self, i: usize) -> bool {
-        bit(&self.requested, i)
     }
 
     /// What `ethtool -k` shows without `[fixed]`: the driver offers the bit
@@ -167,7 +157,6 @@ pub fn features(fd: RawFd, ifname: &str, count: usize) -> io::Result<FeatureStat
     };
     Ok(FeatureState {
         available: field(0),
-        requested: field(1),
         active: field(2),
         never_changed: field(3),
     })
