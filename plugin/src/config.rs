@@ -91,7 +91,7 @@ const OWN_KEYS: &[&str] = &[
 
 /// The top-level object with each value still raw, so every field can be
 /// validated with its own name in the message and prevResult kept verbatim.
-type RawConfig = BTreeMap<String, Box<RawValue>>;
+pub type RawConfig = BTreeMap<String, Box<RawValue>>;
 
 /// Reads only what every verb needs: the JSON object and its version.
 pub fn parse_envelope(stdin: &[u8]) -> Result<(RawConfig, String), CniError> {
@@ -122,6 +122,11 @@ impl PluginConfig {
     /// else that is wrong.
     pub fn parse(stdin: &[u8]) -> Result<Self, CniError> {
         let (raw, cni_version) = parse_envelope(stdin)?;
+        Self::from_envelope(raw, cni_version)
+    }
+
+    /// The rest of `parse`, for callers that already read the envelope.
+    pub fn from_envelope(raw: RawConfig, cni_version: String) -> Result<Self, CniError> {
         let version = version::check_supported(&cni_version)?;
         Self::from_raw(raw, cni_version, version).map_err(CniError::InvalidConfig)
     }

@@ -62,13 +62,16 @@ fn add_or_check(
     })
 }
 
+/// Parses stdin once; an error speaks the config's version when it has a
+/// supported one.
 fn parse(stdin: &[u8], reported_version: &mut String) -> Result<PluginConfig, CniError> {
-    if let Ok((_, v)) = parse_envelope(stdin) {
-        if version::check_supported(&v).is_ok() {
-            *reported_version = v;
-        }
-    }
-    PluginConfig::parse(stdin)
+    parse_envelope(stdin)
+        .and_then(|(raw, v)| {
+            if version::check_supported(&v).is_ok() {
+                reported_version.clone_from(&v);
+            }
+            PluginConfig::from_envelope(raw, v)
+        })
         .inspect_err(|_| logger::init(log::LevelFilter::Info, None, "config".into()))
 }
 
@@ -103,11 +106,11 @@ fn del(
     getenv: &dyn Fn(&str) -> Option<String>,
     reported_version: &mut String,
 ) -> Result<String, CniError> {
-    let (_, v) = parse_envelope(stdin)?;
+    let (raw, v) = parse_envelope(stdin)?;
     version::check_supported(&v)?;
-    *reported_version = v;
+    reported_version.clone_from(&v);
     let attachment = Attachment::from_env(Command::Del, getenv)?;
-    match PluginConfig::parse(stdin) {
+    match PluginConfig::from_envelope(raw, v) {
         Ok(conf) => {
             start_log(
                 &conf,
@@ -130,11 +133,11 @@ fn del(
 /// GC: nothing is kept between invocations, so there is nothing to
 /// collect. Like DEL it does not fail on a plugin setting it would reject.
 fn gc(stdin: &[u8], reported_version: &mut String) -> Result<String, CniError> {
-    let (_, v) = parse_envelope(stdin)?;
+    let (raw, v) = parse_envelope(stdin)?;
     let parsed = version::check_supported(&v)?;
-    *reported_version = v.clone();
+    reported_version.clone_from(&v);
     version::check_verb_allowed("GC", parsed, &v)?;
-    if let Err(e) = PluginConfig::parse(stdin) {
+    if let Err(e) = PluginConfig::from_envelope(raw, v) {
         logger::init(log::LevelFilter::Info, None, "GC".into());
         log::warn!("ignoring invalid config on GC: {e}");
     }
