@@ -16,3 +16,37 @@ pub mod netns;
 pub mod offload;
 pub mod policy;
 pub mod veth;
+
+/// What the integration tests read through the library rather than through
+/// the binary: kept out of the documented surface.
+#[doc(hidden)]
+pub mod test_support {
+    use std::io;
+    use std::path::Path;
+
+    /// (name, active, changeable) of every offload feature of `ifname` in
+    /// `netns` (None: the calling thread's netns), via ETHTOOL_GFEATURES.
+    pub fn feature_table(
+        netns: Option<&Path>,
+        ifname: &str,
+    ) -> io::Result<Vec<(String, bool, bool)>> {
+        let socket = match netns {
+            None => crate::netlink::RouteSocket::open()?,
+            Some(path) => {
+                let target = crate::netns::open(path)?;
+                crate::netns::run_in(
+                    &target,
+                    &crate::netns::current()?,
+                    crate::netlink::RouteSocket::open,
+                )??
+            }
+        };
+        let names = crate::ethtool::feature_names(socket.fd(), ifname)?;
+        let state = crate::ethtool::features(socket.fd(), ifname, names.len())?;
+        Ok(names
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (n, state.active(i), state.changeable(i)))
+            .collect())
+    }
+}

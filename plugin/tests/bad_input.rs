@@ -4,7 +4,7 @@
 //! exactly as it was.
 //!
 //! Each test builds its own lab: a "host" netns and a "pod" netns (named
-//! `bi-<pid>-<n>-host` / `-pod`, deleted on drop) joined by a veth pair. The
+//! `bi-<pid>-<n>-host` / `-0`, deleted on drop) joined by a veth pair. The
 //! test thread moves into the host netns, so the plugin binary it spawns
 //! runs there exactly as under a runtime; the real host is never touched.
 //! Every case starts from TX checksum on, and every config asks for the
@@ -13,94 +13,12 @@
 
 mod common;
 
-use common::run;
-use nix::sched::{setns, CloneFlags};
+use common::{exec, Lab, Reply};
 use serde_json::{json, Value};
-use std::fs::File;
-use std::io::Write;
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-const BIN: &str = env!("CARGO_BIN_EXE_csum-offload");
+/// The lab's host end (tag "bi"), named in cases that are static data.
 const HOST_IF: &str = "bih0";
-const POD_IF: &str = "eth0";
-
-static LABS: AtomicUsize = AtomicUsize::new(0);
-
-struct Lab {
-    host: String,
-    pod: String,
-    /// The netns the test thread came from, to return to on drop.
-    home: File,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let n = LABS.fetch_add(1, Ordering::SeqCst);
-        let base = format!("bi-{}-{n}", std::process::id());
-        let (host, pod) = (format!("{base}-host"), format!("{base}-pod"));
-        let home = File::open("/proc/thread-self/ns/net").expect("own netns");
-        // Created before anything can fail, so drop always cleans up.
-        let lab = Lab { host, pod, home };
-        run("ip", &["netns", "add", &lab.host]);
-        run("ip", &["netns", "add", &lab.pod]);
-        let host_ns = File::open(format!("/run/netns/{}", lab.host)).unwrap();
-        setns(&host_ns, CloneFlags::CLONE_NEWNET).expect("setns: tests must run as root");
-        run("ip", &["link", "set", "lo", "up"]);
-        run(
-            "ip",
-            &[
-                "link", "add", HOST_IF, "type", "veth", "peer", "name", POD_IF, "netns", &lab.pod,
-            ],
-        );
-        run("ip", &["link", "set", HOST_IF, "up"]);
-        run("ip", &["-n", &lab.pod, "link", "set", POD_IF, "up"]);
-        let (pod_k, host_k) = lab.features();
-        for k in [&pod_k, &host_k] {
-            assert_eq!(tx_generic(k), "on", "a fresh veth has TX checksum on:\n{k}");
-        }
-        lab
-    }
-
-    fn netns(&self) -> String {
-        format!("/run/netns/{}", self.pod)
-    }
-
-    /// `ethtool -k` of (pod end, host end): the whole feature table, read by
-    /// a tool independent of the plugin.
-    fn features(&self) -> (String, String) {
-        (
-            run("ip", &["netns", "exec", &self.pod, "ethtool", "-k", POD_IF]),
-            run("ethtool", &["-k", HOST_IF]),
-        )
-    }
-
-    /// The environment a runtime sets for `command` on this lab's pod.
-    fn env(&self, command: &str) -> Vec<(String, String)> {
-        [
-            ("CNI_COMMAND", command.to_string()),
-            ("CNI_CONTAINERID", "bi0123456789".to_string()),
-            ("CNI_NETNS", self.netns()),
-            ("CNI_IFNAME", POD_IF.to_string()),
-            ("CNI_PATH", "/usr/lib/cni".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = setns(&self.home, CloneFlags::CLONE_NEWNET);
-        for ns in [&self.pod, &self.host] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", ns])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
-}
+const POD_IF: &str = common::POD_IF;
 
 fn tx_generic(ethtool_k: &str) -> &str {
     ethtool_k
@@ -109,29 +27,15 @@ fn tx_generic(ethtool_k: &str) -> &str {
         .unwrap_or("?")
 }
 
-struct Reply {
-    code: Option<i32>,
-    stdout: Vec<u8>,
-    stderr: String,
-}
-
-fn exec(env: &[(String, String)], stdin: &[u8]) -> Reply {
-    let mut child = Command::new(BIN)
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn the plugin");
-    // The plugin may reject the input before reading all of it.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    let out = child.wait_with_output().unwrap();
-    Reply {
-        code: out.status.code(),
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+/// A fresh lab whose veth ends both start with TX checksum on.
+fn lab() -> Lab {
+    let lab = Lab::new("bi");
+    assert_eq!(lab.host_if, HOST_IF);
+    let (pod_k, host_k) = lab.ethtool_k();
+    for k in [&pod_k, &host_k] {
+        assert_eq!(tx_generic(k), "on", "a fresh veth has TX checksum on:\n{k}");
     }
+    lab
 }
 
 /// How a case changes the good invocation.
@@ -189,12 +93,12 @@ fn good_config(netns: &str) -> Value {
 
 /// Runs every case against one lab, checking each as it goes.
 fn run_cases(cases: Vec<Case>) {
-    let lab = Lab::new();
-    let before = lab.features();
+    let lab = lab();
+    let before = lab.ethtool_k();
     let mut failures = Vec::new();
     for case in &cases {
         let mut env = lab.env(case.command);
-        let mut config = good_config(&lab.netns());
+        let mut config = good_config(&lab.netns_path());
         let mut stdin = None;
         for edit in &case.edits {
             match edit {
@@ -222,11 +126,11 @@ fn run_cases(cases: Vec<Case>) {
                 "{} ({}): {why}\n  stdout: {}\n  stderr: {}",
                 case.name,
                 case.command,
-                String::from_utf8_lossy(&reply.stdout),
+                reply.stdout,
                 reply.stderr.trim()
             ));
         }
-        let after = lab.features();
+        let after = lab.ethtool_k();
         assert_eq!(
             before, after,
             "case {:?} changed the veth features",
@@ -248,7 +152,7 @@ fn judge(case: &Case, reply: &Reply) -> Result<(), String> {
         None => return Err("killed by a signal".into()),
         Some(_) => {}
     }
-    let v: Value = serde_json::from_slice(&reply.stdout)
+    let v: Value = serde_json::from_str(&reply.stdout)
         .map_err(|e| format!("stdout is not one JSON value: {e}"))?;
     if v["code"] != case.code {
         return Err(format!("code {} instead of {}", v["code"], case.code));
@@ -268,13 +172,13 @@ fn judge(case: &Case, reply: &Reply) -> Result<(), String> {
 /// something).
 #[test]
 fn control_good_add_changes_both_ends() {
-    let lab = Lab::new();
-    let config = good_config(&lab.netns());
+    let lab = lab();
+    let config = good_config(&lab.netns_path());
     let reply = exec(&lab.env("ADD"), config.to_string().as_bytes());
     assert_eq!(reply.code, Some(0), "stderr: {}", reply.stderr);
-    let out: Value = serde_json::from_slice(&reply.stdout).unwrap();
+    let out: Value = serde_json::from_str(&reply.stdout).unwrap();
     assert_eq!(out, config["prevResult"]);
-    let (pod, host) = lab.features();
+    let (pod, host) = lab.ethtool_k();
     assert_eq!(tx_generic(&pod), "off");
     assert_eq!(tx_generic(&host), "off");
 }

@@ -1,5 +1,5 @@
 //! The built binary run as a runtime runs it, against real netns and veth
-//! pairs (root). Each test lives in its own private netns (see common.rs).
+//! pairs (root). Each test lives in its own private lab (see common/mod.rs).
 
 mod common;
 
@@ -25,7 +25,7 @@ fn txgbe() -> Value {
 #[test]
 fn add_turns_tx_checksum_off_on_both_ends_for_every_version() {
     for version in VERSIONS {
-        let lab = Lab::new();
+        let lab = Lab::new("cso");
         let (c, h) = lab.ethtool_k();
         assert_eq!(
             ethtool_value(&c, "tx-checksum-ip-generic"),
@@ -65,7 +65,7 @@ fn add_turns_tx_checksum_off_on_both_ends_for_every_version() {
 #[test]
 fn i40e_and_unknown_drivers_change_nothing() {
     for driver in ["i40e", "mlx5_core"] {
-        let lab = Lab::new();
+        let lab = Lab::new("cso");
         let before = lab.features();
         let prev = prev_result("1.0.0", &lab.netns_path());
         let reply = lab.cni(
@@ -85,7 +85,7 @@ fn i40e_and_unknown_drivers_change_nothing() {
 fn detected_uplink_driver_selects_the_policy() {
     // The lab's default route goes through macvlan mv0 on veth up0: the
     // walk must reach up0 and read its driver ("veth") from the kernel.
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     lab.add_uplink();
     let detect = run(BIN, &["detect", "--json"]);
     let d: Value = serde_json::from_str(&detect).unwrap();
@@ -110,7 +110,7 @@ fn detected_uplink_driver_selects_the_policy() {
 
 #[test]
 fn host_interface_overrides_the_default_route() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     lab.add_uplink();
     let c = add_conf(json!({"hostInterface": "up0", "drivers": {"veth": {"tx": false}}}));
     lab.cni("ADD", &c).expect_ok();
@@ -125,7 +125,7 @@ fn host_interface_overrides_the_default_route() {
 
 #[test]
 fn no_default_route_is_a_clear_detection_error() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let before = lab.features();
     let msg = lab.cni("ADD", &add_conf(json!({}))).expect_error(102);
     assert!(
@@ -148,7 +148,7 @@ fn no_default_route_is_a_clear_detection_error() {
 
 #[test]
 fn check_passes_then_names_the_feature_that_drifted() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let c = chained("0.4.0", txgbe());
     lab.cni("ADD", &c).expect_ok();
     let ok = lab.cni("CHECK", &c);
@@ -194,7 +194,7 @@ fn check_passes_then_names_the_feature_that_drifted() {
 
 #[test]
 fn del_succeeds_when_there_is_nothing_left() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let c = chained("1.0.0", txgbe());
     lab.cni("ADD", &c).expect_ok();
     let del = lab.cni("DEL", &c);
@@ -216,7 +216,7 @@ fn del_succeeds_when_there_is_nothing_left() {
 
 #[test]
 fn bad_input_changes_nothing() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let before = lab.features();
     let good = chained("1.0.0", txgbe());
     // Undecodable stdin: 6.
@@ -272,7 +272,7 @@ fn bad_input_changes_nothing() {
 
 #[test]
 fn version_status_gc_and_verb_gating() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let v = exec(&[("CNI_COMMAND", "VERSION")], br#"{"cniVersion":"1.1.0"}"#);
     assert_eq!(
         v.expect_ok().json(),
@@ -298,7 +298,7 @@ fn version_status_gc_and_verb_gating() {
 
 #[test]
 fn apply_selects_the_end_of_the_pair() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let c = add_conf(json!({"hostDriver": "txgbe", "apply": "container"}));
     lab.cni("ADD", &c).expect_ok();
     assert!(!lab.active(false, "tx-checksum-ip-generic"));
@@ -306,7 +306,7 @@ fn apply_selects_the_end_of_the_pair() {
         lab.active(true, "tx-checksum-ip-generic"),
         "host end must stay untouched"
     );
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let c = add_conf(json!({"hostDriver": "txgbe", "apply": "host"}));
     lab.cni("ADD", &c).expect_ok();
     assert!(
@@ -318,7 +318,7 @@ fn apply_selects_the_end_of_the_pair() {
 
 #[test]
 fn fixed_features_fail_or_are_ignored_per_policy() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     // veth has tx-checksum-ipv4 fixed off: asking for it on cannot work.
     let drivers = json!({"hostDriver": "x", "drivers": {"x": {"tx-checksum-ipv4": true}}});
     let msg = lab.cni("ADD", &add_conf(drivers.clone())).expect_error(100);
@@ -341,7 +341,7 @@ fn fixed_features_fail_or_are_ignored_per_policy() {
 #[test]
 fn kernel_consequences_are_not_problems_but_contradictions_are() {
     // TSO cannot stay on without TX checksum: asking for both fails clearly.
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let c = add_conf(json!({"hostDriver": "x", "drivers": {"x": {"tx": false, "tso": true}}}));
     let msg = lab.cni("ADD", &c).expect_error(100);
     assert!(
@@ -352,7 +352,7 @@ fn kernel_consequences_are_not_problems_but_contradictions_are() {
 
 #[test]
 fn non_veth_interfaces_are_passed_through() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     lab.make_eth0_a_macvlan();
     let prev = prev_result("1.0.0", "/x");
     let r = lab.cni("ADD", &conf("1.0.0", txgbe(), Some(prev.clone())));
@@ -362,7 +362,7 @@ fn non_veth_interfaces_are_passed_through() {
 
 #[test]
 fn prev_result_in_another_version_is_converted() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let r = lab.cni(
         "ADD",
         &conf("0.4.0", txgbe(), Some(prev_result("1.0.0", "/x"))),
@@ -378,7 +378,7 @@ fn prev_result_in_another_version_is_converted() {
 
 #[test]
 fn log_file_receives_diagnostics_and_stdout_only_the_result() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let log = std::env::temp_dir().join(format!("{}.log", lab.pod));
     let prev = prev_result("1.0.0", "/x");
     let c = conf(
@@ -401,7 +401,7 @@ fn log_file_receives_diagnostics_and_stdout_only_the_result() {
 #[test]
 fn bridge_uplink_is_walked_through_its_ports() {
     // The bridge itself is the device whose driver counts ("bridge").
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     lab.add_bridge_uplink();
     run(
         "ip",
@@ -425,7 +425,7 @@ fn bridge_uplink_is_walked_through_its_ports() {
 
 #[test]
 fn non_veth_can_be_required_to_fail() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     lab.make_eth0_a_macvlan();
     let c = add_conf(json!({"hostDriver": "txgbe", "nonVeth": "fail"}));
     let msg = lab.cni("ADD", &c).expect_error(100);
@@ -435,7 +435,7 @@ fn non_veth_can_be_required_to_fail() {
 #[test]
 fn an_alias_asked_on_whose_features_are_all_fixed_fails_like_ethtool() {
     // veth has large-receive-offload fixed off: `ethtool -K veth lro on` fails too.
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let c = add_conf(json!({"hostDriver": "x", "drivers": {"x": {"lro": true}}}));
     let msg = lab.cni("ADD", &c).expect_error(100);
     assert!(
@@ -447,7 +447,7 @@ fn an_alias_asked_on_whose_features_are_all_fixed_fails_like_ethtool() {
 #[test]
 fn a_missing_interface_is_an_error_whatever_the_policy() {
     for driver in ["txgbe", "i40e"] {
-        let lab = Lab::new();
+        let lab = Lab::new("cso");
         let c = add_conf(json!({"hostDriver": driver}));
         let msg = lab
             .cni_env(
@@ -465,7 +465,7 @@ fn a_missing_interface_is_an_error_whatever_the_policy() {
 
 #[test]
 fn gc_does_not_fail_on_plugin_settings_and_errors_reach_stderr() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let gc = lab.cni(
         "GC",
         &conf(
@@ -488,7 +488,7 @@ fn gc_does_not_fail_on_plugin_settings_and_errors_reach_stderr() {
 
 #[test]
 fn host_driver_beside_host_interface_says_the_interface_is_not_inspected() {
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     let c = add_conf(json!({"hostDriver": "txgbe", "hostInterface": "nope0"}));
     let r = lab.cni("ADD", &c);
     r.expect_ok();
@@ -503,7 +503,7 @@ fn host_driver_beside_host_interface_says_the_interface_is_not_inspected() {
 #[test]
 fn ipv6_default_route_is_used_when_there_is_no_ipv4_one() {
     // The lab's private netns (and its cleanup) is all this test needs.
-    let _lab = Lab::new();
+    let _lab = Lab::new("cso");
     run(
         "ip",
         &["link", "add", "up6", "type", "veth", "peer", "name", "up6p"],
@@ -542,7 +542,7 @@ fn multipath_uplinks_merge_their_settings_and_off_wins() {
     // A multipath default route over mv0 (macvlan on veth up0) and br-up
     // (a bridge with only a veth port): two NICs, drivers "veth" and
     // "bridge", whose policies disagree on TX checksum.
-    let lab = Lab::new();
+    let lab = Lab::new("cso");
     lab.add_uplink();
     lab.add_bridge_uplink();
     run("ip", &["route", "del", "default"]);

@@ -3,140 +3,38 @@
 //! succeed, all must hand back their prevResult, and every veth end must
 //! end with the policy applied (read back with ETHTOOL_GFEATURES).
 //!
-//! The lab lives in netns of its own (`cc-<pid>-host`, `cc-<pid>-<n>`,
+//! The lab lives in netns of its own (`cc-<pid>-0-host`, `cc-<pid>-0-<n>`,
 //! deleted on drop); the test thread moves into the host one so the
 //! processes it spawns run there, as under a runtime.
 
-use csum_offload::{ethtool, netlink::RouteSocket, netns};
-use nix::sched::{setns, CloneFlags};
+mod common;
+
+use common::{Lab, BIN, POD_IF};
 use serde_json::{json, Value};
-use std::fs::File;
 use std::io::Write;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_csum-offload");
 const PODS: usize = 50;
-const POD_IF: &str = "eth0";
 
-fn ip_batch(netns: Option<&str>, lines: &[String]) {
-    let mut cmd = Command::new("ip");
-    if let Some(ns) = netns {
-        cmd.args(["-n", ns]);
-    }
-    let mut child = cmd
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ip");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(lines.join("\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "ip -batch: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-struct Lab {
-    host: String,
-    pods: Vec<String>,
-    home: File,
-}
-
-impl Lab {
-    fn new() -> Self {
-        let base = format!("cc-{}", std::process::id());
-        let lab = Lab {
-            host: format!("{base}-host"),
-            pods: (0..PODS).map(|n| format!("{base}-{n}")).collect(),
-            home: File::open("/proc/thread-self/ns/net").unwrap(),
-        };
-        let mut add: Vec<String> = vec![format!("netns add {}", lab.host)];
-        add.extend(lab.pods.iter().map(|p| format!("netns add {p}")));
-        ip_batch(None, &add);
-        let mut links = vec!["link set lo up".to_string()];
-        for (n, pod) in lab.pods.iter().enumerate() {
-            links.push(format!(
-                "link add {} type veth peer name {POD_IF} netns {pod}",
-                host_if(n)
-            ));
-            links.push(format!("link set {} up", host_if(n)));
-        }
-        ip_batch(Some(&lab.host), &links);
-        for pod in &lab.pods {
-            ip_batch(Some(pod), &[format!("link set {POD_IF} up")]);
-        }
-        let host_ns = File::open(format!("/run/netns/{}", lab.host)).unwrap();
-        setns(&host_ns, CloneFlags::CLONE_NEWNET).expect("setns: tests must run as root");
-        lab
-    }
-
-    fn netns(&self, n: usize) -> String {
-        format!("/run/netns/{}", self.pods[n])
-    }
-
-    /// TX checksum (tx-checksum-ip-generic) of (pod end, host end) of pod n.
-    fn tx_checksum(&self, n: usize) -> (bool, bool) {
-        let pod_ns = netns::open(Path::new(&self.netns(n))).unwrap();
-        let pod = netns::run_in(&pod_ns, &netns::current().unwrap(), RouteSocket::open)
-            .unwrap()
-            .unwrap();
-        let host = RouteSocket::open().unwrap();
-        (
-            active(pod.fd(), POD_IF, "tx-checksum-ip-generic"),
-            active(host.fd(), &host_if(n), "tx-checksum-ip-generic"),
-        )
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = setns(&self.home, CloneFlags::CLONE_NEWNET);
-        let mut del = vec![format!("netns del {}", self.host)];
-        del.extend(self.pods.iter().map(|p| format!("netns del {p}")));
-        let _ = Command::new("ip")
-            .args(["-force", "-batch", "-"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .and_then(|mut c| {
-                c.stdin
-                    .take()
-                    .unwrap()
-                    .write_all(del.join("\n").as_bytes())?;
-                c.wait()
-            });
-    }
-}
-
-fn host_if(n: usize) -> String {
-    format!("cch{n}")
-}
-
-fn active(fd: i32, ifname: &str, feature: &str) -> bool {
-    let names = ethtool::feature_names(fd, ifname).unwrap();
-    let index = names
-        .iter()
-        .position(|n| n == feature)
-        .unwrap_or_else(|| panic!("kernel has no feature {feature}"));
-    ethtool::features(fd, ifname, names.len())
-        .unwrap()
-        .active(index)
+/// TX checksum (tx-checksum-ip-generic) of (pod end, host end) of pod n.
+fn tx_checksum(lab: &Lab, n: usize) -> (bool, bool) {
+    let active = |table: Vec<(String, bool, bool)>| {
+        table
+            .into_iter()
+            .find(|(name, _, _)| name == "tx-checksum-ip-generic")
+            .expect("kernel has tx-checksum-ip-generic")
+            .1
+    };
+    let (pod, host) = lab.features_of(n);
+    (active(pod), active(host))
 }
 
 #[test]
 fn fifty_parallel_adds_all_apply_the_policy() {
-    let lab = Lab::new();
+    let lab = Lab::with_pods("cc", PODS);
     for n in 0..PODS {
         assert_eq!(
-            lab.tx_checksum(n),
+            tx_checksum(&lab, n),
             (true, true),
             "pod {n} starts with TX checksum on"
         );
@@ -147,11 +45,11 @@ fn fifty_parallel_adds_all_apply_the_policy() {
     // Start all 50 before waiting for any, so they really overlap.
     let mut running: Vec<(Child, Value)> = Vec::new();
     for n in 0..PODS {
-        let netns = lab.netns(n);
+        let netns = lab.netns_path_of(n);
         let prev = json!({
             "cniVersion": "1.0.0",
             "interfaces": [
-                {"name": host_if(n)},
+                {"name": lab.host_if_of(n)},
                 {"name": POD_IF, "sandbox": netns}
             ],
             "ips": [{"address": format!("10.252.{n}.2/24"), "interface": 1}]
@@ -200,7 +98,7 @@ fn fifty_parallel_adds_all_apply_the_policy() {
 
     for n in 0..PODS {
         assert_eq!(
-            lab.tx_checksum(n),
+            tx_checksum(&lab, n),
             (false, false),
             "pod {n}: TX checksum must be off on both ends"
         );

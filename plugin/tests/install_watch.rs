@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_csum-offload");
+mod common;
+
+use common::BIN;
 
 struct TempDir(PathBuf);
 

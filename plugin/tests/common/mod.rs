@@ -1,21 +1,30 @@
-//! A private lab per test: the test thread moves into its own netns (the
-//! "host"), with a pod netns and a veth pair between them. Parallel tests
-//! never see each other's devices or routes, and the real host is never
-//! touched.
+//! The one harness of the root integration tests: a private lab per test,
+//! the plugin binary run the way a runtime runs it, and its reply.
+//!
+//! A lab is a "host" netns (`<tag>-<pid>-<n>-host`) the test thread moves
+//! into, and one or more pod netns (`<tag>-<pid>-<n>-<i>`), each joined to
+//! the host by a veth pair (container end `eth0`, host end `<tag>h<i>`).
+//! The binary the test spawns inherits the thread's netns, so it runs in
+//! the lab's host exactly as under a runtime on a node. Parallel tests
+//! never see each other's devices or routes; the real host is never
+//! touched, and dropping the lab deletes every netns it made and moves the
+//! thread back.
 #![allow(dead_code)]
 
-use csum_offload::{ethtool, netlink::RouteSocket, netns};
-use nix::sched::{unshare, CloneFlags};
+use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
+use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_csum-offload");
 pub const VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+/// The container end of every lab pod.
+pub const POD_IF: &str = "eth0";
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+static LABS: AtomicUsize = AtomicUsize::new(0);
 
 /// Runs a command, panicking with its stderr when it fails.
 pub fn run(cmd: &str, args: &[&str]) -> String {
@@ -31,45 +40,106 @@ pub fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `ip [-n NETNS] -batch -` with these lines: one process for many links.
+pub fn ip_batch(netns: Option<&str>, lines: &[String]) {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = netns {
+        cmd.args(["-n", ns]);
+    }
+    let mut child = cmd
+        .args(["-batch", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ip");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(lines.join("\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "ip -batch: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// (feature name, active, changeable) for every kernel feature.
 pub type FeatureTable = Vec<(String, bool, bool)>;
 
 pub struct Lab {
-    /// Name of the pod netns under /run/netns.
+    /// Name of the host netns under /run/netns (the test thread is in it).
+    pub host: String,
+    /// Name of the first pod's netns under /run/netns.
     pub pod: String,
-    /// Host-side veth name (in the test thread's private netns).
+    /// Host-side veth of the first pod.
     pub host_if: String,
+    /// Every pod netns, in order; `pod` is the first.
+    pub pods: Vec<String>,
+    tag: String,
+    /// The netns the test thread came from, to return to on drop.
+    home: File,
 }
 
-#[allow(clippy::new_without_default)] // a Lab changes the thread's netns: not a "default"
 impl Lab {
-    /// Moves this thread into a fresh netns and builds pod netns + veth
-    /// (container end "eth0").
-    pub fn new() -> Self {
-        unshare(CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET): tests must run as root");
-        run("ip", &["link", "set", "lo", "up"]);
-        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let pod = format!("cso-{}-{n}", std::process::id());
-        let host_if = format!("csoh{n}");
-        run("ip", &["netns", "add", &pod]);
-        run(
-            "ip",
-            &[
-                "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &pod,
-            ],
-        );
-        run("ip", &["link", "set", &host_if, "up"]);
-        run("ip", &["-n", &pod, "link", "set", "eth0", "up"]);
-        Lab { pod, host_if }
+    /// A lab with one pod.
+    pub fn new(tag: &str) -> Self {
+        Self::with_pods(tag, 1)
+    }
+
+    /// A lab with `count` pods, each on its own veth pair.
+    pub fn with_pods(tag: &str, count: usize) -> Self {
+        let n = LABS.fetch_add(1, Ordering::SeqCst);
+        let base = format!("{tag}-{}-{n}", std::process::id());
+        let pods: Vec<String> = (0..count).map(|i| format!("{base}-{i}")).collect();
+        let home = File::open("/proc/thread-self/ns/net").expect("own netns");
+        // Built before anything can fail, so drop always cleans up.
+        let lab = Lab {
+            host: format!("{base}-host"),
+            pod: pods[0].clone(),
+            host_if: format!("{tag}h0"),
+            pods,
+            tag: tag.to_string(),
+            home,
+        };
+        let mut add = vec![format!("netns add {}", lab.host)];
+        add.extend(lab.pods.iter().map(|p| format!("netns add {p}")));
+        ip_batch(None, &add);
+        let mut links = vec!["link set lo up".to_string()];
+        for (i, pod) in lab.pods.iter().enumerate() {
+            let host_if = lab.host_if_of(i);
+            links.push(format!(
+                "link add {host_if} type veth peer name {POD_IF} netns {pod}"
+            ));
+            links.push(format!("link set {host_if} up"));
+        }
+        ip_batch(Some(&lab.host), &links);
+        for pod in &lab.pods {
+            ip_batch(Some(pod), &[format!("link set {POD_IF} up")]);
+        }
+        let host_ns = File::open(format!("/run/netns/{}", lab.host)).unwrap();
+        setns(&host_ns, CloneFlags::CLONE_NEWNET).expect("setns: tests must run as root");
+        lab
+    }
+
+    /// The host end of pod `i`.
+    pub fn host_if_of(&self, i: usize) -> String {
+        format!("{}h{i}", self.tag)
     }
 
     pub fn netns_path(&self) -> String {
-        format!("/run/netns/{}", self.pod)
+        self.netns_path_of(0)
     }
 
-    /// Gives the private host netns a default route through a macvlan on a
-    /// veth "uplink" (the far end parked in a second netns), so detection
-    /// has a real stacked device to follow.
+    pub fn netns_path_of(&self, i: usize) -> String {
+        format!("/run/netns/{}", self.pods[i])
+    }
+
+    /// Gives the host netns a default route through a macvlan on a veth
+    /// "uplink" (the far end parked in a second netns), so detection has a
+    /// real stacked device to follow.
     pub fn add_uplink(&self) {
         let far = format!("{}-far", self.pod);
         run("ip", &["netns", "add", &far]);
@@ -110,7 +180,7 @@ impl Lab {
         run("ip", &["addr", "add", "10.232.0.2/24", "dev", "br-up"]);
     }
 
-    /// Replaces the pod's veth eth0 with a macvlan named eth0 (on it).
+    /// Replaces the first pod's veth eth0 with a macvlan named eth0 (on it).
     pub fn make_eth0_a_macvlan(&self) {
         run(
             "ip",
@@ -124,36 +194,47 @@ impl Lab {
         );
     }
 
-    /// Runs the plugin binary exactly as a runtime does.
-    pub fn cni(&self, command: &str, conf: &Value) -> Reply {
-        self.cni_env(command, conf, &[("CNI_NETNS", &self.netns_path())])
+    /// The environment a runtime sets for `command` on the first pod.
+    pub fn env(&self, command: &str) -> Vec<(String, String)> {
+        [
+            ("CNI_COMMAND", command.to_string()),
+            ("CNI_CONTAINERID", "ctr-0123456789".to_string()),
+            ("CNI_NETNS", self.netns_path()),
+            ("CNI_IFNAME", POD_IF.to_string()),
+            ("CNI_PATH", "/usr/lib/cni".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
     }
 
+    /// Runs the plugin binary exactly as a runtime does, on the first pod.
+    pub fn cni(&self, command: &str, conf: &Value) -> Reply {
+        self.cni_env(command, conf, &[])
+    }
+
+    /// As `cni`, with some variables replaced or added.
     pub fn cni_env(&self, command: &str, conf: &Value, extra: &[(&str, &str)]) -> Reply {
-        let mut env: Vec<(&str, &str)> = vec![
-            ("CNI_COMMAND", command),
-            ("CNI_CONTAINERID", "ctr-0123456789"),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ];
+        let mut env = self.env(command);
         for (k, v) in extra {
             env.retain(|(name, _)| name != k);
-            env.push((k, v));
+            env.push((k.to_string(), v.to_string()));
         }
         exec(&env, conf.to_string().as_bytes())
     }
 
-    /// Active state of every feature, (container end, host end).
-    pub fn features(&self) -> (FeatureTable, FeatureTable) {
-        let pod_ns = netns::open(Path::new(&self.netns_path())).unwrap();
-        let pod = netns::run_in(&pod_ns, &netns::current().unwrap(), RouteSocket::open)
-            .unwrap()
-            .unwrap();
-        let host = RouteSocket::open().unwrap();
+    /// Every feature of (container end, host end) of pod `i`.
+    pub fn features_of(&self, i: usize) -> (FeatureTable, FeatureTable) {
+        let pod_ns = self.netns_path_of(i);
         (
-            read_features(pod.fd(), "eth0"),
-            read_features(host.fd(), &self.host_if),
+            read_features(Some(Path::new(&pod_ns)), POD_IF),
+            read_features(None, &self.host_if_of(i)),
         )
+    }
+
+    /// Every feature of (container end, host end) of the first pod.
+    pub fn features(&self) -> (FeatureTable, FeatureTable) {
+        self.features_of(0)
     }
 
     pub fn active(&self, side_host: bool, feature: &str) -> bool {
@@ -165,10 +246,11 @@ impl Lab {
             .1
     }
 
-    /// `ethtool -k` of (container end, host end).
+    /// `ethtool -k` of (container end, host end) of the first pod: the
+    /// whole feature table, read by a tool independent of the plugin.
     pub fn ethtool_k(&self) -> (String, String) {
         (
-            run("ip", &["netns", "exec", &self.pod, "ethtool", "-k", "eth0"]),
+            run("ip", &["netns", "exec", &self.pod, "ethtool", "-k", POD_IF]),
             run("ethtool", &["-k", &self.host_if]),
         )
     }
@@ -176,24 +258,33 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        for ns in [self.pod.clone(), format!("{}-far", self.pod)] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &ns])
-                .stderr(Stdio::null())
-                .status();
+        let _ = setns(&self.home, CloneFlags::CLONE_NEWNET);
+        let mut del = vec![format!("netns del {}", self.host)];
+        for pod in &self.pods {
+            del.push(format!("netns del {pod}"));
         }
+        // Made by add_uplink; -force goes on past the ones that do not exist.
+        del.push(format!("netns del {}-far", self.pod));
+        let _ = Command::new("ip")
+            .args(["-force", "-batch", "-"])
+            .stdin(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .and_then(|mut c| {
+                c.stdin
+                    .take()
+                    .unwrap()
+                    .write_all(del.join("\n").as_bytes())?;
+                c.wait()
+            });
     }
 }
 
-/// (name, active, changeable) per feature, via ETHTOOL_GFEATURES.
-pub fn read_features(fd: i32, ifname: &str) -> FeatureTable {
-    let names = ethtool::feature_names(fd, ifname).unwrap();
-    let state = ethtool::features(fd, ifname, names.len()).unwrap();
-    names
-        .into_iter()
-        .enumerate()
-        .map(|(i, n)| (n, state.active(i), state.changeable(i)))
-        .collect()
+/// (name, active, changeable) per feature, via ETHTOOL_GFEATURES, of an
+/// interface in `netns` (None: the thread's own).
+pub fn read_features(netns: Option<&Path>, ifname: &str) -> FeatureTable {
+    csum_offload::test_support::feature_table(netns, ifname)
+        .unwrap_or_else(|e| panic!("features of {ifname}: {e}"))
 }
 
 /// The line `ethtool -k` prints for a feature, e.g. "on" or "off [fixed]".
@@ -205,9 +296,11 @@ pub fn ethtool_value(output: &str, feature: &str) -> String {
         .to_string()
 }
 
+/// What the plugin process left: exit code (None: killed by a signal),
+/// stdout, stderr.
 #[derive(Debug)]
 pub struct Reply {
-    pub code: i32,
+    pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
@@ -220,9 +313,10 @@ impl Reply {
 
     /// Asserts a CNI error object with this code; returns its msg.
     pub fn expect_error(&self, code: u64) -> String {
-        assert_ne!(
-            self.code, 0,
-            "expected failure, got success: {}",
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
+            "expected failure, got {:?}: {}",
+            self.code,
             self.stdout
         );
         let v = self.json();
@@ -232,33 +326,33 @@ impl Reply {
 
     pub fn expect_ok(&self) -> &Self {
         assert_eq!(
-            self.code, 0,
+            self.code,
+            Some(0),
             "stdout: {}\nstderr: {}",
-            self.stdout, self.stderr
+            self.stdout,
+            self.stderr
         );
         self
     }
 }
 
-pub fn exec(env: &[(&str, &str)], stdin: &[u8]) -> Reply {
+/// Runs the plugin with exactly this environment and stdin.
+pub fn exec<K: AsRef<str>, V: AsRef<str>>(env: &[(K, V)], stdin: &[u8]) -> Reply {
     let mut child = Command::new(BIN)
         .env_clear()
-        .envs(env.iter().copied())
+        .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = child.wait_with_output().unwrap();
+        .expect("spawn the plugin");
+    // The plugin may reject the input before reading all of it.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
+    let out = child.wait_with_output().unwrap();
     Reply {
-        code: status.code().unwrap_or(-1),
-        stdout: String::from_utf8(stdout).unwrap(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
