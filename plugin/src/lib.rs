@@ -1,22 +1,24 @@
 //! csum-offload: a CNI chained plugin that sets checksum offload on a pod's
-//! veth pair according to the host NIC's driver.
+//! veth pair according to the host NIC's driver, with its DaemonSet
+//! installer and operator commands.
+//!
+//! Layers, dependencies pointing down (docs/design.md has the module map):
+//! - front ends: `cni` (the protocol), `cli` (`detect`, `inspect`),
+//!   `install` (the DaemonSet's installer);
+//! - the core: `config` (the entry) and `offload` (facts -> decision ->
+//!   tune -> read back);
+//! - `kernel`: netlink, ethtool, netns;
+//! - support: `logger`, `args`, `json`.
 
-pub mod apply;
+pub mod args;
 pub mod cli;
 pub mod cni;
 pub mod config;
-pub mod detect;
-pub mod ethtool;
-pub mod features;
 pub mod install;
-pub mod link;
+pub(crate) mod json;
+pub(crate) mod kernel;
 pub mod logger;
-pub mod netlink;
-pub mod netns;
-pub mod offload;
-pub mod policy;
-pub mod veth;
-
+pub(crate) mod offload;
 /// What the integration tests read through the library rather than through
 /// the binary: kept out of the documented surface.
 #[doc(hidden)]
@@ -31,18 +33,18 @@ pub mod test_support {
         ifname: &str,
     ) -> io::Result<Vec<(String, bool, bool)>> {
         let socket = match netns {
-            None => crate::netlink::RouteSocket::open()?,
+            None => crate::kernel::netlink::RouteSocket::open()?,
             Some(path) => {
-                let target = crate::netns::open(path)?;
-                crate::netns::run_in(
+                let target = crate::kernel::netns::open(path)?;
+                crate::kernel::netns::run_in(
                     &target,
-                    &crate::netns::current()?,
-                    crate::netlink::RouteSocket::open,
+                    &crate::kernel::netns::current()?,
+                    crate::kernel::netlink::RouteSocket::open,
                 )??
             }
         };
-        let names = crate::ethtool::feature_names(socket.fd(), ifname)?;
-        let state = crate::ethtool::features(socket.fd(), ifname, names.len())?;
+        let names = crate::kernel::ethtool::feature_names(socket.fd(), ifname)?;
+        let state = crate::kernel::ethtool::features(socket.fd(), ifname, names.len())?;
         Ok(names
             .into_iter()
             .enumerate()

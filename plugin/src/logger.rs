@@ -17,6 +17,34 @@ struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
+/// The level names every front end accepts (config `logLevel`, the
+/// installer's `--log-level`), most quiet first.
+pub const LEVELS: &[(&str, LevelFilter)] = &[
+    ("off", LevelFilter::Off),
+    ("error", LevelFilter::Error),
+    ("warn", LevelFilter::Warn),
+    ("info", LevelFilter::Info),
+    ("debug", LevelFilter::Debug),
+    ("trace", LevelFilter::Trace),
+];
+
+/// A level name that is not one of `LEVELS`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must be one of off, error, warn, info, debug, trace; got {0:?}")]
+pub struct LevelError(pub String);
+
+/// Parses a level name; `None` (not given) is `info`.
+pub fn parse_level(name: Option<&str>) -> Result<LevelFilter, LevelError> {
+    let Some(name) = name else {
+        return Ok(LevelFilter::Info);
+    };
+    LEVELS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, l)| *l)
+        .ok_or_else(|| LevelError(name.to_string()))
+}
+
 /// Installs the logger once per process. A log file that cannot be opened
 /// falls back to stderr with a warning rather than failing the CNI call.
 pub fn init(level: LevelFilter, file: Option<&Path>, context: String) {
@@ -109,7 +137,18 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use super::civil_from_days;
+    use super::*;
+
+    #[test]
+    fn levels() {
+        assert_eq!(parse_level(None), Ok(LevelFilter::Info));
+        assert_eq!(parse_level(Some("trace")), Ok(LevelFilter::Trace));
+        assert_eq!(parse_level(Some("off")), Ok(LevelFilter::Off));
+        assert_eq!(
+            parse_level(Some("verbose")).unwrap_err().to_string(),
+            "must be one of off, error, warn, info, debug, trace; got \"verbose\""
+        );
+    }
 
     #[test]
     fn dates() {

@@ -1,4 +1,6 @@
-use csum_offload::cli::{self, Args};
+use csum_offload::args::Args;
+use csum_offload::cni::netconf::DecodeError;
+use csum_offload::{cli, install};
 use std::io::{Read, Write};
 
 const HELP: &str = "\
@@ -46,7 +48,7 @@ fn main() {
         let mut stdin = Vec::new();
         let reply = match std::io::stdin().read_to_end(&mut stdin) {
             Ok(_) => csum_offload::cni::run(&command, &stdin, |k| std::env::var(k).ok()),
-            Err(e) => csum_offload::cni::Error::Decode(format!("cannot read stdin: {e}")).into(),
+            Err(e) => csum_offload::cni::Error::from(DecodeError::Read(e)).into(),
         };
         let mut out = std::io::stdout().lock();
         let _ = out
@@ -61,14 +63,15 @@ fn main() {
         args.remove(0)
     };
     let asks_help = args.iter().any(|a| a == "--help" || a == "-h");
+    let boxed = |e: &dyn std::fmt::Display| e.to_string();
     let result = match sub.as_str() {
         _ if asks_help => Ok(usage_of(&sub)),
         "--version" | "-V" | "version" => Ok(format!("csum-offload {}", env!("CARGO_PKG_VERSION"))),
         "--help" | "-h" | "help" => Ok(HELP.trim_end().to_string()),
-        "detect" => cli::detect_command(Args::new(args)),
-        "inspect" => cli::inspect_command(Args::new(args)),
-        "install" => csum_offload::install::install_command(Args::new(args)),
-        "uninstall" => csum_offload::install::uninstall_command(Args::new(args)),
+        "detect" => cli::detect_command(Args::new(args)).map_err(|e| boxed(&e)),
+        "inspect" => cli::inspect_command(Args::new(args)).map_err(|e| boxed(&e)),
+        "install" => install::install_command(Args::new(args)).map_err(|e| boxed(&e)),
+        "uninstall" => install::uninstall_command(Args::new(args)).map_err(|e| boxed(&e)),
         "" => Err("no command given and CNI_COMMAND is not set; see --help".to_string()),
         other => Err(format!("unknown command {other:?}; see --help")),
     };

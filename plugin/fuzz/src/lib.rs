@@ -8,14 +8,15 @@
 //! conflist editor, that an insert yields a config the runtime loads, holds
 //! our entry, is idempotent, and that removal takes every entry out again.
 
-use csum_offload::cni::{self, version};
-use csum_offload::config::PluginConfig;
-use csum_offload::install::conflist::{self, ConfFile, Entry, Step};
+use csum_offload::cni::{self, version, NetConf};
+use csum_offload::install::edit::{self, Step};
+use csum_offload::install::entry::{Entry, PLUGIN_TYPE};
+use csum_offload::install::select::{self, ConfFile};
 use serde_json::Value;
 
-/// PluginConfig::parse on arbitrary bytes.
+/// NetConf::parse on arbitrary bytes.
 pub fn config_parse(data: &[u8]) {
-    match PluginConfig::parse(data) {
+    match NetConf::parse(data) {
         Ok(conf) => {
             assert!(
                 version::SUPPORTED.contains(&conf.cni_version.as_str()),
@@ -29,11 +30,11 @@ pub fn config_parse(data: &[u8]) {
                     prev.get()
                 );
             }
-            if let Some(path) = &conf.log_file {
+            if let Some(path) = &conf.config.log_file {
                 assert!(path.is_absolute(), "relative logFile {path:?} accepted");
             }
             // Whatever parses must parse the same way twice.
-            let again = PluginConfig::parse(data).expect("second parse of an accepted config");
+            let again = NetConf::parse(data).expect("second parse of an accepted config");
             assert_eq!(format!("{conf:?}"), format!("{again:?}"));
         }
         Err(e) => {
@@ -154,34 +155,34 @@ pub fn conflist_edit(data: &[u8]) {
         // plugin accepts.
         if let Ok(entry) = Entry::from_config(text) {
             entry
-                .plugin_config()
+                .config()
                 .unwrap_or_else(|e| panic!("entry accepted by from_config is invalid: {e}"));
         }
     }
     let files = vec![ConfFile::new(name, content)];
-    let Some(primary) = conflist::select_primary(&files).primary.cloned() else {
+    let Some(primary) = select::select_primary(&files).primary.cloned() else {
         return;
     };
     let entry = Entry::default_entry();
-    let Ok(plan) = conflist::plan_insert(&files, &primary, &entry) else {
+    let Ok(plan) = edit::insert(&files, &primary, &entry) else {
         return;
     };
     let after = apply(&files, &plan);
-    let selection = conflist::select_primary(&after);
+    let selection = select::select_primary(&after);
     let new_primary = selection
         .primary
         .unwrap_or_else(|| panic!("no loadable config after insert: {after:?}"));
     assert!(
-        conflist::has_entry(&after, new_primary, &entry).unwrap_or(false),
+        edit::has_entry(&after, new_primary, &entry).unwrap_or(false),
         "the entry is not in {:?} after insert",
         String::from_utf8_lossy(&new_primary.bytes)
     );
-    let again = conflist::plan_insert(&after, new_primary, &entry).expect("insert again");
+    let again = edit::insert(&after, new_primary, &entry).expect("insert again");
     assert!(again.is_empty(), "second insert is not a no-op: {again:?}");
 
-    let removed = apply(&after, &conflist::plan_remove_all(&after));
+    let removed = apply(&after, &edit::remove_all(&after));
     for file in &removed {
-        if conflist::check_loadable(file).is_ok() && count_ours(file) > 0 {
+        if select::check_loadable(file).is_ok() && count_ours(file) > 0 {
             panic!(
                 "{} still holds a csum-offload entry after removal: {}",
                 file.name,
@@ -195,7 +196,7 @@ fn count_ours(file: &ConfFile) -> usize {
     let Ok(v) = serde_json::from_slice::<Value>(&file.bytes) else {
         return 0;
     };
-    let ours = |p: &Value| p.get("type").and_then(Value::as_str) == Some(conflist::PLUGIN_TYPE);
+    let ours = |p: &Value| p.get("type").and_then(Value::as_str) == Some(PLUGIN_TYPE);
     match v.get("plugins").and_then(Value::as_array) {
         Some(list) => list.iter().filter(|p| ours(p)).count(),
         None => usize::from(ours(&v)),

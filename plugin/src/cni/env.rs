@@ -1,7 +1,33 @@
 //! The CNI_* environment of one invocation.
 
-use super::error::CniError;
-use crate::config::check_ifname;
+use crate::kernel::link::{check_ifname, IfnameError};
+
+/// A CNI_* variable that is missing or malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvError {
+    #[error("unknown CNI_COMMAND {0:?}; expected ADD, DEL, CHECK, VERSION, STATUS or GC")]
+    UnknownCommand(String),
+    #[error("{name} is required for {verb}")]
+    Required {
+        name: &'static str,
+        verb: &'static str,
+    },
+    #[error("CNI_CONTAINERID {0:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'")]
+    ContainerId(String),
+    #[error("CNI_NETNS must be an absolute path, got {0:?}")]
+    RelativeNetns(String),
+    #[error("CNI_IFNAME: {0}")]
+    Ifname(#[from] IfnameError),
+    #[error("cannot open network namespace {path}: {source}")]
+    Netns {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("CNI_NETNS {0} is the plugin's own network namespace, not a pod's")]
+    OwnNetns(String),
+    #[error("CNI_IFNAME {ifname} does not exist in {netns}")]
+    IfnameMissing { ifname: String, netns: String },
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -14,7 +40,7 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn parse(s: &str) -> Result<Self, CniError> {
+    pub fn parse(s: &str) -> Result<Self, EnvError> {
         Ok(match s {
             "ADD" => Self::Add,
             "DEL" => Self::Del,
@@ -22,11 +48,7 @@ impl Command {
             "VERSION" => Self::Version,
             "STATUS" => Self::Status,
             "GC" => Self::Gc,
-            other => {
-                return Err(CniError::InvalidEnv(format!(
-                    "unknown CNI_COMMAND {other:?}; expected ADD, DEL, CHECK, VERSION, STATUS or GC"
-                )))
-            }
+            other => return Err(EnvError::UnknownCommand(other.to_string())),
         })
     }
 
@@ -57,29 +79,28 @@ impl Attachment {
     pub fn from_env(
         command: Command,
         get: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, CniError> {
-        let required = |name: &str| -> Result<String, CniError> {
-            get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
-                CniError::InvalidEnv(format!("{name} is required for {}", command.as_str()))
-            })
+    ) -> Result<Self, EnvError> {
+        let required = |name: &'static str| -> Result<String, EnvError> {
+            get(name)
+                .filter(|v| !v.is_empty())
+                .ok_or(EnvError::Required {
+                    name,
+                    verb: command.as_str(),
+                })
         };
         let container_id = required("CNI_CONTAINERID")?;
         if !valid_container_id(&container_id) {
-            return Err(CniError::InvalidEnv(format!(
-                "CNI_CONTAINERID {container_id:?} must start with a letter or digit and contain only letters, digits, '_', '.' and '-'"
-            )));
+            return Err(EnvError::ContainerId(container_id));
         }
         let netns = match command {
             Command::Del => get("CNI_NETNS").unwrap_or_default(),
             _ => required("CNI_NETNS")?,
         };
         if !netns.is_empty() && !netns.starts_with('/') {
-            return Err(CniError::InvalidEnv(format!(
-                "CNI_NETNS must be an absolute path, got {netns:?}"
-            )));
+            return Err(EnvError::RelativeNetns(netns));
         }
         let ifname = required("CNI_IFNAME")?;
-        check_ifname(&ifname).map_err(|e| CniError::InvalidEnv(format!("CNI_IFNAME: {e}")))?;
+        check_ifname(&ifname)?;
         Ok(Self {
             container_id,
             netns,
@@ -104,6 +125,11 @@ fn valid_container_id(id: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// The code the runtime sees for an environment error.
+    fn code(e: EnvError) -> u32 {
+        crate::cni::Error::from(e).code()
+    }
+
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| {
             pairs
@@ -118,8 +144,8 @@ mod tests {
         for c in ["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"] {
             assert_eq!(Command::parse(c).unwrap().as_str(), c);
         }
-        assert_eq!(Command::parse("add").unwrap_err().code(), 4);
-        assert_eq!(Command::parse("").unwrap_err().code(), 4);
+        assert_eq!(code(Command::parse("add").unwrap_err()), 4);
+        assert_eq!(code(Command::parse("").unwrap_err()), 4);
     }
 
     #[test]
@@ -139,8 +165,8 @@ mod tests {
                 .map(|(_, p)| *p)
                 .collect();
             let e = Attachment::from_env(Command::Add, env(&partial)).unwrap_err();
-            assert_eq!(e.code(), 4);
             assert!(e.to_string().contains(full[missing].0), "{e}");
+            assert_eq!(code(e), 4);
         }
     }
 
@@ -185,9 +211,7 @@ mod tests {
         ];
         for case in cases {
             assert_eq!(
-                Attachment::from_env(Command::Add, env(case))
-                    .unwrap_err()
-                    .code(),
+                code(Attachment::from_env(Command::Add, env(case)).unwrap_err()),
                 4,
                 "{case:?}"
             );

@@ -1,5 +1,14 @@
-//! Every way a CNI call can fail, mapped once to the spec's error codes.
+//! Every way a CNI call can fail, mapped once to the spec's error codes:
+//! the lower layers' errors come in through the `From` impls below, and
+//! `code` is the only place a number is chosen.
 
+use super::env::EnvError;
+use super::netconf::{DecodeError, PrevResultError};
+use super::version::{ConvertError, VersionError};
+use crate::config::ConfigError;
+use crate::offload::pod::{PodError, Problems};
+use crate::offload::uplink::DetectError;
+use crate::offload::KernelError;
 use serde::Serialize;
 
 /// Errors a CNI invocation reports to the runtime. The variant decides the
@@ -7,26 +16,33 @@ use serde::Serialize;
 #[derive(Debug, thiserror::Error)]
 pub enum CniError {
     #[error("incompatible CNI version: {0}")]
-    IncompatibleVersion(String),
+    Version(#[from] VersionError),
     #[error("invalid environment: {0}")]
-    InvalidEnv(String),
+    Env(#[from] EnvError),
     #[error("cannot decode network configuration on stdin: {0}")]
-    Decode(String),
+    Decode(#[from] DecodeError),
     #[error("invalid configuration: {0}")]
-    InvalidConfig(String),
+    Config(#[from] ConfigError),
+    #[error("invalid configuration: {0}")]
+    PrevResult(#[from] PrevResultError),
     #[error("try again later: {0}")]
-    TryAgain(String),
+    TryAgain(KernelError),
+    /// STATUS: the plugin cannot serve ADD on this node.
     #[error("plugin not available: {0}")]
-    NotAvailable(String),
-    /// A feature the policy requires could not be set or did not stick.
+    NotAvailable(Box<CniError>),
+    /// A feature the policy requires could not be set or did not stick, or
+    /// an end the placement covers could not be reached.
     #[error("offload settings not applied: {0}")]
-    NotApplied(String),
+    NotApplied(Problems),
+    /// The pod's interface is not a veth and `nonVeth` is "fail".
+    #[error("offload settings not applied: {0} is not a veth and nonVeth is \"fail\"")]
+    NotVeth(String),
     /// CHECK found a feature that no longer matches the policy.
     #[error("offload settings drifted: {0}")]
-    Drifted(String),
+    Drifted(Problems),
     /// The host NIC or its driver could not be determined.
     #[error("host NIC detection failed: {0}")]
-    Detection(String),
+    Detection(DetectError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -35,13 +51,13 @@ impl CniError {
     /// Codes 1-99 are the spec's; 100+ are this plugin's own.
     pub fn code(&self) -> u32 {
         match self {
-            Self::IncompatibleVersion(_) => 1,
-            Self::InvalidEnv(_) => 4,
+            Self::Version(_) => 1,
+            Self::Env(_) => 4,
             Self::Decode(_) => 6,
-            Self::InvalidConfig(_) => 7,
+            Self::Config(_) | Self::PrevResult(_) => 7,
             Self::TryAgain(_) => 11,
             Self::NotAvailable(_) => 50,
-            Self::NotApplied(_) => 100,
+            Self::NotApplied(_) | Self::NotVeth(_) => 100,
             Self::Drifted(_) => 101,
             Self::Detection(_) => 102,
             Self::Internal(_) => 999,
@@ -62,7 +78,7 @@ impl CniError {
         }
         let msg = self.to_string();
         let details = match self {
-            Self::NotApplied(_) | Self::Drifted(_) | Self::Detection(_) => {
+            Self::NotApplied(_) | Self::NotVeth(_) | Self::Drifted(_) | Self::Detection(_) => {
                 "see the plugin log (logFile) and docs/troubleshooting.md"
             }
             _ => "",
@@ -77,31 +93,97 @@ impl CniError {
     }
 }
 
+impl From<KernelError> for CniError {
+    /// Transient errnos ask the runtime to retry.
+    fn from(e: KernelError) -> Self {
+        if e.is_transient() {
+            Self::TryAgain(e)
+        } else {
+            Self::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<DetectError> for CniError {
+    fn from(e: DetectError) -> Self {
+        match e {
+            // Not a fact about the node: the plugin could not even ask.
+            DetectError::Socket(_) => Self::Internal(e.to_string()),
+            e => Self::Detection(e),
+        }
+    }
+}
+
+impl From<ConvertError> for CniError {
+    fn from(e: ConvertError) -> Self {
+        match e {
+            ConvertError::Version(v) => Self::Version(v),
+            ConvertError::VersionNotString(got) => PrevResultError::VersionNotString(got).into(),
+        }
+    }
+}
+
+impl From<PodError> for CniError {
+    /// The pod job's failures, in the words of the CNI variables that
+    /// named the pod.
+    fn from(e: PodError) -> Self {
+        match e {
+            PodError::Netns { path, source } => EnvError::Netns { path, source }.into(),
+            PodError::SameAsHost(path) => EnvError::OwnNetns(path).into(),
+            PodError::IfnameMissing { ifname, netns } => {
+                EnvError::IfnameMissing { ifname, netns }.into()
+            }
+            PodError::NotVeth(what) => Self::NotVeth(what),
+            PodError::Detection(e) => e.into(),
+            PodError::Kernel(e) => e.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::offload::pod::Problem;
 
     #[test]
     fn error_object_has_spec_fields() {
-        let json = CniError::InvalidConfig("unknown feature \"txx\"".into()).to_json("1.0.0");
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let e = CniError::from(ConfigError::UnknownField("txx".into()));
+        let v: serde_json::Value = serde_json::from_str(&e.to_json("1.0.0")).unwrap();
         assert_eq!(v["cniVersion"], "1.0.0");
         assert_eq!(v["code"], 7);
-        assert_eq!(v["msg"], "invalid configuration: unknown feature \"txx\"");
+        assert!(v["msg"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid configuration: unknown field \"txx\""));
         assert!(v.get("details").is_none());
+        let problems = Problems(vec![Problem::HostEndUnreachable("x".into())]);
         let v: serde_json::Value =
-            serde_json::from_str(&CniError::NotApplied("x".into()).to_json("0.4.0")).unwrap();
+            serde_json::from_str(&CniError::NotApplied(problems).to_json("0.4.0")).unwrap();
         assert_eq!(v["code"], 100);
+        assert_eq!(v["msg"], "offload settings not applied: host end: x");
         assert!(v["details"].as_str().unwrap().contains("troubleshooting"));
     }
 
     #[test]
     fn codes_follow_the_spec() {
-        assert_eq!(CniError::IncompatibleVersion(String::new()).code(), 1);
-        assert_eq!(CniError::InvalidEnv(String::new()).code(), 4);
-        assert_eq!(CniError::Decode(String::new()).code(), 6);
-        assert_eq!(CniError::TryAgain(String::new()).code(), 11);
-        assert_eq!(CniError::NotAvailable(String::new()).code(), 50);
+        let kernel = |errno| KernelError::new("x", std::io::Error::from_raw_os_error(errno));
+        assert_eq!(CniError::from(VersionError::Missing).code(), 1);
+        assert_eq!(
+            CniError::from(EnvError::UnknownCommand(String::new())).code(),
+            4
+        );
+        assert_eq!(CniError::from(DecodeError::Empty).code(), 6);
+        assert_eq!(CniError::from(kernel(libc::EAGAIN)).code(), 11);
+        assert_eq!(CniError::from(kernel(libc::EPERM)).code(), 999);
+        assert_eq!(
+            CniError::NotAvailable(Box::new(CniError::Internal(String::new()))).code(),
+            50
+        );
+        assert_eq!(CniError::from(DetectError::NoDefaultRoute).code(), 102);
         assert_eq!(CniError::Internal(String::new()).code(), 999);
+        assert_eq!(
+            CniError::from(PodError::SameAsHost("/proc/self/ns/net".into())).code(),
+            4
+        );
     }
 }

@@ -1,12 +1,22 @@
-//! The CNI protocol: one invocation in, one result or error object out.
+//! The CNI protocol, a front end over the core: one invocation in, one
+//! result or error object out.
+//!
+//! - `env`: CNI_COMMAND and the attachment variables.
+//! - `netconf`: the network configuration on stdin around our entry.
+//! - `version`: supported versions, verb gating, result conversion.
+//! - `verbs`: what ADD, CHECK, DEL, GC, STATUS and VERSION do.
+//! - `error`: every failure, mapped once to a code.
 
-mod commands;
 pub mod env;
 pub mod error;
+pub mod netconf;
+mod verbs;
 pub mod version;
 
 use env::Command;
-use error::CniError;
+
+pub use error::CniError as Error;
+pub use netconf::NetConf;
 
 /// What the process prints on stdout and exits with.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,7 +30,8 @@ pub struct Reply {
 pub fn run(command: &str, stdin: &[u8], getenv: impl Fn(&str) -> Option<String>) -> Reply {
     let mut reported_version = version::CURRENT.to_string();
     let result = Command::parse(command)
-        .and_then(|command| commands::dispatch(command, stdin, &getenv, &mut reported_version));
+        .map_err(Error::from)
+        .and_then(|command| verbs::dispatch(command, stdin, &getenv, &mut reported_version));
     match result {
         Ok(stdout) => Reply {
             stdout,
@@ -39,11 +50,8 @@ pub fn run(command: &str, stdin: &[u8], getenv: impl Fn(&str) -> Option<String>)
     }
 }
 
-/// Codes and messages a caller may match on, re-exported for tests.
-pub use error::CniError as Error;
-
-impl From<CniError> for Reply {
-    fn from(err: CniError) -> Self {
+impl From<Error> for Reply {
+    fn from(err: Error) -> Self {
         Reply {
             stdout: err.to_json(version::CURRENT),
             exit_code: 1,

@@ -1,8 +1,8 @@
 //! CNI spec versions: which ones we speak, which verbs each allows, and how
 //! a result moves between the 0.x and 1.x formats.
 
-use super::error::CniError;
 use serde_json::{Map, Value};
+use std::fmt;
 
 /// Versions listed in VERSION's `supportedVersions`, oldest first.
 pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -13,6 +13,38 @@ pub const CURRENT: &str = "1.1.0";
 /// A parsed `major.minor.patch` version, ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version(pub u32, pub u32, pub u32);
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// A version the plugin cannot speak, or a verb its version does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionError {
+    #[error("config has no cniVersion; supported versions: {supported}", supported = SUPPORTED.join(", "))]
+    Missing,
+    #[error("config cniVersion {0:?} is not supported; supported versions: {supported}", supported = SUPPORTED.join(", "))]
+    Unsupported(String),
+    #[error("config version {version} does not allow {verb}; it needs cniVersion {min} or later")]
+    VerbNotAllowed {
+        verb: &'static str,
+        version: String,
+        min: Version,
+    },
+    #[error("prevResult cniVersion {0:?} is not supported")]
+    PrevResult(String),
+}
+
+/// A result object that cannot be converted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    #[error("prevResult cniVersion must be a string, got {0}")]
+    VersionNotString(String),
+    #[error(transparent)]
+    Version(#[from] VersionError),
+}
 
 impl Version {
     pub fn parse(s: &str) -> Option<Self> {
@@ -28,31 +60,32 @@ impl Version {
 }
 
 /// Checks that a config version is one we support.
-pub fn check_supported(cni_version: &str) -> Result<Version, CniError> {
-    if SUPPORTED.contains(&cni_version) {
-        // Every entry of SUPPORTED parses.
-        Version::parse(cni_version).ok_or_else(|| CniError::Internal("bad version table".into()))
-    } else {
-        Err(CniError::IncompatibleVersion(format!(
-            "config cniVersion {cni_version:?} is not supported; supported versions: {}",
-            SUPPORTED.join(", ")
-        )))
-    }
+pub fn check_supported(cni_version: &str) -> Result<Version, VersionError> {
+    SUPPORTED
+        .contains(&cni_version)
+        .then(|| Version::parse(cni_version))
+        .flatten()
+        .ok_or_else(|| VersionError::Unsupported(cni_version.to_string()))
 }
 
 /// The minimum config version for a verb, as the reference dispatcher
 /// enforces it (CHECK from 0.4.0, GC and STATUS from 1.1.0).
-pub fn check_verb_allowed(verb: &str, version: Version, raw: &str) -> Result<(), CniError> {
+pub fn check_verb_allowed(
+    verb: &'static str,
+    version: Version,
+    raw: &str,
+) -> Result<(), VersionError> {
     let min = match verb {
         "CHECK" => Version(0, 4, 0),
         "GC" | "STATUS" => Version(1, 1, 0),
         _ => return Ok(()),
     };
     if version < min {
-        return Err(CniError::IncompatibleVersion(format!(
-            "config version {raw} does not allow {verb}; it needs cniVersion {}.{}.{} or later",
-            min.0, min.1, min.2
-        )));
+        return Err(VersionError::VerbNotAllowed {
+            verb,
+            version: raw.to_string(),
+            min,
+        });
     }
     Ok(())
 }
@@ -62,24 +95,16 @@ pub fn check_verb_allowed(verb: &str, version: Version, raw: &str) -> Result<(),
 pub fn convert_result(
     mut result: Map<String, Value>,
     target: &str,
-) -> Result<Map<String, Value>, CniError> {
+) -> Result<Map<String, Value>, ConvertError> {
     let to = check_supported(target)?;
     let from_raw = match result.get("cniVersion") {
         None => target.to_string(),
         Some(Value::String(s)) => s.clone(),
-        Some(other) => {
-            return Err(CniError::InvalidConfig(format!(
-                "prevResult cniVersion must be a string, got {other}"
-            )))
-        }
+        Some(other) => return Err(ConvertError::VersionNotString(other.to_string())),
     };
     let from = Version::parse(&from_raw)
         .filter(|_| SUPPORTED.contains(&from_raw.as_str()))
-        .ok_or_else(|| {
-            CniError::IncompatibleVersion(format!(
-                "prevResult cniVersion {from_raw:?} is not supported"
-            ))
-        })?;
+        .ok_or(VersionError::PrevResult(from_raw.clone()))?;
     if from.has_ip_version_field() != to.has_ip_version_field() {
         if let Some(Value::Array(ips)) = result.get_mut("ips") {
             for ip in ips.iter_mut().filter_map(Value::as_object_mut) {
@@ -118,6 +143,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn code(e: VersionError) -> u32 {
+        crate::cni::Error::from(e).code()
+    }
+
     #[test]
     fn parses_versions() {
         assert_eq!(Version::parse("1.1.0"), Some(Version(1, 1, 0)));
@@ -133,7 +162,7 @@ mod tests {
             assert!(check_supported(v).is_ok());
         }
         for v in ["0.1.0", "0.2.0", "1.2.0", "2.0.0", "", "1.0"] {
-            assert_eq!(check_supported(v).unwrap_err().code(), 1, "{v}");
+            assert_eq!(code(check_supported(v).unwrap_err()), 1, "{v}");
         }
     }
 
@@ -144,9 +173,7 @@ mod tests {
         assert!(check_verb_allowed("CHECK", v("0.4.0"), "0.4.0").is_ok());
         for verb in ["GC", "STATUS"] {
             assert_eq!(
-                check_verb_allowed(verb, v("1.0.0"), "1.0.0")
-                    .unwrap_err()
-                    .code(),
+                code(check_verb_allowed(verb, v("1.0.0"), "1.0.0").unwrap_err()),
                 1
             );
             assert!(check_verb_allowed(verb, v("1.1.0"), "1.1.0").is_ok());
@@ -192,11 +219,7 @@ mod tests {
 
     #[test]
     fn unsupported_prev_version_is_an_error() {
-        assert_eq!(
-            convert_result(obj(json!({"cniVersion":"0.2.0"})), "1.0.0")
-                .unwrap_err()
-                .code(),
-            1
-        );
+        let e = convert_result(obj(json!({"cniVersion": "0.2.0"})), "1.0.0").unwrap_err();
+        assert_eq!(crate::cni::Error::from(e).code(), 1);
     }
 }

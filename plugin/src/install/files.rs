@@ -5,7 +5,8 @@
 //! never load: no `.conf`/`.conflist`/`.json` ending), is fsynced, then
 //! renamed over the target, so a runtime or a crash never sees half a file.
 
-use super::conflist::{is_config_name, ConfFile, Step, BACKUP_SUFFIX};
+use super::edit::{Step, BACKUP_SUFFIX};
+use super::select::{is_config_name, ConfFile};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};

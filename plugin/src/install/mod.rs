@@ -1,20 +1,30 @@
-//! Installer mode: `csum-offload install` puts the binary into the node's
-//! CNI bin dir and our entry into its primary network config, and keeps it
-//! there; `csum-offload uninstall` takes it out again. The DaemonSet runs
-//! `install`; see docs/install.md.
+//! Installer mode, a front end over the core: `csum-offload install` puts
+//! the binary into the node's CNI bin dir and our entry into its primary
+//! network config, and keeps it there; `csum-offload uninstall` takes it
+//! out again. The DaemonSet runs `install`; see docs/install.md.
+//!
+//! - `select`: which config file the runtime uses (libcni's rules).
+//! - `entry`: the entry, from the `--config` file.
+//! - `edit`: the steps that put the entry in or take it out (pure).
+//! - `files`: reading the conf dir and running steps atomically.
+//! - `watch`: the DaemonSet's loop; `handover`, `throttle`: its helpers.
 
-pub mod conflist;
+pub mod edit;
+pub mod entry;
 pub mod files;
 pub mod handover;
-pub mod netconf;
+pub mod select;
 pub mod throttle;
 mod watch;
 
-use crate::cli::{describe_detection, Args};
-use crate::detect::{self, Detection};
-use crate::netlink::RouteSocket;
-use conflist::{select_primary, EditError, Entry, SkipReason, Step, PLUGIN_TYPE};
+use crate::args::{Args, ArgsError};
+use crate::logger::{self, LevelError};
+use crate::offload::decision::decide;
+use edit::{EditError, Step};
+use entry::{Entry, EntryError, PLUGIN_TYPE};
 use files::{FsError, Snapshot};
+use select::{select_primary, SkipReason};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,6 +34,51 @@ pub const DEFAULT_BIN_DIR: &str = "/host/opt/cni/bin";
 /// probably being written right now (non-atomically): wait for it instead
 /// of editing the next file.
 const FRESH: Duration = Duration::from_secs(2);
+
+/// Why an installer command failed (or, for `--check`, why the node is not
+/// ready); printed after "csum-offload: ".
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    #[error("--conf-file must be the name of a .conflist file in the conf dir, got {0:?}")]
+    ConfFileName(String),
+    #[error("--log-level {0}")]
+    LogLevel(#[from] LevelError),
+    #[error("{}: {source}", path.display())]
+    ReadConfig { path: PathBuf, source: io::Error },
+    #[error("{}: {source}", path.display())]
+    Entry { path: PathBuf, source: EntryError },
+    #[error("{}: {source}", path.display())]
+    Dir { path: PathBuf, source: io::Error },
+    #[error("cannot find this binary: {0}")]
+    CurrentExe(#[source] io::Error),
+    #[error("cannot install the binary: {0}")]
+    InstallBinary(#[source] FsError),
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    #[error("no network config in {} to add the entry to (is the primary CNI installed?)", .0.display())]
+    NoConfig(PathBuf),
+    #[error("{0}")]
+    Blocked(String),
+    #[error("{}: files kept changing; try again", .0.display())]
+    KeptChanging(PathBuf),
+    #[error("{} is missing", .0.display())]
+    BinaryMissing(PathBuf),
+    #[error("no network config in {} yet", .0.display())]
+    NoConfigYet(PathBuf),
+    #[error("{} does not have the current csum-offload entry", .0.display())]
+    EntryMissing(PathBuf),
+    #[error("{what}: {source}")]
+    System {
+        what: &'static str,
+        source: nix::errno::Errno,
+    },
+    #[error("cannot claim the node: {0}")]
+    Claim(#[source] FsError),
+}
 
 /// Installer settings from flags, then environment, then defaults.
 #[derive(Debug, Clone)]
@@ -37,7 +92,10 @@ pub struct Options {
 }
 
 impl Options {
-    fn from_args(args: &mut Args, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+    fn from_args(
+        args: &mut Args,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, InstallError> {
         let pick = |flag: Option<String>, var: &str, default: &str| {
             PathBuf::from(
                 flag.or_else(|| env(var).filter(|v| !v.is_empty()))
@@ -51,9 +109,7 @@ impl Options {
             .or_else(|| env("CSUM_OFFLOAD_CONF_FILE").filter(|v| !v.is_empty()));
         if let Some(name) = &conf_file {
             if name.contains('/') || !name.ends_with(".conflist") {
-                return Err(format!(
-                    "--conf-file must be the name of a .conflist file in the conf dir, got {name:?}"
-                ));
+                return Err(InstallError::ConfFileName(name.clone()));
             }
         }
         Ok(Self {
@@ -70,32 +126,28 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-fn init_logger(args: &mut Args) -> Result<(), String> {
-    let level = match args.value("--log-level")?.as_deref() {
-        None | Some("info") => log::LevelFilter::Info,
-        Some("debug") => log::LevelFilter::Debug,
-        Some("warn") => log::LevelFilter::Warn,
-        Some("error") => log::LevelFilter::Error,
-        Some(other) => {
-            return Err(format!(
-                "--log-level must be error, warn, info or debug, got {other:?}"
-            ))
-        }
-    };
-    crate::logger::init(level, None, "install".into());
+fn init_logger(args: &mut Args) -> Result<(), InstallError> {
+    let level = logger::parse_level(args.value("--log-level")?.as_deref())?;
+    logger::init(level, None, "install".into());
     Ok(())
 }
 
 /// Reads and validates the entry from the config file (None: defaults).
-pub fn load_entry(path: Option<&Path>) -> Result<Entry, String> {
+pub fn load_entry(path: Option<&Path>) -> Result<Entry, InstallError> {
     let Some(path) = path else {
         return Ok(Entry::default_entry());
     };
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Entry::from_config(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let text = std::fs::read_to_string(path).map_err(|source| InstallError::ReadConfig {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Entry::from_config(&text).map_err(|source| InstallError::Entry {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
-pub fn install_command(mut args: Args) -> Result<String, String> {
+pub fn install_command(mut args: Args) -> Result<String, InstallError> {
     let mut opts = Options::from_args(&mut args, env)?;
     opts.config = args
         .value("--config")?
@@ -104,7 +156,7 @@ pub fn install_command(mut args: Args) -> Result<String, String> {
     let once = args.flag("--once");
     let check = args.flag("--check");
     if once && check {
-        return Err("--once and --check do not go together".into());
+        return Err(ArgsError::Conflict("--once", "--check").into());
     }
     if check {
         args.finish()?;
@@ -122,8 +174,10 @@ pub fn install_command(mut args: Args) -> Result<String, String> {
         entry.as_value()
     );
     log_detection(&entry);
-    std::fs::create_dir_all(&opts.conf_dir)
-        .map_err(|e| format!("{}: {e}", opts.conf_dir.display()))?;
+    std::fs::create_dir_all(&opts.conf_dir).map_err(|source| InstallError::Dir {
+        path: opts.conf_dir.clone(),
+        source,
+    })?;
     files::remove_stale_temps(&opts.conf_dir);
     files::remove_stale_temps(&opts.bin_dir);
     copy_binary(&opts.bin_dir)?;
@@ -133,11 +187,11 @@ pub fn install_command(mut args: Args) -> Result<String, String> {
     watch::run(&opts, entry)
 }
 
-pub fn uninstall_command(mut args: Args) -> Result<String, String> {
+pub fn uninstall_command(mut args: Args) -> Result<String, InstallError> {
     let opts = Options::from_args(&mut args, env)?;
     init_logger(&mut args)?;
     args.finish()?;
-    let mut done = remove_entries(&opts.conf_dir).map_err(|e| e.to_string())?;
+    let mut done = remove_entries(&opts.conf_dir)?;
     handover::release(&opts.conf_dir, None);
     if opts.remove_binary {
         done.push(remove_binary(&opts.bin_dir)?);
@@ -151,44 +205,38 @@ pub fn uninstall_command(mut args: Args) -> Result<String, String> {
     Ok(done.join("\n"))
 }
 
-fn copy_binary(bin_dir: &Path) -> Result<(), String> {
-    std::fs::create_dir_all(bin_dir).map_err(|e| format!("{}: {e}", bin_dir.display()))?;
-    let me = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+fn copy_binary(bin_dir: &Path) -> Result<(), InstallError> {
+    std::fs::create_dir_all(bin_dir).map_err(|source| InstallError::Dir {
+        path: bin_dir.to_path_buf(),
+        source,
+    })?;
+    let me = std::env::current_exe().map_err(InstallError::CurrentExe)?;
     match files::install_binary(&me, bin_dir, PLUGIN_TYPE) {
         Ok(true) => log::info!("installed {}", bin_dir.join(PLUGIN_TYPE).display()),
         Ok(false) => log::info!("{} is up to date", bin_dir.join(PLUGIN_TYPE).display()),
-        Err(e) => return Err(format!("cannot install the binary: {e}")),
+        Err(e) => return Err(InstallError::InstallBinary(e)),
     }
     Ok(())
 }
 
-fn remove_binary(bin_dir: &Path) -> Result<String, String> {
+fn remove_binary(bin_dir: &Path) -> Result<String, InstallError> {
     let path = bin_dir.join(PLUGIN_TYPE);
-    match files::remove_binary(bin_dir, PLUGIN_TYPE) {
-        Ok(true) => Ok(format!("removed {}", path.display())),
-        Ok(false) => Ok(format!("{} was not there", path.display())),
-        Err(e) => Err(e.to_string()),
+    match files::remove_binary(bin_dir, PLUGIN_TYPE)? {
+        true => Ok(format!("removed {}", path.display())),
+        false => Ok(format!("{} was not there", path.display())),
     }
 }
 
 /// Logs what the plugin will find on this node, so `kubectl logs` on the
 /// DaemonSet tells an operator what each node does.
 fn log_detection(entry: &Entry) {
-    let config = match entry.plugin_config() {
+    let config = match entry.config() {
         Ok(c) => c,
         Err(e) => return log::warn!("detection skipped: {e}"),
     };
-    let detection = match &config.host_driver {
-        Some(driver) => Ok(Detection::from_driver(&config.policy, driver)),
-        None => RouteSocket::open()
-            .map_err(|e| format!("netlink socket: {e}"))
-            .and_then(|mut s| {
-                detect::detect(&mut s, config.host_interface.as_deref(), &config.policy)
-            }),
-    };
-    match detection {
+    match decide(&config) {
         Ok(d) => {
-            for line in describe_detection(&d).lines() {
+            for line in d.to_string().lines() {
                 log::info!("detect: {line}");
             }
         }
@@ -201,7 +249,7 @@ fn log_detection(entry: &Entry) {
 
 /// What one pass over the conf dir found or did.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub enum PassOutcome {
     /// The entry is in `file`; `wrote` says whether this pass put it there.
     Installed { file: String, wrote: bool },
     /// No loadable network config yet.
@@ -220,16 +268,16 @@ pub fn reconcile(
     conf_file: Option<&str>,
     entry: &Entry,
     notes: &mut Vec<String>,
-) -> Result<Outcome, FsError> {
+) -> Result<PassOutcome, FsError> {
     let snap = Snapshot::read(conf_dir)?;
     let selection = match conf_file {
-        Some(name) => conflist::select_named(&snap.files, name),
+        Some(name) => select::select_named(&snap.files, name),
         None => select_primary(&snap.files),
     };
     for (file, why) in &selection.skipped {
         let fresh = snap.age(&file.name).is_some_and(|age| age < FRESH);
         if fresh && matches!(why, SkipReason::Empty | SkipReason::Invalid(_)) {
-            return Ok(Outcome::Retry(format!(
+            return Ok(PassOutcome::Retry(format!(
                 "{} is being written ({why})",
                 file.name
             )));
@@ -240,11 +288,11 @@ pub fn reconcile(
         ));
     }
     let Some(primary) = selection.primary else {
-        return Ok(Outcome::NoConfig);
+        return Ok(PassOutcome::NoConfig);
     };
     if conf_file.is_none() {
-        if let Some(meta) = conflist::delegating_plugin(primary) {
-            return Ok(Outcome::Blocked(format!(
+        if let Some(meta) = select::delegating_plugin(primary) {
+            return Ok(PassOutcome::Blocked(format!(
                 "{}: the runtime's first config is {meta}, which runs other configs for the pod; \
                  run the installer with --conf-file set to the default network's .conflist \
                  (docs/install.md, Multus)",
@@ -252,21 +300,21 @@ pub fn reconcile(
             )));
         }
     }
-    let plan = match conflist::plan_insert(&snap.files, primary, entry) {
+    let plan = match edit::insert(&snap.files, primary, entry) {
         Ok(plan) => plan,
-        Err(e @ EditError::Unreadable { .. }) => return Ok(Outcome::Retry(e.to_string())),
-        Err(e) => return Ok(Outcome::Blocked(e.to_string())),
+        Err(e @ EditError::Unreadable { .. }) => return Ok(PassOutcome::Retry(e.to_string())),
+        Err(e) => return Ok(PassOutcome::Blocked(e.to_string())),
     };
     let file = match plan.first() {
         Some(Step::Write { name, .. }) => name.clone(),
         _ => primary.name.clone(),
     };
     if plan.is_empty() {
-        return Ok(Outcome::Installed { file, wrote: false });
+        return Ok(PassOutcome::Installed { file, wrote: false });
     }
     match snap.execute(conf_dir, &plan) {
-        Ok(()) => Ok(Outcome::Installed { file, wrote: true }),
-        Err(FsError::Changed(path)) => Ok(Outcome::Retry(format!(
+        Ok(()) => Ok(PassOutcome::Installed { file, wrote: true }),
+        Err(FsError::Changed(path)) => Ok(PassOutcome::Retry(format!(
             "{} changed while being edited",
             path.display()
         ))),
@@ -274,18 +322,17 @@ pub fn reconcile(
     }
 }
 
-fn install_once(opts: &Options, entry: &Entry) -> Result<String, String> {
+fn install_once(opts: &Options, entry: &Entry) -> Result<String, InstallError> {
     let conf_dir = opts.conf_dir.as_path();
     // A few quick retries cover a file caught mid-write.
     for _ in 0..20 {
         let mut notes = Vec::new();
-        let outcome = reconcile(conf_dir, opts.conf_file.as_deref(), entry, &mut notes)
-            .map_err(|e| e.to_string())?;
+        let outcome = reconcile(conf_dir, opts.conf_file.as_deref(), entry, &mut notes)?;
         for n in &notes {
             log::warn!("{n}");
         }
         match outcome {
-            Outcome::Installed { file, wrote } => {
+            PassOutcome::Installed { file, wrote } => {
                 let path = conf_dir.join(file);
                 return Ok(if wrote {
                     format!("added the csum-offload entry to {}", path.display())
@@ -293,23 +340,15 @@ fn install_once(opts: &Options, entry: &Entry) -> Result<String, String> {
                     format!("{} already has the csum-offload entry", path.display())
                 });
             }
-            Outcome::NoConfig => {
-                return Err(format!(
-                    "no network config in {} to add the entry to (is the primary CNI installed?)",
-                    conf_dir.display()
-                ))
-            }
-            Outcome::Blocked(why) => return Err(why),
-            Outcome::Retry(why) => {
+            PassOutcome::NoConfig => return Err(InstallError::NoConfig(conf_dir.to_path_buf())),
+            PassOutcome::Blocked(why) => return Err(InstallError::Blocked(why)),
+            PassOutcome::Retry(why) => {
                 log::info!("{why}; retrying");
                 std::thread::sleep(Duration::from_millis(250));
             }
         }
     }
-    Err(format!(
-        "{}: files kept changing; try again",
-        conf_dir.display()
-    ))
+    Err(InstallError::KeptChanging(conf_dir.to_path_buf()))
 }
 
 /// Takes our entry out of every config file; returns what it did.
@@ -323,7 +362,7 @@ pub fn remove_entries(conf_dir: &Path) -> Result<Vec<String>, FsError> {
             }
             Err(e) => return Err(e),
         };
-        let plan = conflist::plan_remove_all(&snap.files);
+        let plan = edit::remove_all(&snap.files);
         match snap.execute(conf_dir, &plan) {
             Ok(()) => return Ok(plan.iter().map(|s| describe_step(conf_dir, s)).collect()),
             Err(e @ FsError::Changed(_)) => {
@@ -355,30 +394,24 @@ fn describe_step(dir: &Path, step: &Step) -> String {
 
 /// The readiness check: the binary is in place and the primary config
 /// holds exactly the entry the config file asks for.
-fn check_installed(opts: &Options) -> Result<String, String> {
+fn check_installed(opts: &Options) -> Result<String, InstallError> {
     let entry = load_entry(opts.config.as_deref())?;
     if !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
-        return Err(format!(
-            "{} is missing",
-            opts.bin_dir.join(PLUGIN_TYPE).display()
-        ));
+        return Err(InstallError::BinaryMissing(opts.bin_dir.join(PLUGIN_TYPE)));
     }
-    let snap = Snapshot::read(&opts.conf_dir).map_err(|e| e.to_string())?;
+    let snap = Snapshot::read(&opts.conf_dir)?;
     let selection = match &opts.conf_file {
-        Some(name) => conflist::select_named(&snap.files, name),
+        Some(name) => select::select_named(&snap.files, name),
         None => select_primary(&snap.files),
     };
     let primary = selection
         .primary
-        .ok_or_else(|| format!("no network config in {} yet", opts.conf_dir.display()))?;
+        .ok_or_else(|| InstallError::NoConfigYet(opts.conf_dir.clone()))?;
     let path = opts.conf_dir.join(&primary.name);
-    match conflist::has_entry(&snap.files, primary, &entry) {
-        Ok(true) => Ok(format!("ok: {} has the csum-offload entry", path.display())),
-        Ok(false) => Err(format!(
-            "{} does not have the current csum-offload entry",
-            path.display()
-        )),
-        Err(e) => Err(e.to_string()),
+    if edit::has_entry(&snap.files, primary, &entry)? {
+        Ok(format!("ok: {} has the csum-offload entry", path.display()))
+    } else {
+        Err(InstallError::EntryMissing(path))
     }
 }
 
@@ -395,6 +428,7 @@ mod tests {
         Options::from_args(&mut args, |k| {
             env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
         })
+        .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -5,11 +5,16 @@
 //! a signalfd: no signal handler races, and a SIGTERM that arrives during
 //! an edit waits until that edit is complete.
 
-use super::conflist::{is_config_name, Entry, BACKUP_SUFFIX, PLUGIN_TYPE};
+use super::edit::BACKUP_SUFFIX;
+use super::entry::{Entry, PLUGIN_TYPE};
 use super::files;
 use super::handover::{self, Role, TOKEN_FILE};
+use super::select::is_config_name;
 use super::throttle::Throttle;
-use super::{copy_binary, load_entry, reconcile, remove_binary, remove_entries, Options, Outcome};
+use super::{
+    copy_binary, load_entry, reconcile, remove_binary, remove_entries, InstallError, Options,
+    PassOutcome,
+};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::{SigSet, Signal};
@@ -74,17 +79,18 @@ fn watch_conf_dir(inotify: &Inotify, dir: &Path) -> Option<WatchDescriptor> {
     }
 }
 
-pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
+pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
     // Signals first, so a SIGTERM during start-up still takes the exit path.
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
+    let system = |what| move |source| InstallError::System { what, source };
     mask.thread_block()
-        .map_err(|e| format!("cannot block signals: {e}"))?;
+        .map_err(system("cannot block signals"))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(|e| format!("signalfd: {e}"))?;
-    let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
-        .map_err(|e| format!("inotify: {e}"))?;
+        .map_err(system("signalfd"))?;
+    let inotify =
+        Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(system("inotify"))?;
     let conf_dir = opts.conf_dir.as_path();
     let mut conf_wd = watch_conf_dir(&inotify, conf_dir);
     // The config file is a ConfigMap volume: kubelet swaps a `..data`
@@ -104,7 +110,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
 
     // Newest installer wins: claim the node (see handover.rs).
     let token = handover::new_token();
-    handover::claim(conf_dir, &token).map_err(|e| format!("cannot claim the node: {e}"))?;
+    handover::claim(conf_dir, &token).map_err(InstallError::Claim)?;
     log::info!("active installer on this node ({token})");
     let mut active = true;
     let mut status = StatusLog::default();
@@ -127,9 +133,9 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                         config_error.clear();
                     }
                     Ok(_) => config_error.clear(),
-                    Err(e) if e != config_error => {
+                    Err(e) if e.to_string() != config_error => {
                         log::error!("{e}; keeping the previous entry (the readiness check fails until the config is fixed)");
-                        config_error = e;
+                        config_error = e.to_string();
                     }
                     Err(_) => {}
                 }
@@ -174,7 +180,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                 let outcome = reconcile(conf_dir, opts.conf_file.as_deref(), &entry, &mut notes);
                 status.notes(notes);
                 match outcome {
-                    Ok(Outcome::Installed { file, wrote: true }) => {
+                    Ok(PassOutcome::Installed { file, wrote: true }) => {
                         log::info!(
                             "csum-offload entry written to {}",
                             conf_dir.join(&file).display()
@@ -184,11 +190,11 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                             log::warn!("{}: {warning}", conf_dir.join(&file).display());
                         }
                     }
-                    Ok(Outcome::Installed { file, wrote: false }) => {
+                    Ok(PassOutcome::Installed { file, wrote: false }) => {
                         throttle.settled(now);
                         status.set(log::Level::Info, format!("entry in place in {file}"));
                     }
-                    Ok(Outcome::NoConfig) => status.set(
+                    Ok(PassOutcome::NoConfig) => status.set(
                         log::Level::Info,
                         match &opts.conf_file {
                             Some(name) => format!(
@@ -201,8 +207,8 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
                             ),
                         },
                     ),
-                    Ok(Outcome::Blocked(why)) => status.set(log::Level::Error, why),
-                    Ok(Outcome::Retry(why)) => {
+                    Ok(PassOutcome::Blocked(why)) => status.set(log::Level::Error, why),
+                    Ok(PassOutcome::Retry(why)) => {
                         log::debug!("{why}; looking again shortly");
                         due = Some(now + RETRY);
                     }
@@ -224,7 +230,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(format!("poll: {e}")),
+            Err(e) => return Err(system("poll")(e)),
         }
         let signal_ready = fds[0].any().unwrap_or(false);
         let inotify_ready = fds[1].any().unwrap_or(false);
@@ -241,7 +247,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
             let events = match inotify.read_events() {
                 Ok(e) => e,
                 Err(nix::errno::Errno::EAGAIN) => Vec::new(),
-                Err(e) => return Err(format!("inotify: {e}")),
+                Err(e) => return Err(system("inotify")(e)),
             };
             let soon = Instant::now() + DEBOUNCE;
             for ev in events {
@@ -283,17 +289,15 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, String> {
 /// The SIGTERM path: entry out (original `.conf` restored), binary kept
 /// unless asked: pods that exist still need it for their DEL. An installer
 /// that handed over leaves everything to its successor.
-fn shut_down(opts: &Options, active: bool, token: &str) -> Result<String, String> {
+fn shut_down(opts: &Options, active: bool, token: &str) -> Result<String, InstallError> {
     let holder = handover::holder(&opts.conf_dir);
     if !active || holder.as_deref().is_some_and(|h| h != token) {
         log::info!("a newer installer is active on this node; leaving the entry to it");
         return Ok("csum-offload installer stopped; entry left to the newer installer".into());
     }
     log::info!("removing the csum-offload entry");
-    let mut done = remove_entries(&opts.conf_dir).map_err(|e| {
-        log::error!("cannot remove the entry: {e}");
-        e.to_string()
-    })?;
+    let mut done = remove_entries(&opts.conf_dir)
+        .inspect_err(|e| log::error!("cannot remove the entry: {e}"))?;
     if opts.remove_binary {
         done.push(remove_binary(&opts.bin_dir)?);
     } else {

@@ -1,13 +1,14 @@
-//! What each CNI verb does.
+//! What each CNI verb does. Each parses its input, calls the core, and
+//! turns the outcome into the reply; codes come from `CniError` only.
 
 use super::env::{Attachment, Command};
 use super::error::CniError;
+use super::netconf::{Envelope, NetConf, PrevResultError};
 use super::version;
-use crate::config::{parse_envelope, FailurePolicy, NonVeth, PluginConfig};
-use crate::detect::{self, Detection};
+use crate::config::FailurePolicy;
 use crate::logger;
-use crate::netlink::RouteSocket;
-use crate::offload::{self, OpenError, Plan, PodSockets, Targets};
+use crate::offload::decision::decide;
+use crate::offload::pod::{self, Mode};
 
 pub(super) fn dispatch(
     command: Command,
@@ -47,14 +48,16 @@ fn add_or_check(
             attachment.ifname
         ),
     );
-    let prev = conf.prev_result.as_ref().ok_or_else(|| {
-        CniError::InvalidConfig(format!(
-            "{} requires prevResult: csum-offload is a chained plugin and must follow the plugin that creates the interface",
-            command.as_str()
-        ))
+    let prev = conf.prev_result.as_ref().ok_or(PrevResultError::Missing {
+        verb: command.as_str(),
     })?;
     let output = prev_result_output(prev.get(), &conf.cni_version)?;
-    pod_job(&conf, &attachment, command == Command::Check)?;
+    let mode = if command == Command::Check {
+        Mode::Verify
+    } else {
+        Mode::Set
+    };
+    pod_job(&conf, &attachment, mode)?;
     Ok(if command == Command::Add {
         output
     } else {
@@ -64,19 +67,23 @@ fn add_or_check(
 
 /// Parses stdin once; an error speaks the config's version when it has a
 /// supported one.
-fn parse(stdin: &[u8], reported_version: &mut String) -> Result<PluginConfig, CniError> {
-    parse_envelope(stdin)
-        .and_then(|(raw, v)| {
-            if version::check_supported(&v).is_ok() {
-                reported_version.clone_from(&v);
+fn parse(stdin: &[u8], reported_version: &mut String) -> Result<NetConf, CniError> {
+    Envelope::parse(stdin)
+        .and_then(|envelope| {
+            if version::check_supported(&envelope.cni_version).is_ok() {
+                reported_version.clone_from(&envelope.cni_version);
             }
-            PluginConfig::from_envelope(raw, v)
+            NetConf::from_envelope(envelope)
         })
         .inspect_err(|_| logger::init(log::LevelFilter::Info, None, "config".into()))
 }
 
-fn start_log(conf: &PluginConfig, context: String) {
-    logger::init(conf.log_level, conf.log_file.as_deref(), context);
+fn start_log(conf: &NetConf, context: String) {
+    logger::init(
+        conf.config.log_level,
+        conf.config.log_file.as_deref(),
+        context,
+    );
 }
 
 fn version_info() -> String {
@@ -88,8 +95,8 @@ fn version_info() -> String {
 /// config's version (the normal case: runtimes hand every plugin of a
 /// chain the same version), else converted as libcni would.
 fn prev_result_output(raw: &str, cni_version: &str) -> Result<String, CniError> {
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(raw)
-        .map_err(|e| CniError::InvalidConfig(format!("prevResult: {e}")))?;
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw).map_err(PrevResultError::Json)?;
     if map.get("cniVersion").and_then(|v| v.as_str()) == Some(cni_version) {
         return Ok(raw.to_string());
     }
@@ -106,11 +113,11 @@ fn del(
     getenv: &dyn Fn(&str) -> Option<String>,
     reported_version: &mut String,
 ) -> Result<String, CniError> {
-    let (raw, v) = parse_envelope(stdin)?;
-    version::check_supported(&v)?;
-    reported_version.clone_from(&v);
+    let envelope = Envelope::parse(stdin)?;
+    version::check_supported(&envelope.cni_version)?;
+    reported_version.clone_from(&envelope.cni_version);
     let attachment = Attachment::from_env(Command::Del, getenv)?;
-    match PluginConfig::from_envelope(raw, v) {
+    match NetConf::from_envelope(envelope) {
         Ok(conf) => {
             start_log(
                 &conf,
@@ -133,48 +140,26 @@ fn del(
 /// GC: nothing is kept between invocations, so there is nothing to
 /// collect. Like DEL it does not fail on a plugin setting it would reject.
 fn gc(stdin: &[u8], reported_version: &mut String) -> Result<String, CniError> {
-    let (raw, v) = parse_envelope(stdin)?;
-    let parsed = version::check_supported(&v)?;
-    reported_version.clone_from(&v);
-    version::check_verb_allowed("GC", parsed, &v)?;
-    if let Err(e) = PluginConfig::from_envelope(raw, v) {
+    let envelope = Envelope::parse(stdin)?;
+    let parsed = version::check_supported(&envelope.cni_version)?;
+    reported_version.clone_from(&envelope.cni_version);
+    version::check_verb_allowed("GC", parsed, &envelope.cni_version)?;
+    if let Err(e) = NetConf::from_envelope(envelope) {
         logger::init(log::LevelFilter::Info, None, "GC".into());
         log::warn!("ignoring invalid config on GC: {e}");
     }
     Ok(String::new())
 }
 
-/// The host NIC's settings: from `hostDriver` if set, else detected.
-fn detection(conf: &PluginConfig) -> Result<Detection, CniError> {
-    if let Some(driver) = &conf.host_driver {
-        return Ok(Detection::from_driver(&conf.policy, driver)
-            .ignoring_interface(conf.host_interface.as_deref()));
-    }
-    let mut socket =
-        RouteSocket::open().map_err(|e| CniError::Internal(format!("netlink socket: {e}")))?;
-    detect::detect(&mut socket, conf.host_interface.as_deref(), &conf.policy)
-        .map_err(CniError::Detection)
-}
-
 /// STATUS: ready when the host NIC can be read (or is configured).
-fn status(conf: &PluginConfig) -> Result<String, CniError> {
-    match detection(conf) {
+fn status(conf: &NetConf) -> Result<String, CniError> {
+    match decide(&conf.config).map_err(CniError::from) {
         Ok(_) => Ok(String::new()),
-        Err(e) if conf.failure_policy == FailurePolicy::Ignore => {
+        Err(e) if conf.config.failure_policy == FailurePolicy::Ignore => {
             log::warn!("{e} (failurePolicy ignore: reporting ready)");
             Ok(String::new())
         }
-        Err(e) => Err(CniError::NotAvailable(e.to_string())),
-    }
-}
-
-/// Maps a kernel call's failure: transient errnos ask the runtime to retry.
-fn io_error(what: &str, e: std::io::Error) -> CniError {
-    match e.raw_os_error() {
-        Some(libc::EAGAIN | libc::EBUSY | libc::EINTR) => {
-            CniError::TryAgain(format!("{what}: {e}"))
-        }
-        _ => CniError::Internal(format!("{what}: {e}")),
+        Err(e) => Err(CniError::NotAvailable(Box::new(e))),
     }
 }
 
@@ -182,117 +167,28 @@ fn io_error(what: &str, e: std::io::Error) -> CniError {
 /// Errors after the config and environment were accepted obey
 /// failurePolicy; a wrong CNI_NETNS or CNI_IFNAME is the caller's error and
 /// always fails.
-fn pod_job(conf: &PluginConfig, attachment: &Attachment, check: bool) -> Result<(), CniError> {
-    let result = PodSockets::open(&attachment.netns)
-        .map_err(|e| match e {
-            OpenError::Netns { .. } | OpenError::SameAsHost(_) => {
-                CniError::InvalidEnv(e.to_string())
+fn pod_job(conf: &NetConf, attachment: &Attachment, mode: Mode) -> Result<(), CniError> {
+    let result = pod::tune(&conf.config, &attachment.netns, &attachment.ifname, mode)
+        .map_err(CniError::from)
+        .and_then(|problems| {
+            if problems.is_empty() {
+                Ok(())
+            } else if mode == Mode::Verify && problems.has_feature_problems() {
+                Err(CniError::Drifted(problems))
+            } else {
+                Err(CniError::NotApplied(problems))
             }
-            OpenError::Socket(io) => io_error("netlink socket", io),
-        })
-        .and_then(|mut sockets| settle(conf, attachment, check, &mut sockets));
+        });
     match result {
         Err(e)
-            if conf.failure_policy == FailurePolicy::Ignore
-                && !matches!(e, CniError::InvalidEnv(_)) =>
+            if conf.config.failure_policy == FailurePolicy::Ignore
+                && !matches!(e, CniError::Env(_)) =>
         {
             log::warn!("{e} (failurePolicy ignore: passing through)");
             Ok(())
         }
         other => other,
     }
-}
-
-fn settle(
-    conf: &PluginConfig,
-    attachment: &Attachment,
-    check: bool,
-    sockets: &mut PodSockets,
-) -> Result<(), CniError> {
-    let (targets, unreachable) = match offload::targets(sockets, &attachment.ifname, conf.apply)
-        .map_err(|e| io_error("reading the pod's interface", e))?
-    {
-        Targets::Missing => {
-            return Err(CniError::InvalidEnv(format!(
-                "CNI_IFNAME {} does not exist in {}",
-                attachment.ifname, attachment.netns
-            )))
-        }
-        Targets::NotVeth(what) if conf.non_veth == NonVeth::Fail => {
-            return Err(CniError::NotApplied(format!(
-                "{what} is not a veth and nonVeth is \"fail\""
-            )))
-        }
-        Targets::NotVeth(what) => {
-            log::info!("{what} is not a veth; nothing to do");
-            return Ok(());
-        }
-        Targets::Veth {
-            targets,
-            unreachable,
-        } => (targets, unreachable),
-    };
-    let host = detection(conf)?;
-    if let (Some(name), Some(driver)) = (&conf.host_interface, &conf.host_driver) {
-        log::warn!("hostInterface {name} is not inspected: hostDriver {driver} is set");
-    }
-    let nics: Vec<String> = host
-        .nics
-        .iter()
-        .map(|n| {
-            if n.name.is_empty() {
-                format!("hostDriver {}", n.driver)
-            } else {
-                format!("{} ({})", n.name, n.driver)
-            }
-        })
-        .collect();
-    if host.settings.is_empty() {
-        log::info!("host NIC {}: policy changes nothing", nics.join(", "));
-        return Ok(());
-    }
-    // A host end the policy covers but that cannot be found is never
-    // "drift": it is reported as not applied.
-    let unreached: Vec<String> = unreachable
-        .iter()
-        .map(|why| format!("host end: {why}"))
-        .collect();
-    let mut problems: Vec<String> = Vec::new();
-    if let Some(first) = targets.first() {
-        let plan =
-            Plan::new(&host.settings, first).map_err(|e| io_error("reading feature names", e))?;
-        for target in &targets {
-            let label = format!("{} {}", target.side, target.ifname);
-            if check {
-                let found = plan.verify(target).map_err(|e| io_error(&label, e))?;
-                problems.extend(found.iter().map(|p| format!("{label}: {p}")));
-            } else {
-                let outcome = plan.apply(target).map_err(|e| io_error(&label, e))?;
-                log::info!(
-                    "{label}: host NIC {} -> {}; changed: [{}]; kernel also changed: [{}]",
-                    nics.join(", "),
-                    host.settings,
-                    outcome.changed.join(", "),
-                    outcome.side_effects.join(", ")
-                );
-                problems.extend(outcome.problems.iter().map(|p| format!("{label}: {p}")));
-            }
-        }
-    }
-    if problems.is_empty() && unreached.is_empty() {
-        return Ok(());
-    }
-    let drifted = check && !problems.is_empty();
-    let text = problems
-        .into_iter()
-        .chain(unreached)
-        .collect::<Vec<_>>()
-        .join("; ");
-    Err(if drifted {
-        CniError::Drifted(text)
-    } else {
-        CniError::NotApplied(text)
-    })
 }
 
 #[cfg(test)]

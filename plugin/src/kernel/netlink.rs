@@ -4,7 +4,7 @@
 //! Synchronous on purpose: an ADD makes at most a few requests in sequence,
 //! so an async runtime would only add start-up cost and binary size.
 
-use crate::link::Link;
+use super::link::Link;
 use netlink_packet_core::{
     NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_DUMP,
     NLM_F_REQUEST,
@@ -15,7 +15,7 @@ use netlink_packet_route::route::RouteMessage;
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// Room for one datagram from the kernel. A dump never sends more than
 /// 32 KiB per datagram (the kernel caps its dump skbs there), and the
@@ -63,9 +63,10 @@ impl RouteSocket {
     }
 
     /// The socket's fd; also serves SIOCETHTOOL, which acts on the netns the
-    /// socket was created in.
-    pub fn fd(&self) -> RawFd {
-        self.socket.as_raw_fd()
+    /// socket was created in. Borrowed, so nothing can act through it after
+    /// the socket (and the netns it stands for) is gone.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
     }
 
     /// Sends one request and hands each reply message (its type and
@@ -197,9 +198,10 @@ impl RouteSocket {
 
     /// The id under which this socket's netns knows the netns behind `fd`
     /// (what IFLA_LINK_NETNSID reports for links into it).
-    pub fn nsid_of(&mut self, netns_fd: RawFd) -> io::Result<Option<i32>> {
+    pub fn nsid_of(&mut self, netns: BorrowedFd<'_>) -> io::Result<Option<i32>> {
         let mut msg = NsidMessage::default();
-        msg.attributes.push(NsidAttribute::Fd(netns_fd as u32));
+        msg.attributes
+            .push(NsidAttribute::Fd(netns.as_raw_fd() as u32));
         let mut id = None;
         self.exchange(RouteNetlinkMessage::GetNsId(msg), 0, |kind, payload| {
             if kind != libc::RTM_NEWNSID || payload.len() < NSID_HEADER_LEN {

@@ -1,11 +1,43 @@
-//! Turning feature settings into concrete feature bits on one interface,
-//! setting them, and verifying what the kernel kept.
+//! Tuning one interface: settings resolved to this kernel's feature bits
+//! (`FeaturePlan`), set in one ETHTOOL_SFEATURES, read back and judged.
 
-use crate::ethtool::{self, FeatureState};
-use crate::policy::FeatureSettings;
+use super::settings::FeatureSettings;
+use crate::kernel::ethtool::{self, FeatureState};
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
+
+/// Which end of a veth pair an interface is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Container,
+    Host,
+}
+
+impl fmt::Display for End {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            End::Container => "container",
+            End::Host => "host",
+        })
+    }
+}
+
+/// An interface to tune, with the socket of the netns it was found in:
+/// the fd is borrowed from that socket, so an endpoint cannot outlive it
+/// and cannot be paired with another netns's socket by mistake.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'s> {
+    pub end: End,
+    pub ifname: &'s str,
+    pub fd: BorrowedFd<'s>,
+}
+
+impl fmt::Display for Endpoint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.end, self.ifname)
+    }
+}
 
 /// One kernel feature the settings ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,11 +53,84 @@ pub struct Wanted {
     pub alias_on: Option<String>,
 }
 
-/// Resolves settings against the kernel's feature names. Where settings
-/// disagree on a feature (merged from several NICs), `false` wins: turning
-/// offload off is the safe side. A feature named exactly that this kernel
-/// lacks is returned in `missing`.
-pub fn plan(settings: &FeatureSettings, names: &[String]) -> (Vec<Wanted>, Vec<String>) {
+/// Settings resolved against this kernel's feature table (global to the
+/// kernel, so one plan serves every interface).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeaturePlan {
+    pub names: Vec<String>,
+    pub wanted: Vec<Wanted>,
+    /// Keys asked on that name no feature this kernel has.
+    pub missing: Vec<String>,
+}
+
+impl FeaturePlan {
+    /// Reads the kernel's feature names through `any` and resolves
+    /// `settings` against them.
+    pub fn read(settings: &FeatureSettings, any: Endpoint<'_>) -> io::Result<Self> {
+        let names = ethtool::feature_names(any.fd, any.ifname)?;
+        Ok(Self::resolve(settings, names))
+    }
+
+    /// Resolves settings against the kernel's feature names. Where
+    /// settings disagree on a feature (merged from several NICs), `false`
+    /// wins: turning offload off is the safe side.
+    pub fn resolve(settings: &FeatureSettings, names: Vec<String>) -> Self {
+        let (wanted, missing) = wanted_bits(settings, &names);
+        Self {
+            names,
+            wanted,
+            missing,
+        }
+    }
+
+    /// Sets the wanted features on `target` in one SFEATURES call (only
+    /// those not already in state and changeable), then reads back and
+    /// evaluates.
+    pub fn apply(&self, target: Endpoint<'_>) -> io::Result<EndReport> {
+        let count = self.names.len();
+        let before = ethtool::features(target.fd, target.ifname, count)?;
+        let changes: Vec<(usize, bool)> = self
+            .wanted
+            .iter()
+            .filter(|w| before.active(w.index) != w.enabled && before.changeable(w.index))
+            .map(|w| (w.index, w.enabled))
+            .collect();
+        let after = if changes.is_empty() {
+            before.clone()
+        } else {
+            let flags = ethtool::set_features(target.fd, target.ifname, count, &changes)?;
+            log::debug!("{}: SFEATURES returned flags {flags:#x}", target.ifname);
+            ethtool::features(target.fd, target.ifname, count)?
+        };
+        let mut report = EndReport {
+            problems: evaluate(&self.wanted, &self.missing, &after),
+            ..EndReport::default()
+        };
+        for (i, name) in self.names.iter().enumerate() {
+            if before.active(i) == after.active(i) {
+                continue;
+            }
+            let entry = format!("{name} {}", on_off(after.active(i)));
+            if changes.iter().any(|(c, _)| *c == i) {
+                report.changed.push(entry);
+            } else {
+                report.side_effects.push(entry);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Reads the state and evaluates it, changing nothing (CHECK).
+    pub fn verify(&self, target: Endpoint<'_>) -> io::Result<Vec<FeatureProblem>> {
+        let state = ethtool::features(target.fd, target.ifname, self.names.len())?;
+        Ok(evaluate(&self.wanted, &self.missing, &state))
+    }
+}
+
+/// The wanted bits of `settings` among `names`, and the keys asked on that
+/// match no name (a feature the kernel does not have is as good as fixed
+/// off).
+fn wanted_bits(settings: &FeatureSettings, names: &[String]) -> (Vec<Wanted>, Vec<String>) {
     let mut wanted: Vec<Wanted> = Vec::new();
     let mut missing = Vec::new();
     for setting in &settings.0 {
@@ -50,7 +155,6 @@ pub fn plan(settings: &FeatureSettings, names: &[String]) -> (Vec<Wanted>, Vec<S
                 }),
             }
         }
-        // A feature the kernel does not have is as good as fixed off.
         if !any && setting.enabled {
             missing.push(setting.selector.key.clone());
         }
@@ -60,7 +164,7 @@ pub fn plan(settings: &FeatureSettings, names: &[String]) -> (Vec<Wanted>, Vec<S
 
 /// Why a wanted feature is not in its wanted state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+pub enum FeatureProblem {
     /// The device does not let this feature change (`[fixed]` in ethtool).
     Fixed { feature: String, wanted: bool },
     /// The feature is changeable but the kernel did not keep the request
@@ -81,7 +185,7 @@ fn on_off(b: bool) -> &'static str {
     }
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for FeatureProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Fixed { feature, wanted } => {
@@ -114,22 +218,26 @@ impl fmt::Display for Problem {
 /// Compares the state with the plan. Through an alias, a feature the device
 /// has fixed off is fine when asking for on, as `ethtool -K dev tx on`
 /// treats it; a fixed feature in the wrong state is a problem otherwise.
-pub fn evaluate(wanted: &[Wanted], missing: &[String], state: &FeatureState) -> Vec<Problem> {
-    let mut problems: Vec<Problem> = missing
+pub fn evaluate(
+    wanted: &[Wanted],
+    missing: &[String],
+    state: &FeatureState,
+) -> Vec<FeatureProblem> {
+    let mut problems: Vec<FeatureProblem> = missing
         .iter()
-        .map(|key| Problem::Unsupported { key: key.clone() })
+        .map(|key| FeatureProblem::Unsupported { key: key.clone() })
         .collect();
     for w in wanted {
         if state.active(w.index) == w.enabled {
             continue;
         }
         if state.changeable(w.index) {
-            problems.push(Problem::DidNotStick {
+            problems.push(FeatureProblem::DidNotStick {
                 feature: w.name.clone(),
                 wanted: w.enabled,
             });
         } else if w.exact || !w.enabled {
-            problems.push(Problem::Fixed {
+            problems.push(FeatureProblem::Fixed {
                 feature: w.name.clone(),
                 wanted: w.enabled,
             });
@@ -143,7 +251,7 @@ pub fn evaluate(wanted: &[Wanted], missing: &[String], state: &FeatureState) -> 
     for key in aliases {
         let mut members = wanted.iter().filter(|w| w.alias_on.as_deref() == Some(key));
         if members.all(|w| !state.active(w.index) && !state.changeable(w.index)) {
-            problems.push(Problem::AllFixed {
+            problems.push(FeatureProblem::AllFixed {
                 key: key.to_string(),
             });
         }
@@ -151,68 +259,15 @@ pub fn evaluate(wanted: &[Wanted], missing: &[String], state: &FeatureState) -> 
     problems
 }
 
-/// What one apply did to one interface.
+/// What setting one interface did.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub struct EndReport {
     /// Features this call turned on or off.
     pub changed: Vec<String>,
     /// Features the kernel changed as a consequence (e.g. TSO off after TX
     /// checksum off).
     pub side_effects: Vec<String>,
-    pub problems: Vec<Problem>,
-}
-
-/// Sets the wanted features on `ifname` in one SFEATURES call (only those
-/// not already in state and changeable), then reads back and evaluates.
-pub fn apply(
-    fd: RawFd,
-    ifname: &str,
-    names: &[String],
-    wanted: &[Wanted],
-    missing: &[String],
-) -> io::Result<Outcome> {
-    let count = names.len();
-    let before = ethtool::features(fd, ifname, count)?;
-    let changes: Vec<(usize, bool)> = wanted
-        .iter()
-        .filter(|w| before.active(w.index) != w.enabled && before.changeable(w.index))
-        .map(|w| (w.index, w.enabled))
-        .collect();
-    let after = if changes.is_empty() {
-        before.clone()
-    } else {
-        let flags = ethtool::set_features(fd, ifname, count, &changes)?;
-        log::debug!("{ifname}: SFEATURES returned flags {flags:#x}");
-        ethtool::features(fd, ifname, count)?
-    };
-    let mut outcome = Outcome {
-        problems: evaluate(wanted, missing, &after),
-        ..Outcome::default()
-    };
-    for (i, name) in names.iter().enumerate() {
-        if before.active(i) == after.active(i) {
-            continue;
-        }
-        let entry = format!("{name} {}", on_off(after.active(i)));
-        if changes.iter().any(|(c, _)| *c == i) {
-            outcome.changed.push(entry);
-        } else {
-            outcome.side_effects.push(entry);
-        }
-    }
-    Ok(outcome)
-}
-
-/// Reads the state and evaluates it, changing nothing (CHECK).
-pub fn verify(
-    fd: RawFd,
-    ifname: &str,
-    names: &[String],
-    wanted: &[Wanted],
-    missing: &[String],
-) -> io::Result<Vec<Problem>> {
-    let state = ethtool::features(fd, ifname, names.len())?;
-    Ok(evaluate(wanted, missing, &state))
+    pub problems: Vec<FeatureProblem>,
 }
 
 #[cfg(test)]
@@ -252,7 +307,7 @@ mod tests {
 
     #[test]
     fn tx_off_plans_every_checksum_member() {
-        let (w, missing) = plan(&settings(json!({"tx": false})), &names());
+        let (w, missing) = wanted_bits(&settings(json!({"tx": false})), &names());
         assert_eq!(w.iter().map(|w| w.index).collect::<Vec<_>>(), [0, 1, 2, 3]);
         assert!(w.iter().all(|w| !w.enabled && !w.exact));
         assert!(missing.is_empty());
@@ -266,7 +321,7 @@ mod tests {
             &settings(json!({"tx": true})),
             &settings(json!({"tx-checksum-ip-generic": false})),
         ]);
-        let (w, _) = plan(&merged, &names());
+        let (w, _) = wanted_bits(&merged, &names());
         let generic = w.iter().find(|w| w.index == 1).unwrap();
         assert!(!generic.enabled);
         assert!(generic.exact);
@@ -276,12 +331,12 @@ mod tests {
 
     #[test]
     fn fixed_off_members_satisfy_tx_off() {
-        let (w, m) = plan(&settings(json!({"tx": false})), &names());
+        let (w, m) = wanted_bits(&settings(json!({"tx": false})), &names());
         assert!(evaluate(&w, &m, &veth([false, false, false, false, true, true])).is_empty());
         let problems = evaluate(&w, &m, &veth([false, true, false, false, true, true]));
         assert_eq!(
             problems,
-            [Problem::DidNotStick {
+            [FeatureProblem::DidNotStick {
                 feature: "tx-checksum-ip-generic".into(),
                 wanted: false
             }]
@@ -290,7 +345,7 @@ mod tests {
 
     #[test]
     fn fixed_on_feature_is_reported_when_off_is_wanted() {
-        let (w, m) = plan(&settings(json!({"tx": false})), &names());
+        let (w, m) = wanted_bits(&settings(json!({"tx": false})), &names());
         let state = FeatureState::from_flags(&[
             (true, false),
             (false, true),
@@ -299,7 +354,7 @@ mod tests {
         ]);
         assert_eq!(
             evaluate(&w, &m, &state),
-            [Problem::Fixed {
+            [FeatureProblem::Fixed {
                 feature: "tx-checksum-ipv4".into(),
                 wanted: false
             }]
@@ -309,12 +364,12 @@ mod tests {
     #[test]
     fn alias_on_tolerates_fixed_off_members_but_exact_names_do_not() {
         let state = veth([false, true, false, true, true, true]);
-        let (w, m) = plan(&settings(json!({"tx": true})), &names());
+        let (w, m) = wanted_bits(&settings(json!({"tx": true})), &names());
         assert!(evaluate(&w, &m, &state).is_empty());
-        let (w, m) = plan(&settings(json!({"tx-checksum-ipv4": true})), &names());
+        let (w, m) = wanted_bits(&settings(json!({"tx-checksum-ipv4": true})), &names());
         assert_eq!(
             evaluate(&w, &m, &state),
-            [Problem::Fixed {
+            [FeatureProblem::Fixed {
                 feature: "tx-checksum-ipv4".into(),
                 wanted: true
             }]
@@ -325,17 +380,17 @@ mod tests {
     fn alias_on_with_every_member_fixed_off_is_reported() {
         // rx-gro is index 5; make it fixed off, then ask for "gro" on.
         let state = FeatureState::from_flags(&[(false, false); 6]);
-        let (w, m) = plan(&settings(json!({"gro": true})), &names());
+        let (w, m) = wanted_bits(&settings(json!({"gro": true})), &names());
         assert_eq!(
             evaluate(&w, &m, &state),
-            [Problem::AllFixed { key: "gro".into() }]
+            [FeatureProblem::AllFixed { key: "gro".into() }]
         );
         // One changeable member is enough for an alias.
-        let (w, m) = plan(&settings(json!({"tx": true})), &names());
+        let (w, m) = wanted_bits(&settings(json!({"tx": true})), &names());
         let one_on = veth([false, true, false, false, true, true]);
         assert_eq!(
             evaluate(&w, &m, &one_on),
-            [Problem::DidNotStick {
+            [FeatureProblem::DidNotStick {
                 feature: "tx-checksum-sctp".into(),
                 wanted: true
             }]
@@ -345,26 +400,26 @@ mod tests {
             &settings(json!({"gro": true})),
             &settings(json!({"gro": false})),
         ]);
-        let (w, m) = plan(&merged, &names());
+        let (w, m) = wanted_bits(&merged, &names());
         assert!(w.iter().all(|w| w.alias_on.is_none()));
         assert!(evaluate(&w, &m, &state).is_empty());
     }
 
     #[test]
     fn features_the_kernel_lacks() {
-        let (w, m) = plan(&settings(json!({"lro": true, "ufo": false})), &names());
+        let (w, m) = wanted_bits(&settings(json!({"lro": true, "ufo": false})), &names());
         assert!(w.is_empty());
         assert_eq!(m, ["lro"]);
         assert_eq!(
             evaluate(&w, &m, &veth([false; 6])),
-            [Problem::Unsupported { key: "lro".into() }]
+            [FeatureProblem::Unsupported { key: "lro".into() }]
         );
     }
 
     #[test]
     fn problem_messages_name_the_feature() {
         assert_eq!(
-            Problem::DidNotStick {
+            FeatureProblem::DidNotStick {
                 feature: "tx-tcp-segmentation".into(),
                 wanted: true
             }
@@ -372,7 +427,7 @@ mod tests {
             "tx-tcp-segmentation is off although on was requested"
         );
         assert_eq!(
-            Problem::Fixed {
+            FeatureProblem::Fixed {
                 feature: "tx-checksum-ipv4".into(),
                 wanted: false
             }

@@ -1,9 +1,9 @@
 //! Locating the pod's veth and its host-side peer.
 
-use crate::link::Link;
-use crate::netlink::RouteSocket;
+use crate::kernel::link::Link;
+use crate::kernel::netlink::RouteSocket;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::BorrowedFd;
 
 /// What CNI_IFNAME turned out to be in the pod netns.
 #[derive(Debug)]
@@ -25,7 +25,7 @@ pub enum PodInterface {
 pub fn locate(
     pod: &mut RouteSocket,
     host: &mut RouteSocket,
-    host_netns: RawFd,
+    host_netns: BorrowedFd<'_>,
     ifname: &str,
 ) -> io::Result<PodInterface> {
     let Some(container) = pod.link_by_name(ifname)? else {
@@ -44,7 +44,7 @@ pub fn locate(
 fn find_host_peer(
     pod: &mut RouteSocket,
     host: &mut RouteSocket,
-    host_netns: RawFd,
+    host_netns: BorrowedFd<'_>,
     container: &Link,
 ) -> io::Result<Result<Link, String>> {
     let Some(peer_index) = container.link.filter(|&i| i != 0) else {

@@ -8,7 +8,7 @@
 //! whole file. A file the installer judges loadable must load in the
 //! runtime, or the node ends up with no usable network config.
 
-use crate::policy::json_kind;
+use crate::json::kind as json_kind;
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 use std::fmt;
@@ -163,7 +163,7 @@ const NETCONF: &[(&str, FieldCheck)] = &[
 
 /// Why libcni would fail to decode a plugin config.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
+pub enum Undecodable {
     /// A known field has a value of the wrong type.
     Invalid(String),
     /// No plugin type (libcni: "missing 'type'").
@@ -171,15 +171,15 @@ pub enum Problem {
 }
 
 /// Checks a plugin config as libcni decodes it.
-pub fn check(members: &Members) -> Result<(), Problem> {
+pub fn check(members: &Members) -> Result<(), Undecodable> {
     for (k, v) in &members.0 {
         if let Some((_, check)) = NETCONF.iter().find(|(f, _)| *f == fold(k)) {
-            check(k, v).map_err(Problem::Invalid)?;
+            check(k, v).map_err(Undecodable::Invalid)?;
         }
     }
     match members.string_field("type") {
         Some(t) if !t.is_empty() => Ok(()),
-        _ => Err(Problem::NoType),
+        _ => Err(Undecodable::NoType),
     }
 }
 
@@ -187,7 +187,7 @@ pub fn check(members: &Members) -> Result<(), Problem> {
 mod tests {
     use super::*;
 
-    fn check_text(text: &str) -> Result<(), Problem> {
+    fn check_text(text: &str) -> Result<(), Undecodable> {
         let members: Members = serde_json::from_str(text).unwrap();
         check(&members)
     }
@@ -215,7 +215,7 @@ mod tests {
             r#"{"type":"bridge","Type":""}"#,
         ];
         for text in no_type {
-            assert_eq!(check_text(text), Err(Problem::NoType), "{text}");
+            assert_eq!(check_text(text), Err(Undecodable::NoType), "{text}");
         }
         let invalid = [
             (
@@ -271,7 +271,7 @@ mod tests {
         ];
         for (text, want) in invalid {
             match check_text(text) {
-                Err(Problem::Invalid(msg)) => assert!(msg.contains(want), "{text}: {msg}"),
+                Err(Undecodable::Invalid(msg)) => assert!(msg.contains(want), "{text}: {msg}"),
                 other => panic!("{text}: {other:?}"),
             }
         }

@@ -2,7 +2,7 @@
 //! features of one interface, in the netns of the socket used.
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GDRVINFO: u32 = 0x03;
@@ -15,7 +15,7 @@ const ETH_GSTRING_LEN: usize = 32;
 
 /// Issues one ethtool command; `data` is the command struct, its first u32
 /// the command number.
-fn ethtool(fd: RawFd, ifname: &str, data: *mut libc::c_void) -> io::Result<i32> {
+fn ethtool(fd: BorrowedFd<'_>, ifname: &str, data: *mut libc::c_void) -> io::Result<i32> {
     // SAFETY: ifreq is plain old data; all-zero is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     let name = ifname.as_bytes();
@@ -31,7 +31,13 @@ fn ethtool(fd: RawFd, ifname: &str, data: *mut libc::c_void) -> io::Result<i32> 
     ifr.ifr_ifru.ifru_data = data.cast();
     // SAFETY: `ifr` is a valid ifreq and `data` points to a command struct
     // sized for what the command writes (callers size it from GSSET_INFO).
-    let rc = unsafe { libc::ioctl(fd, SIOCETHTOOL as _, &mut ifr as *mut libc::ifreq) };
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            SIOCETHTOOL as _,
+            &mut ifr as *mut libc::ifreq,
+        )
+    };
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -40,7 +46,7 @@ fn ethtool(fd: RawFd, ifname: &str, data: *mut libc::c_void) -> io::Result<i32> 
 }
 
 /// The driver bound to the interface (ETHTOOL_GDRVINFO), e.g. "txgbe".
-pub fn driver(fd: RawFd, ifname: &str) -> io::Result<String> {
+pub fn driver(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<String> {
     #[repr(C)]
     struct DrvInfo {
         cmd: u32,
@@ -63,7 +69,7 @@ pub fn driver(fd: RawFd, ifname: &str) -> io::Result<String> {
 
 /// The kernel's feature names, indexed by feature bit (ETH_SS_FEATURES).
 /// The table is global to the kernel; any interface can be asked.
-pub fn feature_names(fd: RawFd, ifname: &str) -> io::Result<Vec<String>> {
+pub fn feature_names(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<Vec<String>> {
     // ethtool_sset_info { cmd, reserved, sset_mask: u64, data[1]: u32 }
     let mut sset = [0u32; 5];
     sset[0] = ETHTOOL_GSSET_INFO;
@@ -113,8 +119,9 @@ fn bit(words: &[u32], i: usize) -> bool {
 }
 
 impl FeatureState {
-    /// Builds a state from per-feature flags (active, changeable); for tests.
-    pub fn from_flags(flags: &[(bool, bool)]) -> Self {
+    /// Builds a state from per-feature flags (active, changeable).
+    #[cfg(test)]
+    pub(crate) fn from_flags(flags: &[(bool, bool)]) -> Self {
         let blocks = flags.len().div_ceil(32).max(1);
         let mut s = Self {
             available: vec![0; blocks],
@@ -143,7 +150,7 @@ impl FeatureState {
     }
 }
 
-pub fn features(fd: RawFd, ifname: &str, count: usize) -> io::Result<FeatureState> {
+pub fn features(fd: BorrowedFd<'_>, ifname: &str, count: usize) -> io::Result<FeatureState> {
     let blocks = count.div_ceil(32);
     // ethtool_gfeatures { cmd, size, features[size] { available, requested, active, never_changed } }
     let mut buf = vec![0u32; 2 + blocks * 4];
@@ -165,7 +172,7 @@ pub fn features(fd: RawFd, ifname: &str, count: usize) -> io::Result<FeatureStat
 /// Requests features on or off (ETHTOOL_SFEATURES); returns the kernel's
 /// ETHTOOL_F_* flags. The caller reads the state back to see what stuck.
 pub fn set_features(
-    fd: RawFd,
+    fd: BorrowedFd<'_>,
     ifname: &str,
     count: usize,
     changes: &[(usize, bool)],

@@ -1,52 +1,67 @@
-//! Finding the host NIC(s) behind the default route, and their drivers.
+//! Node facts: the host NIC(s) behind the default route, and their drivers.
+//! What those facts mean for the pods is `decision`'s job, not this one's.
 
-use crate::ethtool;
-use crate::link::Link;
-use crate::netlink::RouteSocket;
-use crate::policy::{FeatureSettings, Policy};
+use crate::kernel::ethtool;
+use crate::kernel::link::Link;
+use crate::kernel::netlink::RouteSocket;
 use netlink_packet_route::AddressFamily;
-use serde::Serialize;
 use std::collections::BTreeSet;
+use std::io;
 
 /// How deep stacked devices are followed (vlan on bond on bridge...).
 const MAX_DEPTH: usize = 8;
 
+/// Why the host NIC(s) could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectError {
+    #[error("netlink socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("cannot read hostInterface {name:?}: {source}")]
+    ReadHostInterface { name: String, source: io::Error },
+    #[error("hostInterface {0:?} does not exist on this host")]
+    NoHostInterface(String),
+    #[error("cannot read {family} routes: {source}")]
+    Routes {
+        family: &'static str,
+        source: io::Error,
+    },
+    #[error(
+        "the host has no default route; set hostInterface or hostDriver in the csum-offload config"
+    )]
+    NoDefaultRoute,
+    #[error("cannot read interface #{index}: {source}")]
+    ReadLink { index: u32, source: io::Error },
+    #[error("cannot list host interfaces: {0}")]
+    ListLinks(#[source] io::Error),
+    #[error("no interface with index {0}")]
+    NoSuchIndex(u32),
+    #[error("{name} names lower device #{lower}, which does not exist")]
+    MissingLower { name: String, lower: u32 },
+    #[error("device stack under {0} is deeper than {MAX_DEPTH}")]
+    TooDeep(String),
+    #[error("cannot read the driver of {name}: {source}")]
+    Driver { name: String, source: io::Error },
+    #[error("no device with a driver found under the host interface (a loop of stacked devices?); set hostInterface or hostDriver")]
+    NoDriver,
+}
+
 /// Where the walk reads links from: the kernel (live) or a fixed table
 /// (unit tests).
 pub trait LinkSource {
-    fn link(&mut self, index: u32) -> Result<Option<Link>, String>;
+    fn link(&mut self, index: u32) -> Result<Option<Link>, DetectError>;
     /// The devices enslaved to `master` (bond/team slaves, bridge ports).
-    fn ports(&mut self, master: u32) -> Result<Vec<Link>, String>;
-}
-
-/// A fixed link table.
-pub struct LinkTable<'a>(pub &'a [Link]);
-
-impl LinkSource for LinkTable<'_> {
-    fn link(&mut self, index: u32) -> Result<Option<Link>, String> {
-        Ok(self.0.iter().find(|l| l.index == index).cloned())
-    }
-    fn ports(&mut self, master: u32) -> Result<Vec<Link>, String> {
-        Ok(self
-            .0
-            .iter()
-            .filter(|l| l.master == Some(master))
-            .cloned()
-            .collect())
-    }
+    fn ports(&mut self, master: u32) -> Result<Vec<Link>, DetectError>;
 }
 
 /// The host's links, asked for one at a time: a node with hundreds of pod
 /// veths need not be dumped unless a bond or bridge needs its ports.
 impl LinkSource for RouteSocket {
-    fn link(&mut self, index: u32) -> Result<Option<Link>, String> {
+    fn link(&mut self, index: u32) -> Result<Option<Link>, DetectError> {
         self.link_by_index(index)
-            .map_err(|e| format!("cannot read interface #{index}: {e}"))
+            .map_err(|source| DetectError::ReadLink { index, source })
     }
-    fn ports(&mut self, master: u32) -> Result<Vec<Link>, String> {
-        let all = self
-            .links()
-            .map_err(|e| format!("cannot list host interfaces: {e}"))?;
+    fn ports(&mut self, master: u32) -> Result<Vec<Link>, DetectError> {
+        let all = self.links().map_err(DetectError::ListLinks)?;
         Ok(all
             .into_iter()
             .filter(|l| l.master == Some(master))
@@ -80,10 +95,8 @@ impl Resolution {
 /// else (a device without a kind, or a kind with no lower device) is a leaf.
 /// An Open vSwitch bridge is a leaf too: its ports hang off `ovs-system`,
 /// not off the bridge, so they cannot be told from here.
-pub fn resolve(source: &mut impl LinkSource, start: u32) -> Result<Resolution, String> {
-    let link = source
-        .link(start)?
-        .ok_or_else(|| format!("no interface with index {start}"))?;
+pub fn resolve(source: &mut impl LinkSource, start: u32) -> Result<Resolution, DetectError> {
+    let link = source.link(start)?.ok_or(DetectError::NoSuchIndex(start))?;
     let mut res = Resolution::default();
     walk(source, link, 0, &mut BTreeSet::new(), &mut res)?;
     Ok(res)
@@ -95,26 +108,25 @@ fn walk(
     depth: usize,
     seen: &mut BTreeSet<u32>,
     res: &mut Resolution,
-) -> Result<(), String> {
+) -> Result<(), DetectError> {
     if !seen.insert(link.index) {
         return Ok(());
     }
     if depth >= MAX_DEPTH {
-        return Err(format!(
-            "device stack under {} is deeper than {MAX_DEPTH}",
-            link.name
-        ));
+        return Err(DetectError::TooDeep(link.name));
     }
     let index = link.index;
     let lowers: Vec<Link> = match link.kind.as_deref() {
         Some("vlan" | "macvlan" | "macvtap" | "ipvlan" | "ipvtap") => {
             match link.lower_in_same_netns() {
-                Some(lower) => vec![source.link(lower)?.ok_or_else(|| {
-                    format!(
-                        "{} names lower device #{lower}, which does not exist",
-                        link.name
-                    )
-                })?],
+                Some(lower) => {
+                    vec![source
+                        .link(lower)?
+                        .ok_or_else(|| DetectError::MissingLower {
+                            name: link.name.clone(),
+                            lower,
+                        })?]
+                }
                 None => Vec::new(),
             }
         }
@@ -138,83 +150,25 @@ fn walk(
     Ok(())
 }
 
-/// One NIC found, its driver and what the policy says for it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Nic {
+/// One NIC at the bottom of the uplink, and the driver bound to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NicFacts {
     pub name: String,
     pub driver: String,
-    pub settings: String,
-    pub source: String,
 }
 
-/// What detection found on this host, and the merged settings.
-#[derive(Debug, Clone, Serialize)]
-pub struct Detection {
+/// What detection found on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uplink {
     /// Where the walk started: the default route's device(s) or the
-    /// configured hostInterface.
+    /// configured hostInterface, described ("bond0 (bond)").
     pub start: Vec<String>,
+    /// How the start was chosen ("IPv4 default route (metric 100)").
     pub how: String,
     /// Human-readable edges, e.g. "bond0 (bond) -> enp1s0f0".
     pub chain: Vec<String>,
-    pub nics: Vec<Nic>,
-    #[serde(skip)]
-    pub settings: FeatureSettings,
-    #[serde(rename = "settings")]
-    pub settings_text: String,
-}
-
-impl Detection {
-    /// The settings for a configured driver name (no detection).
-    pub fn from_driver(policy: &Policy, driver: &str) -> Self {
-        Self::build(
-            Vec::new(),
-            "hostDriver from config".into(),
-            Vec::new(),
-            vec![(String::new(), driver.to_string())],
-            policy,
-        )
-    }
-
-    /// Notes a `hostInterface` that `hostDriver` made irrelevant, so the
-    /// log and `detect` show it was not inspected.
-    pub fn ignoring_interface(mut self, host_interface: Option<&str>) -> Self {
-        if let Some(name) = host_interface {
-            self.how = format!("{}; hostInterface {name} not inspected", self.how);
-        }
-        self
-    }
-
-    fn build(
-        start: Vec<String>,
-        how: String,
-        chain: Vec<String>,
-        nics: Vec<(String, String)>,
-        policy: &Policy,
-    ) -> Self {
-        let nics: Vec<Nic> = nics
-            .into_iter()
-            .map(|(name, driver)| {
-                let (s, source) = policy.settings_for(&driver);
-                Nic {
-                    name,
-                    settings: s.to_string(),
-                    source: source.to_string(),
-                    driver,
-                }
-            })
-            .collect();
-        let settings =
-            FeatureSettings::merge(nics.iter().map(|n| policy.settings_for(&n.driver).0));
-        let settings_text = settings.to_string();
-        Self {
-            start,
-            how,
-            chain,
-            nics,
-            settings,
-            settings_text,
-        }
-    }
+    /// The leaves, each once, in walk order.
+    pub nics: Vec<NicFacts>,
 }
 
 /// Detects the host NIC(s) in the netns of `socket` (the host's):
@@ -223,14 +177,16 @@ impl Detection {
 pub fn detect(
     socket: &mut RouteSocket,
     host_interface: Option<&str>,
-    policy: &Policy,
-) -> Result<Detection, String> {
+) -> Result<Uplink, DetectError> {
     let (starts, how) = match host_interface {
         Some(name) => {
             let link = socket
                 .link_by_name(name)
-                .map_err(|e| format!("cannot read hostInterface {name:?}: {e}"))?
-                .ok_or_else(|| format!("hostInterface {name:?} does not exist on this host"))?;
+                .map_err(|source| DetectError::ReadHostInterface {
+                    name: name.to_string(),
+                    source,
+                })?
+                .ok_or_else(|| DetectError::NoHostInterface(name.to_string()))?;
             (vec![link.index], "hostInterface from config".to_string())
         }
         None => default_route_devices(socket)?,
@@ -260,24 +216,34 @@ pub fn detect(
     }
     let mut nics = Vec::new();
     for name in leaves {
-        let driver = ethtool::driver(socket.fd(), &name)
-            .map_err(|e| format!("cannot read the driver of {name}: {e}"))?;
-        nics.push((name, driver));
+        let driver = ethtool::driver(socket.fd(), &name).map_err(|source| DetectError::Driver {
+            name: name.clone(),
+            source,
+        })?;
+        nics.push(NicFacts { name, driver });
     }
     if nics.is_empty() {
-        return Err("no device with a driver found under the host interface (a loop of stacked devices?); set hostInterface or hostDriver".into());
+        return Err(DetectError::NoDriver);
     }
-    Ok(Detection::build(start, how, chain, nics, policy))
+    Ok(Uplink {
+        start,
+        how,
+        chain,
+        nics,
+    })
 }
 
-fn default_route_devices(socket: &mut RouteSocket) -> Result<(Vec<u32>, String), String> {
+fn default_route_devices(socket: &mut RouteSocket) -> Result<(Vec<u32>, String), DetectError> {
     for (family, label) in [
         (AddressFamily::Inet, "IPv4"),
         (AddressFamily::Inet6, "IPv6"),
     ] {
         let routes = socket
             .default_routes(family)
-            .map_err(|e| format!("cannot read {label} routes: {e}"))?;
+            .map_err(|source| DetectError::Routes {
+                family: label,
+                source,
+            })?;
         if let Some(best) = routes.into_iter().next() {
             return Ok((
                 best.interfaces,
@@ -285,15 +251,30 @@ fn default_route_devices(socket: &mut RouteSocket) -> Result<(Vec<u32>, String),
             ));
         }
     }
-    Err(
-        "the host has no default route; set hostInterface or hostDriver in the csum-offload config"
-            .into(),
-    )
+    Err(DetectError::NoDefaultRoute)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fixed link table, for the kernel's device kinds this machine's
+    /// kernel cannot create (vlan, bond, team).
+    struct LinkTable<'a>(&'a [Link]);
+
+    impl LinkSource for LinkTable<'_> {
+        fn link(&mut self, index: u32) -> Result<Option<Link>, DetectError> {
+            Ok(self.0.iter().find(|l| l.index == index).cloned())
+        }
+        fn ports(&mut self, master: u32) -> Result<Vec<Link>, DetectError> {
+            Ok(self
+                .0
+                .iter()
+                .filter(|l| l.master == Some(master))
+                .cloned()
+                .collect())
+        }
+    }
 
     fn link(
         index: u32,
@@ -313,7 +294,7 @@ mod tests {
     }
 
     fn resolve(links: &[Link], start: u32) -> Result<Resolution, String> {
-        super::resolve(&mut LinkTable(links), start)
+        super::resolve(&mut LinkTable(links), start).map_err(|e| e.to_string())
     }
 
     fn leaves(links: &[Link], start: u32) -> Vec<&str> {
@@ -439,19 +420,5 @@ mod tests {
             .map(|i| link(i, &format!("v{i}"), Some("vlan"), Some(i + 1), None))
             .collect();
         assert!(resolve(&t, 1).unwrap_err().contains("deeper than"));
-    }
-
-    #[test]
-    fn settings_of_several_nics_merge() {
-        let policy = Policy::built_in();
-        let d = Detection::build(
-            vec![],
-            String::new(),
-            vec![],
-            vec![("a".into(), "i40e".into()), ("b".into(), "txgbe".into())],
-            &policy,
-        );
-        assert_eq!(d.settings_text, "tx off");
-        assert_eq!(d.nics[0].settings, "(no change)");
     }
 }

@@ -1,0 +1,34 @@
+//! Operator commands on the same binary, front ends over the core:
+//! `detect` (what this node's pods would get) and `inspect` (what a pod
+//! got).
+
+mod detect;
+mod inspect;
+
+pub use detect::detect_command;
+pub use inspect::inspect_command;
+
+use crate::args::ArgsError;
+use crate::config::LoadError;
+use crate::offload::pod::PodError;
+use crate::offload::uplink::DetectError;
+use crate::offload::KernelError;
+
+/// Why an operator command failed; printed after "csum-offload: ".
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error("{ifname} does not exist in {netns}")]
+    NoInterface { ifname: String, netns: String },
+    #[error("cannot print JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}

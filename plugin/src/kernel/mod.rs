@@ -1,0 +1,12 @@
+//! The kernel interfaces, at the bottom of the crate: thin, synchronous,
+//! one job each, and knowing nothing of the layers above them.
+//!
+//! - `netlink`: the few rtnetlink requests (links, default routes, nsid).
+//! - `link`: one interface as a link dump shows it, and interface names.
+//! - `ethtool`: the SIOCETHTOOL ioctl (driver, feature names and bits).
+//! - `netns`: network namespace handles and a thread's move into one.
+
+pub mod ethtool;
+pub mod link;
+pub mod netlink;
+pub mod netns;

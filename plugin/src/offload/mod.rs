@@ -1,0 +1,51 @@
+//! The core every front end calls: node facts -> decision -> tune the
+//! interfaces -> read back.
+//!
+//! - `features`: kernel feature names and ethtool's aliases (pure).
+//! - `settings`: what a policy asks of an interface (`tx: false`), merged
+//!   across NICs with "off wins".
+//! - `policy`: the driver table: a NIC driver -> settings, and where from.
+//! - `uplink`: node facts: the default route down to the NIC(s) and their
+//!   drivers.
+//! - `decision`: `decide`, the one place that turns a config and the node's
+//!   facts into the settings pods get, with the reasons.
+//! - `veth`: a pod's interface and its host peer, by kernel pointers.
+//! - `tune`: settings -> this kernel's feature bits, one SFEATURES per
+//!   interface, read back and judged.
+//! - `pod`: the pod job the CNI verbs run: all of the above for one pod.
+
+pub mod decision;
+pub mod features;
+pub mod pod;
+pub mod policy;
+pub mod settings;
+pub mod tune;
+pub mod uplink;
+pub mod veth;
+
+use std::io;
+
+/// A kernel call that failed, with what it was for.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct KernelError {
+    pub what: String,
+    pub source: io::Error,
+}
+
+impl KernelError {
+    pub fn new(what: &str, source: io::Error) -> Self {
+        Self {
+            what: what.to_string(),
+            source,
+        }
+    }
+
+    /// Errnos that mean "busy now, may work if tried again".
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self.source.raw_os_error(),
+            Some(libc::EAGAIN | libc::EBUSY | libc::EINTR)
+        )
+    }
+}

@@ -1,0 +1,192 @@
+//! The driver policy: which offload settings each host NIC driver needs.
+
+use super::features::FeatureSelector;
+use super::settings::{FeatureSetting, FeatureSettings, SettingsError};
+use crate::json;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Why the config's `drivers` or `default` is not a valid policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("drivers must be an object of driver name -> settings, got {0}")]
+    DriversNotAnObject(&'static str),
+    #[error("drivers: driver name must not be empty")]
+    EmptyDriverName,
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+}
+
+/// Where a driver's settings came from, for `detect` and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicySource {
+    BuiltIn,
+    Config,
+    Default,
+}
+
+impl fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::BuiltIn => "built-in table",
+            Self::Config => "config drivers table",
+            Self::Default => "default (driver not in table)",
+        })
+    }
+}
+
+/// The driver table plus the fallback for drivers not in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    drivers: BTreeMap<String, (FeatureSettings, PolicySource)>,
+    default: FeatureSettings,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::built_in()
+    }
+}
+
+impl Policy {
+    /// The built-in table. `txgbe`: TX checksum offload through this NIC
+    /// leaves segments with partial checksums (the field failure this
+    /// plugin exists for). `i40e`: offload works; listed so that its
+    /// decision is explicit in `detect` output.
+    pub fn built_in() -> Self {
+        let tx_off = FeatureSettings(vec![FeatureSetting {
+            selector: FeatureSelector::parse("tx").expect("tx is a known alias"),
+            enabled: false,
+        }]);
+        let mut drivers = BTreeMap::new();
+        drivers.insert("txgbe".to_string(), (tx_off, PolicySource::BuiltIn));
+        drivers.insert(
+            "i40e".to_string(),
+            (FeatureSettings::default(), PolicySource::BuiltIn),
+        );
+        Self {
+            drivers,
+            default: FeatureSettings::default(),
+        }
+    }
+
+    /// Applies the config's `drivers` (each entry replaces the built-in
+    /// entry of the same driver) and `default`.
+    pub fn with_overrides(
+        mut self,
+        drivers: Option<&Value>,
+        default: Option<&Value>,
+    ) -> Result<Self, PolicyError> {
+        if let Some(drivers) = drivers {
+            let map = drivers
+                .as_object()
+                .ok_or_else(|| PolicyError::DriversNotAnObject(json::kind(drivers)))?;
+            for (driver, settings) in map {
+                if driver.is_empty() {
+                    return Err(PolicyError::EmptyDriverName);
+                }
+                let parsed = FeatureSettings::from_json(settings, &format!("drivers.{driver}"))?;
+                self.drivers
+                    .insert(driver.clone(), (parsed, PolicySource::Config));
+            }
+        }
+        if let Some(default) = default {
+            self.default = FeatureSettings::from_json(default, "default")?;
+        }
+        Ok(self)
+    }
+
+    pub fn settings_for(&self, driver: &str) -> (&FeatureSettings, PolicySource) {
+        match self.drivers.get(driver) {
+            Some((s, src)) => (s, *src),
+            None => (&self.default, PolicySource::Default),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn settings(v: Value) -> FeatureSettings {
+        FeatureSettings::from_json(&v, "test").unwrap()
+    }
+
+    #[test]
+    fn built_in_table() {
+        let p = Policy::built_in();
+        assert_eq!(p.settings_for("txgbe").0, &settings(json!({"tx": false})));
+        assert_eq!(p.settings_for("txgbe").1, PolicySource::BuiltIn);
+        assert!(p.settings_for("i40e").0.is_empty());
+        assert_eq!(
+            p.settings_for("virtio_net"),
+            (&FeatureSettings::default(), PolicySource::Default)
+        );
+    }
+
+    #[test]
+    fn user_entry_replaces_built_in_entry() {
+        let p = Policy::built_in()
+            .with_overrides(
+                Some(&json!({"txgbe": {"tx": false, "tso": false}, "veth": {"tx": false}})),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            p.settings_for("txgbe").0,
+            &settings(json!({"tx": false, "tso": false}))
+        );
+        assert_eq!(p.settings_for("txgbe").1, PolicySource::Config);
+        assert_eq!(p.settings_for("veth").0, &settings(json!({"tx": false})));
+        // i40e keeps its built-in entry.
+        assert_eq!(p.settings_for("i40e").1, PolicySource::BuiltIn);
+        // An empty entry disables the built-in fix for that driver.
+        let p = Policy::built_in()
+            .with_overrides(Some(&json!({"txgbe": {}})), None)
+            .unwrap();
+        assert!(p.settings_for("txgbe").0.is_empty());
+    }
+
+    #[test]
+    fn default_applies_to_unknown_drivers() {
+        let p = Policy::built_in()
+            .with_overrides(None, Some(&json!({"gro": true})))
+            .unwrap();
+        assert_eq!(
+            p.settings_for("mlx5_core").0,
+            &settings(json!({"gro": true}))
+        );
+        assert_eq!(p.settings_for("mlx5_core").1, PolicySource::Default);
+        assert!(p.settings_for("i40e").0.is_empty());
+    }
+
+    #[test]
+    fn bad_settings_are_rejected_with_the_path() {
+        let err = |d: Value| {
+            Policy::built_in()
+                .with_overrides(Some(&d), None)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(json!({"txgbe": {"txx": false}}))
+            .contains("drivers.txgbe: unknown offload feature \"txx\""));
+        assert!(err(json!({"txgbe": {"tx": "off"}}))
+            .contains("drivers.txgbe.tx must be true or false, got a string"));
+        assert!(err(json!({"txgbe": []})).contains("drivers.txgbe must be an object"));
+        assert!(err(json!([])).contains("drivers must be an object"));
+        assert!(err(json!({"": {}})).contains("must not be empty"));
+        assert!(
+            err(json!({"x": {"tx": false, "tx-checksum-ip-generic": true}})).contains("contradict")
+        );
+        let e = Policy::built_in()
+            .with_overrides(None, Some(&json!({"tso": 1})))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("default.tso must be true or false, got a number"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! Feature settings: what a policy asks of an interface, e.g. `tx: false`.
+
+use super::features::{suggest, FeatureSelector, KERNEL_FEATURES};
+use crate::json;
+use serde_json::{Map, Value};
+use std::fmt;
+
+/// One requested feature state, e.g. `tx: false`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureSetting {
+    pub selector: FeatureSelector,
+    pub enabled: bool,
+}
+
+/// An ordered set of feature settings for one driver.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeatureSettings(pub Vec<FeatureSetting>);
+
+/// Why a settings object is not valid. `context` names where it sits in
+/// the config (`drivers.txgbe`, `default`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{context} must be an object of feature name -> true/false, got {got}")]
+    NotAnObject { context: String, got: &'static str },
+    #[error("{context}: unknown offload feature {key:?}{}; use a name `ethtool -k` prints or an ethtool alias (tx, rx, sg, tso, gso, gro, lro...)", hint.map(|s| format!(" (did you mean {s:?}?)")).unwrap_or_default())]
+    UnknownFeature {
+        context: String,
+        key: String,
+        hint: Option<&'static str>,
+    },
+    #[error("{context}.{key} must be true or false, got {got}")]
+    NotBool {
+        context: String,
+        key: String,
+        got: &'static str,
+    },
+    #[error(
+        "{context}: {a:?}: {a_on} and {b:?}: {b_on} contradict each other on feature {feature:?}"
+    )]
+    Contradiction {
+        context: String,
+        a: String,
+        a_on: bool,
+        b: String,
+        b_on: bool,
+        feature: &'static str,
+    },
+}
+
+impl FeatureSettings {
+    /// Parses `{ "tx": false, ... }`.
+    pub fn from_json(value: &Value, context: &str) -> Result<Self, SettingsError> {
+        let map = value
+            .as_object()
+            .ok_or_else(|| SettingsError::NotAnObject {
+                context: context.to_string(),
+                got: json::kind(value),
+            })?;
+        Self::from_map(map, context)
+    }
+
+    fn from_map(map: &Map<String, Value>, context: &str) -> Result<Self, SettingsError> {
+        let mut settings = Vec::with_capacity(map.len());
+        for (key, value) in map {
+            let selector =
+                FeatureSelector::parse(key).ok_or_else(|| SettingsError::UnknownFeature {
+                    context: context.to_string(),
+                    key: key.clone(),
+                    hint: suggest(key),
+                })?;
+            let enabled = value.as_bool().ok_or_else(|| SettingsError::NotBool {
+                context: context.to_string(),
+                key: key.clone(),
+                got: json::kind(value),
+            })?;
+            settings.push(FeatureSetting { selector, enabled });
+        }
+        let parsed = Self(settings);
+        parsed.check_consistent(context)?;
+        Ok(parsed)
+    }
+
+    /// Rejects one object that asks for the same kernel feature both on and
+    /// off (e.g. `tx: false` with `tx-checksum-ip-generic: true`).
+    fn check_consistent(&self, context: &str) -> Result<(), SettingsError> {
+        for (i, a) in self.0.iter().enumerate() {
+            for b in &self.0[i + 1..] {
+                if a.enabled == b.enabled {
+                    continue;
+                }
+                if let Some(f) = KERNEL_FEATURES
+                    .iter()
+                    .find(|f| a.selector.matches(f) && b.selector.matches(f))
+                {
+                    return Err(SettingsError::Contradiction {
+                        context: context.to_string(),
+                        a: a.selector.key.clone(),
+                        a_on: a.enabled,
+                        b: b.selector.key.clone(),
+                        b_on: b.enabled,
+                        feature: f,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Combines the settings of several NICs (bond slaves, multipath
+    /// uplinks). Where they disagree on a feature, `false` wins: checksum
+    /// offload is off if any path needs it off. An `on` that every feature
+    /// of is turned off by another NIC's settings is dropped here, so what
+    /// `detect` and the log show is what is applied; a partial overlap is
+    /// resolved per feature when applied (see `tune::FeaturePlan`).
+    pub fn merge<'a>(all: impl IntoIterator<Item = &'a FeatureSettings>) -> FeatureSettings {
+        let mut merged: Vec<FeatureSetting> = Vec::new();
+        for s in all.into_iter().flat_map(|s| s.0.iter()) {
+            if !merged.contains(s) {
+                merged.push(s.clone());
+            }
+        }
+        let overridden = |on: &FeatureSetting| {
+            let mut members = KERNEL_FEATURES
+                .iter()
+                .filter(|f| on.selector.matches(f))
+                .peekable();
+            members.peek().is_some()
+                && members.all(|f| {
+                    merged
+                        .iter()
+                        .any(|off| !off.enabled && off.selector.matches(f))
+                })
+        };
+        let keep: Vec<bool> = merged
+            .iter()
+            .map(|s| !s.enabled || !overridden(s))
+            .collect();
+        FeatureSettings(
+            merged
+                .into_iter()
+                .zip(keep)
+                .filter_map(|(s, k)| k.then_some(s))
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Display for FeatureSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(no change)");
+        }
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    s.selector.key,
+                    if s.enabled { "on" } else { "off" }
+                )
+            })
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn settings(v: Value) -> FeatureSettings {
+        FeatureSettings::from_json(&v, "test").unwrap()
+    }
+
+    #[test]
+    fn agreeing_overlaps_are_fine() {
+        settings(json!({"tx": false, "tx-checksum-ip-generic": false}));
+    }
+
+    #[test]
+    fn merge_keeps_every_distinct_setting_once() {
+        let a = settings(json!({"tx": false}));
+        let b = settings(json!({"tx": false, "gro": true}));
+        let c = settings(json!({"tx-checksum-ip-generic": true}));
+        let m = FeatureSettings::merge([&a, &b, &a]);
+        assert_eq!(m.to_string(), "tx off, gro on");
+        // An "on" entirely turned off by another NIC's settings is dropped.
+        let m = FeatureSettings::merge([&c, &a]);
+        assert_eq!(m.to_string(), "tx off");
+        // A partial overlap stays; tune::FeaturePlan resolves it per feature.
+        let tx_on = settings(json!({"tx": true}));
+        let generic_off = settings(json!({"tx-checksum-ip-generic": false}));
+        let m = FeatureSettings::merge([&tx_on, &generic_off]);
+        assert_eq!(m.to_string(), "tx on, tx-checksum-ip-generic off");
+    }
+}
