@@ -17,7 +17,7 @@ pub mod config;
 pub mod install;
 pub(crate) mod json;
 pub(crate) mod kernel;
-pub mod logger;
+pub(crate) mod logger;
 pub(crate) mod offload;
 /// What the integration tests read through the library rather than through
 /// the binary: kept out of the documented surface.

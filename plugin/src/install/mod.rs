@@ -11,10 +11,10 @@
 
 pub mod edit;
 pub mod entry;
-pub mod files;
-pub mod handover;
+mod files;
+mod handover;
 pub mod select;
-pub mod throttle;
+mod throttle;
 mod watch;
 
 use crate::args::{Args, ArgsError};
