@@ -3,6 +3,7 @@
 //! every front end needs. The CNI envelope around it (cniVersion,
 //! prevResult) is the protocol layer's (`cni::netconf`).
 
+use crate::fsread::{self, ReadError};
 use crate::json;
 use crate::kernel::link::{check_ifname, IfnameError};
 use crate::logger::{self, LevelError};
@@ -11,7 +12,6 @@ use log::LevelFilter;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// Where the settings go: which ends of the veth pair.
@@ -227,13 +227,24 @@ impl Config {
     }
 }
 
-/// Reads an entry from a file (`detect --config`, the agent's `--config`).
-pub fn load_file(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+/// An entry file larger than this is not an entry (the whole built-in
+/// policy is a few hundred bytes).
+pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
+
+/// The text of an entry file (`--config` of every command): a regular
+/// file, never a FIFO or device, at most `MAX_ENTRY_BYTES`.
+pub fn read_file(path: &Path) -> Result<String, LoadError> {
+    let read_err = |source| LoadError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
-    Config::from_json(&text).map_err(|source| LoadError::Entry {
+    };
+    let bytes = fsread::read_regular(path, MAX_ENTRY_BYTES).map_err(read_err)?;
+    String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8(path.to_path_buf()))
+}
+
+/// Reads an entry from a file (`detect --config`, the agent's `--config`).
+pub fn load_file(path: &Path) -> Result<Config, LoadError> {
+    Config::from_json(&read_file(path)?).map_err(|source| LoadError::Entry {
         path: path.to_path_buf(),
         source,
     })
@@ -243,7 +254,9 @@ pub fn load_file(path: &Path) -> Result<Config, LoadError> {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
+    Read { path: PathBuf, source: ReadError },
+    #[error("{}: not UTF-8 text", .0.display())]
+    NotUtf8(PathBuf),
     #[error("{}: {source}", path.display())]
     Entry { path: PathBuf, source: EntryError },
 }

@@ -8,12 +8,13 @@
 //! - the core: `config` (the entry) and `offload` (facts -> decision ->
 //!   tune -> read back);
 //! - `kernel`: netlink, ethtool, netns;
-//! - support: `logger`, `args`, `json`.
+//! - support: `logger`, `args`, `json`, `fsread`.
 
 pub mod args;
 pub mod cli;
 pub mod cni;
 pub mod config;
+pub(crate) mod fsread;
 pub mod install;
 pub(crate) mod json;
 pub(crate) mod kernel;

@@ -99,7 +99,6 @@ impl NetConf {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
-    use std::path::PathBuf;
 
     fn parse(v: Value) -> Result<NetConf, CniError> {
         NetConf::parse(v.to_string().as_bytes())
@@ -117,24 +116,6 @@ mod tests {
         assert_eq!(c.version, Version(1, 0, 0));
         assert!(c.prev_result.is_none());
         assert!(c.config.log_file.is_none());
-    }
-
-    #[test]
-    fn full_config_from_the_docs() {
-        let c = parse(json!({
-            "cniVersion": "1.1.0", "name": "kindnet", "type": "csum-offload",
-            "hostInterface": "eth0", "hostDriver": "txgbe",
-            "drivers": {"txgbe": {"tx": false}, "i40e": {}}, "default": {},
-            "apply": "container", "failurePolicy": "ignore",
-            "logFile": "/var/log/csum-offload.log", "logLevel": "debug",
-            "runtimeConfig": {}, "capabilities": {}, "cni.dev/valid-attachments": []
-        }))
-        .unwrap();
-        assert_eq!(c.config.host_interface.as_deref(), Some("eth0"));
-        assert_eq!(
-            c.config.log_file,
-            Some(PathBuf::from("/var/log/csum-offload.log"))
-        );
     }
 
     #[test]

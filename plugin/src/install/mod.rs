@@ -18,6 +18,7 @@ mod throttle;
 mod watch;
 
 use crate::args::{Args, ArgsError};
+use crate::config::{self, LoadError};
 use crate::logger::{self, LevelError};
 use crate::offload::decision::decide;
 use edit::{EditError, Step};
@@ -45,8 +46,8 @@ pub enum InstallError {
     ConfFileName(String),
     #[error("--log-level {0}")]
     LogLevel(#[from] LevelError),
-    #[error("{}: {source}", path.display())]
-    ReadConfig { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    ReadConfig(#[from] LoadError),
     #[error("{}: {source}", path.display())]
     Entry { path: PathBuf, source: EntryError },
     #[error("{}: {source}", path.display())]
@@ -137,10 +138,7 @@ pub fn load_entry(path: Option<&Path>) -> Result<Entry, InstallError> {
     let Some(path) = path else {
         return Ok(Entry::default_entry());
     };
-    let text = std::fs::read_to_string(path).map_err(|source| InstallError::ReadConfig {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = config::read_file(path)?;
     Entry::from_config(&text).map_err(|source| InstallError::Entry {
         path: path.to_path_buf(),
         source,
