@@ -47,6 +47,17 @@ pub enum NonVeth {
     Fail,
 }
 
+/// What to do when the host NIC cannot be detected (no default route, an
+/// unreadable driver): the plugin does not know whether a fix is needed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetectionFailure {
+    /// Change nothing, pass the result through, say so at warn.
+    Skip,
+    /// Fail the ADD and CHECK (code 102) and STATUS (code 50): for
+    /// operators who would rather not start a pod than start it unfixed.
+    Fail,
+}
+
 /// A validated entry.
 #[derive(Debug)]
 pub struct Config {
@@ -57,6 +68,7 @@ pub struct Config {
     pub placement: Placement,
     pub failure_policy: FailurePolicy,
     pub non_veth: NonVeth,
+    pub detection_failure: DetectionFailure,
     pub log_file: Option<PathBuf>,
     pub log_level: LevelFilter,
 }
@@ -71,6 +83,7 @@ impl Default for Config {
             placement: Placement::Both,
             failure_policy: FailurePolicy::Fail,
             non_veth: NonVeth::Skip,
+            detection_failure: DetectionFailure::Skip,
             log_file: None,
             log_level: LevelFilter::Info,
         }
@@ -150,6 +163,7 @@ pub const OWN_KEYS: &[&str] = &[
     "apply",
     "failurePolicy",
     "nonVeth",
+    "detectionFailure",
     "logFile",
     "logLevel",
 ];
@@ -168,7 +182,7 @@ impl Config {
                 && !OWN_KEYS.contains(&key.as_str())
                 && !key.starts_with("cni.dev/")
             {
-                return Err(ConfigError::UnknownField(key.clone()));
+                return Err(ConfigError::UnknownField(json::clip(key)));
             }
         }
         let fields = Fields(raw);
@@ -200,6 +214,11 @@ impl Config {
             &["skip", "fail"],
             &[NonVeth::Skip, NonVeth::Fail],
         )?;
+        let detection_failure = fields.one_of(
+            "detectionFailure",
+            &["skip", "fail"],
+            &[DetectionFailure::Skip, DetectionFailure::Fail],
+        )?;
         let log_file = fields.string("logFile")?.map(PathBuf::from);
         if let Some(path) = &log_file {
             if !path.is_absolute() {
@@ -214,6 +233,7 @@ impl Config {
             placement,
             failure_policy,
             non_veth,
+            detection_failure,
             log_file,
             log_level,
         })
@@ -313,10 +333,10 @@ impl Fields<'_> {
             .iter()
             .position(|n| *n == value)
             .map(|i| values[i])
-            .ok_or(ConfigError::NotOneOf {
+            .ok_or_else(|| ConfigError::NotOneOf {
                 key,
                 options: names,
-                got: value,
+                got: json::clip(&value),
             })
     }
 }
@@ -361,6 +381,7 @@ mod tests {
         assert_eq!(c.placement, Placement::Container);
         assert_eq!(c.failure_policy, FailurePolicy::Ignore);
         assert_eq!(c.non_veth, NonVeth::Skip);
+        assert_eq!(c.detection_failure, DetectionFailure::Skip);
         assert_eq!(c.log_level, LevelFilter::Debug);
         assert_eq!(c.log_file, Some(PathBuf::from("/var/log/csum-offload.log")));
     }
@@ -424,6 +445,10 @@ mod tests {
                 "nonVeth must be \"skip\" or \"fail\"",
             ),
             (json!({"logLevel": "verbose"}), "logLevel must be one of"),
+            (
+                json!({"detectionFailure": "ignore"}),
+                "detectionFailure must be \"skip\" or \"fail\", got \"ignore\"",
+            ),
         ];
         for (conf, want) in cases {
             let msg = parse(conf.clone()).unwrap_err().to_string();

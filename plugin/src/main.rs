@@ -1,7 +1,7 @@
 use csum_offload::args::Args;
-use csum_offload::cni::netconf::DecodeError;
+use csum_offload::cni::netconf::read_input;
 use csum_offload::{cli, install};
-use std::io::{Read, Write};
+use std::io::Write;
 
 const HELP: &str = "\
 csum-offload: CNI chained plugin that sets checksum offload on a pod's veth
@@ -33,7 +33,9 @@ Operator commands:
 ";
 
 fn main() {
-    if let Ok(command) = std::env::var("CNI_COMMAND") {
+    // Set at all (even empty or not UTF-8): a runtime is calling, and it
+    // must get a CNI result or error object.
+    if let Some(command) = std::env::var_os("CNI_COMMAND") {
         // A bug must still reach the runtime as a CNI error, not as an
         // empty stdout: the reply is written once at the end, so nothing
         // partial precedes this.
@@ -45,10 +47,9 @@ fn main() {
             let _ = out.flush();
             std::process::exit(1);
         }));
-        let mut stdin = Vec::new();
-        let reply = match std::io::stdin().read_to_end(&mut stdin) {
-            Ok(_) => csum_offload::cni::run(&command, &stdin, |k| std::env::var(k).ok()),
-            Err(e) => csum_offload::cni::Error::from(DecodeError::Read(e)).into(),
+        let reply = match read_input(std::io::stdin().lock()) {
+            Ok(stdin) => csum_offload::cni::run(&command, &stdin, |k| std::env::var_os(k)),
+            Err(e) => csum_offload::cni::Error::from(e).into(),
         };
         let mut out = std::io::stdout().lock();
         let _ = out

@@ -646,3 +646,134 @@ fn malformed_del() {
         ),
     ]);
 }
+
+/// Input no runtime should send, and that must neither hang the plugin
+/// (common::exec fails a run that takes longer than common::HANG) nor
+/// change the pair: values that are not UTF-8, files that are not network
+/// namespaces but could block an open, and inputs large enough that work
+/// not bounded by their size would take minutes.
+#[test]
+fn hostile_input_is_refused_quickly_and_changes_nothing() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let lab = lab();
+    let before = lab.ethtool_k();
+    let dir = std::env::temp_dir().join(format!("bi-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("netns-fifo");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let fifo = fifo.to_str().unwrap().to_string();
+    let bytes = |b: &[u8]| OsString::from_vec(b.to_vec());
+    let good = good_config(&lab.netns_path()).to_string().into_bytes();
+    let mut huge_key = good_config(&lab.netns_path());
+    huge_key["drivers"] = json!({"txgbe": {"x".repeat(3 << 20): false}});
+    let huge_key = huge_key.to_string().into_bytes();
+    let mut huge_stdin = good.clone();
+    huge_stdin.resize(64 << 20, b' ');
+    // (what, variable to replace, its value, stdin, code, piece of msg)
+    type Hostile<'a> = (
+        &'static str,
+        &'static str,
+        OsString,
+        &'a [u8],
+        u64,
+        &'static str,
+    );
+    let cases: Vec<Hostile> = vec![
+        (
+            "CNI_COMMAND not UTF-8",
+            "CNI_COMMAND",
+            bytes(b"AD\xffD"),
+            &good,
+            4,
+            "CNI_COMMAND is not valid UTF-8",
+        ),
+        (
+            "CNI_NETNS not UTF-8",
+            "CNI_NETNS",
+            bytes(b"/run/netns/\xff"),
+            &good,
+            4,
+            "CNI_NETNS is not valid UTF-8",
+        ),
+        (
+            "CNI_IFNAME not UTF-8",
+            "CNI_IFNAME",
+            bytes(b"eth\xff"),
+            &good,
+            4,
+            "CNI_IFNAME is not valid UTF-8",
+        ),
+        (
+            "CNI_CONTAINERID not UTF-8",
+            "CNI_CONTAINERID",
+            bytes(b"c\xff"),
+            &good,
+            4,
+            "CNI_CONTAINERID is not valid UTF-8",
+        ),
+        (
+            "CNI_NETNS is a FIFO",
+            "CNI_NETNS",
+            OsString::from(&fifo),
+            &good,
+            4,
+            "not a network namespace",
+        ),
+        (
+            "CNI_NETNS is a device",
+            "CNI_NETNS",
+            OsString::from("/dev/zero"),
+            &good,
+            4,
+            "not a network namespace",
+        ),
+        (
+            "an 8 MB feature name",
+            "CNI_PATH",
+            OsString::from("/usr/lib/cni"),
+            &huge_key,
+            7,
+            "unknown offload feature",
+        ),
+        (
+            "64 MiB of stdin",
+            "CNI_PATH",
+            OsString::from("/usr/lib/cni"),
+            &huge_stdin,
+            6,
+            "larger than 4 MiB",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, key, value, stdin, code, msg) in cases {
+        let mut env: Vec<(OsString, OsString)> = lab
+            .env("ADD")
+            .into_iter()
+            .filter(|(k, _)| k != key)
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        env.push((key.into(), value));
+        let reply = exec(&env, stdin);
+        let case = Case {
+            name: what,
+            command: "ADD",
+            edits: Vec::new(),
+            code,
+            msg,
+        };
+        if let Err(why) = judge(&case, &reply) {
+            failures.push(format!("{what}: {why}\n  stdout: {:.300}", reply.stdout));
+        }
+        if reply.stdout.len() > 4096 {
+            failures.push(format!(
+                "{what}: a {}-byte reply repeats the input",
+                reply.stdout.len()
+            ));
+        }
+        assert_eq!(lab.ethtool_k(), before, "{what} changed the veth features");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

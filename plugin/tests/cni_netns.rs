@@ -115,7 +115,19 @@ fn host_interface_overrides_the_default_route() {
     let c = add_conf(json!({"hostInterface": "up0", "drivers": {"veth": {"tx": false}}}));
     lab.cni("ADD", &c).expect_ok();
     assert!(!lab.active(false, "tx-checksum-ip-generic"));
-    let c = add_conf(json!({"hostInterface": "nope0"}));
+    // A named interface that is not there: the plugin cannot know what the
+    // node needs, so it changes nothing unless told to fail.
+    let lab = Lab::new("cso");
+    let before = lab.features();
+    let r = lab.cni("ADD", &add_conf(json!({"hostInterface": "nope0"})));
+    r.expect_ok();
+    assert!(
+        r.stderr.contains("hostInterface \"nope0\" does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lab.features(), before);
+    let c = add_conf(json!({"hostInterface": "nope0", "detectionFailure": "fail"}));
     let msg = lab.cni("ADD", &c).expect_error(102);
     assert!(
         msg.contains("hostInterface \"nope0\" does not exist"),
@@ -124,26 +136,46 @@ fn host_interface_overrides_the_default_route() {
 }
 
 #[test]
-fn no_default_route_is_a_clear_detection_error() {
+fn no_default_route_changes_nothing_and_keeps_pods_and_the_node_going() {
+    // The lab's host netns has no default route, as on a node with policy
+    // routing or a VRF: detection cannot tell which NIC pods leave by.
     let lab = Lab::new("cso");
     let before = lab.features();
-    let msg = lab.cni("ADD", &add_conf(json!({}))).expect_error(102);
+    for verb in ["ADD", "CHECK"] {
+        let prev = prev_result("1.1.0", &lab.netns_path());
+        let r = lab.cni(verb, &conf("1.1.0", json!({}), Some(prev.clone())));
+        r.expect_ok();
+        if verb == "ADD" {
+            assert_eq!(r.json(), prev, "prevResult passed through");
+        }
+        assert!(
+            r.stderr.contains("WARN")
+                && r.stderr.contains("no default route")
+                && r.stderr.contains("changing nothing"),
+            "{verb}: the log says why: {}",
+            r.stderr
+        );
+        assert_eq!(lab.features(), before, "{verb} changed nothing");
+    }
+    // STATUS stays ready: an error would take the node NotReady.
+    lab.cni("STATUS", &conf("1.1.0", json!({}), None))
+        .expect_ok();
+    // Failing closed is an explicit choice, and then ADD and STATUS say so.
+    let fail = json!({"detectionFailure": "fail"});
+    let msg = lab.cni("ADD", &add_conf(fail.clone())).expect_error(102);
     assert!(
         msg.contains("no default route") && msg.contains("hostDriver"),
         "{msg}"
     );
-    assert_eq!(lab.features(), before);
-    // STATUS says the plugin cannot work here (code 50)...
-    lab.cni("STATUS", &conf("1.1.0", json!({}), None))
+    let msg = lab
+        .cni("STATUS", &conf("1.1.0", fail.clone(), None))
         .expect_error(50);
-    // ...unless the operator chose to never block pods.
-    lab.cni(
-        "STATUS",
-        &conf("1.1.0", json!({"failurePolicy": "ignore"}), None),
-    )
-    .expect_ok();
-    lab.cni("ADD", &add_conf(json!({"failurePolicy": "ignore"})))
-        .expect_ok();
+    assert!(msg.contains("no default route"), "{msg}");
+    // failurePolicy is about settings that did not stick, not detection.
+    let mut both = fail;
+    both["failurePolicy"] = json!("ignore");
+    lab.cni("ADD", &add_conf(both)).expect_error(102);
+    assert_eq!(lab.features(), before);
 }
 
 #[test]
@@ -594,4 +626,63 @@ fn multipath_uplinks_merge_their_settings_and_off_wins() {
         assert!(!lab.active(host_side, "tx-checksum-ip-generic"));
         assert!(lab.active(host_side, "rx-gro"));
     }
+}
+
+#[test]
+fn every_wanted_bit_is_sent_so_the_policy_sticks() {
+    // TX checksum already off on the host end: TSO is off only as a
+    // consequence, "off [requested on]", and would come back with TX.
+    let lab = Lab::new("cso");
+    run("ethtool", &["-K", &lab.host_if, "tx", "off"]);
+    let k = run("ethtool", &["-k", &lab.host_if]);
+    assert_eq!(
+        ethtool_value(&k, "tx-tcp-segmentation"),
+        "off [requested on]"
+    );
+    let c = add_conf(json!({"hostDriver": "x", "drivers": {"x": {"tx": false, "tso": false}}}));
+    lab.cni("ADD", &c).expect_ok();
+    let k = run("ethtool", &["-k", &lab.host_if]);
+    assert_eq!(
+        ethtool_value(&k, "tx-tcp-segmentation"),
+        "off",
+        "requested off too"
+    );
+    // Someone turns TX back on: TSO stays off, as the policy asked.
+    run("ethtool", &["-K", &lab.host_if, "tx", "on"]);
+    let k = run("ethtool", &["-k", &lab.host_if]);
+    assert_eq!(ethtool_value(&k, "tx-checksum-ip-generic"), "on");
+    assert_eq!(ethtool_value(&k, "tx-tcp-segmentation"), "off");
+}
+
+#[test]
+fn an_end_that_cannot_be_reached_means_no_end_is_changed() {
+    // The host end moved to a third netns: the pod's peer is not in the
+    // netns the plugin runs in, so `apply: both` cannot be done whole.
+    let lab = Lab::new("cso");
+    let elsewhere = format!("{}-far", lab.pod);
+    run("ip", &["netns", "add", &elsewhere]);
+    run("ip", &["link", "set", &lab.host_if, "netns", &elsewhere]);
+    let container_now = || read_features(Some(std::path::Path::new(&lab.netns_path())), POD_IF);
+    let container_before = container_now();
+    let msg = lab.cni("ADD", &add_conf(txgbe())).expect_error(100);
+    assert!(
+        msg.contains("host end: the peer of eth0 is in another netns"),
+        "{msg}"
+    );
+    assert_eq!(
+        container_now(),
+        container_before,
+        "the pod end was left alone"
+    );
+    let mut ignore = txgbe();
+    ignore["failurePolicy"] = json!("ignore");
+    lab.cni("ADD", &add_conf(ignore)).expect_ok();
+    assert_eq!(container_now(), container_before);
+    // CHECK reports the unreachable end as not applied, not as drift.
+    lab.cni("CHECK", &add_conf(txgbe())).expect_error(100);
+    // The container end alone is still a whole job.
+    let mut container = txgbe();
+    container["apply"] = json!("container");
+    lab.cni("ADD", &add_conf(container)).expect_ok();
+    assert_ne!(container_now(), container_before);
 }

@@ -92,7 +92,9 @@ pub fn cni_run(data: &[u8]) {
         }
         .map(str::to_string)
     };
-    let reply = cni::run(command, stdin, getenv);
+    let reply = cni::run(std::ffi::OsStr::new(command), stdin, |k| {
+        getenv(k).map(std::ffi::OsString::from)
+    });
     match reply.exit_code {
         0 => {
             assert!(

@@ -1,12 +1,15 @@
 //! The CNI_* environment of one invocation.
 
 use crate::kernel::link::{check_ifname, IfnameError};
+use std::ffi::{OsStr, OsString};
 
 /// A CNI_* variable that is missing or malformed.
 #[derive(Debug, thiserror::Error)]
 pub enum EnvError {
     #[error("unknown CNI_COMMAND {0:?}; expected ADD, DEL, CHECK, VERSION, STATUS or GC")]
     UnknownCommand(String),
+    #[error("{0} is not valid UTF-8")]
+    NotUtf8(&'static str),
     #[error("{name} is required for {verb}")]
     Required {
         name: &'static str,
@@ -40,7 +43,8 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn parse(s: &str) -> Result<Self, EnvError> {
+    pub fn parse(raw: &OsStr) -> Result<Self, EnvError> {
+        let s = raw.to_str().ok_or(EnvError::NotUtf8("CNI_COMMAND"))?;
         Ok(match s {
             "ADD" => Self::Add,
             "DEL" => Self::Del,
@@ -78,10 +82,17 @@ impl Attachment {
     /// environment in production, a table in tests).
     pub fn from_env(
         command: Command,
-        get: impl Fn(&str) -> Option<String>,
+        get: impl Fn(&str) -> Option<OsString>,
     ) -> Result<Self, EnvError> {
-        let required = |name: &'static str| -> Result<String, EnvError> {
+        // A value that is not UTF-8 is named as such, never mistaken for a
+        // missing one.
+        let get = |name: &'static str| -> Result<Option<String>, EnvError> {
             get(name)
+                .map(|v| v.into_string().map_err(|_| EnvError::NotUtf8(name)))
+                .transpose()
+        };
+        let required = |name: &'static str| -> Result<String, EnvError> {
+            get(name)?
                 .filter(|v| !v.is_empty())
                 .ok_or(EnvError::Required {
                     name,
@@ -93,7 +104,7 @@ impl Attachment {
             return Err(EnvError::ContainerId(container_id));
         }
         let netns = match command {
-            Command::Del => get("CNI_NETNS").unwrap_or_default(),
+            Command::Del => get("CNI_NETNS")?.unwrap_or_default(),
             _ => required("CNI_NETNS")?,
         };
         if !netns.is_empty() && !netns.starts_with('/') {
@@ -130,22 +141,26 @@ mod tests {
         crate::cni::Error::from(e).code()
     }
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
         move |k| {
             pairs
                 .iter()
                 .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
+                .map(|(_, v)| OsString::from(v))
         }
     }
 
     #[test]
     fn commands() {
         for c in ["ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC"] {
-            assert_eq!(Command::parse(c).unwrap().as_str(), c);
+            assert_eq!(Command::parse(OsStr::new(c)).unwrap().as_str(), c);
         }
-        assert_eq!(code(Command::parse("add").unwrap_err()), 4);
-        assert_eq!(code(Command::parse("").unwrap_err()), 4);
+        assert_eq!(code(Command::parse(OsStr::new("add")).unwrap_err()), 4);
+        assert_eq!(code(Command::parse(OsStr::new("")).unwrap_err()), 4);
+        use std::os::unix::ffi::OsStrExt;
+        let e = Command::parse(OsStr::from_bytes(b"AD\xffD")).unwrap_err();
+        assert_eq!(e.to_string(), "CNI_COMMAND is not valid UTF-8");
+        assert_eq!(code(e), 4);
     }
 
     #[test]
@@ -168,6 +183,17 @@ mod tests {
             assert!(e.to_string().contains(full[missing].0), "{e}");
             assert_eq!(code(e), 4);
         }
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_named() {
+        use std::os::unix::ffi::OsStrExt;
+        let get = |k: &str| match k {
+            "CNI_NETNS" => Some(OsStr::from_bytes(b"/run/netns/\xff").to_os_string()),
+            other => Some(OsString::from(format!("{}0", other.len()))),
+        };
+        let e = Attachment::from_env(Command::Add, get).unwrap_err();
+        assert_eq!(e.to_string(), "CNI_NETNS is not valid UTF-8");
     }
 
     #[test]

@@ -106,11 +106,7 @@ impl From<KernelError> for CniError {
 
 impl From<DetectError> for CniError {
     fn from(e: DetectError) -> Self {
-        match e {
-            // Not a fact about the node: the plugin could not even ask.
-            DetectError::Socket(_) => Self::Internal(e.to_string()),
-            e => Self::Detection(e),
-        }
+        Self::Detection(e)
     }
 }
 
@@ -134,7 +130,6 @@ impl From<PodError> for CniError {
                 EnvError::IfnameMissing { ifname, netns }.into()
             }
             PodError::NotVeth(what) => Self::NotVeth(what),
-            PodError::Detection(e) => e.into(),
             PodError::Kernel(e) => e.into(),
         }
     }

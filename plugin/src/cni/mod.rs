@@ -14,6 +14,7 @@ mod verbs;
 pub mod version;
 
 use env::Command;
+use std::ffi::{OsStr, OsString};
 
 pub use error::CniError as Error;
 pub use netconf::NetConf;
@@ -27,7 +28,7 @@ pub struct Reply {
 
 /// Runs one CNI invocation. `getenv` reads CNI_* variables; stdout is the
 /// reply's only channel, diagnostics go to the log.
-pub fn run(command: &str, stdin: &[u8], getenv: impl Fn(&str) -> Option<String>) -> Reply {
+pub fn run(command: &OsStr, stdin: &[u8], getenv: impl Fn(&str) -> Option<OsString>) -> Reply {
     let mut reported_version = version::CURRENT.to_string();
     let result = Command::parse(command)
         .map_err(Error::from)
@@ -40,7 +41,11 @@ pub fn run(command: &str, stdin: &[u8], getenv: impl Fn(&str) -> Option<String>)
         Err(err) => {
             // Errors found before the config named a log file still reach
             // stderr (a no-op when the logger is already set up).
-            crate::logger::init(log::LevelFilter::Info, None, command.to_string());
+            crate::logger::init(
+                log::LevelFilter::Info,
+                None,
+                command.to_string_lossy().into_owned(),
+            );
             log::error!("{err}");
             Reply {
                 stdout: err.to_json(&reported_version),

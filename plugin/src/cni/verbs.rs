@@ -5,15 +5,16 @@ use super::env::{Attachment, Command};
 use super::error::CniError;
 use super::netconf::{Envelope, NetConf, PrevResultError};
 use super::version;
-use crate::config::FailurePolicy;
+use crate::config::{DetectionFailure, FailurePolicy};
 use crate::logger;
 use crate::offload::decision::decide;
-use crate::offload::pod::{self, Mode};
+use crate::offload::pod::{self, Mode, PodOutcome};
+use std::ffi::OsString;
 
 pub(super) fn dispatch(
     command: Command,
     stdin: &[u8],
-    getenv: &dyn Fn(&str) -> Option<String>,
+    getenv: &dyn Fn(&str) -> Option<OsString>,
     reported_version: &mut String,
 ) -> Result<String, CniError> {
     match command {
@@ -33,7 +34,7 @@ pub(super) fn dispatch(
 fn add_or_check(
     command: Command,
     stdin: &[u8],
-    getenv: &dyn Fn(&str) -> Option<String>,
+    getenv: &dyn Fn(&str) -> Option<OsString>,
     reported_version: &mut String,
 ) -> Result<String, CniError> {
     let conf = parse(stdin, reported_version)?;
@@ -110,7 +111,7 @@ fn prev_result_output(raw: &str, cni_version: &str) -> Result<String, CniError> 
 /// leak the IPAM allocation of the plugins before us.
 fn del(
     stdin: &[u8],
-    getenv: &dyn Fn(&str) -> Option<String>,
+    getenv: &dyn Fn(&str) -> Option<OsString>,
     reported_version: &mut String,
 ) -> Result<String, CniError> {
     let envelope = Envelope::parse(stdin)?;
@@ -151,34 +152,51 @@ fn gc(stdin: &[u8], reported_version: &mut String) -> Result<String, CniError> {
     Ok(String::new())
 }
 
-/// STATUS: ready when the host NIC can be read (or is configured).
+/// STATUS: ready unless the plugin truly cannot serve ADD under the
+/// operator's choices. A runtime turns a STATUS error into
+/// NetworkReady=false, and kubelet then takes the node NotReady; so a node
+/// whose NIC cannot be detected is ready unless `detectionFailure` is
+/// "fail" (where ADD fails too).
 fn status(conf: &NetConf) -> Result<String, CniError> {
-    match decide(&conf.config).map_err(CniError::from) {
+    match decide(&conf.config) {
         Ok(_) => Ok(String::new()),
-        Err(e) if conf.config.failure_policy == FailurePolicy::Ignore => {
-            log::warn!("{e} (failurePolicy ignore: reporting ready)");
+        Err(e) if conf.config.detection_failure == DetectionFailure::Skip => {
+            log::debug!("host NIC detection failed: {e}; pods pass through unchanged (detectionFailure \"skip\")");
             Ok(String::new())
         }
-        Err(e) => Err(CniError::NotAvailable(Box::new(e))),
+        Err(e) => Err(CniError::NotAvailable(Box::new(e.into()))),
     }
 }
 
 /// Applies (ADD) or verifies (CHECK) the policy on the pod's veth pair.
-/// Errors after the config and environment were accepted obey
-/// failurePolicy; a wrong CNI_NETNS or CNI_IFNAME is the caller's error and
-/// always fails.
+/// A node whose NIC cannot be detected passes through unchanged unless
+/// `detectionFailure` is "fail". Other errors after the config and
+/// environment were accepted obey failurePolicy; a wrong CNI_NETNS or
+/// CNI_IFNAME is the caller's error and always fails.
 fn pod_job(conf: &NetConf, attachment: &Attachment, mode: Mode) -> Result<(), CniError> {
-    let result = pod::tune(&conf.config, &attachment.netns, &attachment.ifname, mode)
-        .map_err(CniError::from)
-        .and_then(|problems| {
-            if problems.is_empty() {
-                Ok(())
-            } else if mode == Mode::Verify && problems.has_feature_problems() {
-                Err(CniError::Drifted(problems))
-            } else {
-                Err(CniError::NotApplied(problems))
+    let result = match pod::tune(&conf.config, &attachment.netns, &attachment.ifname, mode) {
+        Ok(PodOutcome::Undetected(e)) => {
+            return match conf.config.detection_failure {
+                DetectionFailure::Fail => Err(e.into()),
+                DetectionFailure::Skip => {
+                    log::warn!(
+                        "host NIC detection failed: {e}; changing nothing (detectionFailure \"skip\")"
+                    );
+                    Ok(())
+                }
             }
-        });
+        }
+        Ok(PodOutcome::Tuned(problems)) if problems.is_empty() => Ok(()),
+        Ok(PodOutcome::Tuned(problems)) => {
+            Err(if mode == Mode::Verify && problems.has_feature_problems() {
+                CniError::Drifted(problems)
+            } else {
+                CniError::NotApplied(problems)
+            })
+        }
+        Ok(PodOutcome::NotVeth | PodOutcome::NoChange) => Ok(()),
+        Err(e) => Err(CniError::from(e)),
+    };
     match result {
         Err(e)
             if conf.config.failure_policy == FailurePolicy::Ignore

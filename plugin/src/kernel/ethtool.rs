@@ -105,11 +105,13 @@ pub fn feature_names(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<Vec<String>
         .collect())
 }
 
-/// One interface's feature bits (ETHTOOL_GFEATURES blocks; the
-/// `requested` words are not kept: the plugin judges what is active).
+/// One interface's feature bits (ETHTOOL_GFEATURES blocks).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeatureState {
     available: Vec<u32>,
+    /// What was asked for; `active` may differ when a dependency is off
+    /// (ethtool's "off [requested on]").
+    requested: Vec<u32>,
     active: Vec<u32>,
     never_changed: Vec<u32>,
 }
@@ -125,12 +127,14 @@ impl FeatureState {
         let blocks = flags.len().div_ceil(32).max(1);
         let mut s = Self {
             available: vec![0; blocks],
+            requested: vec![0; blocks],
             active: vec![0; blocks],
             never_changed: vec![0; blocks],
         };
         for (i, &(active, changeable)) in flags.iter().enumerate() {
             if active {
                 s.active[i / 32] |= 1 << (i % 32);
+                s.requested[i / 32] |= 1 << (i % 32);
             }
             if changeable {
                 s.available[i / 32] |= 1 << (i % 32);
@@ -141,6 +145,10 @@ impl FeatureState {
 
     pub fn active(&self, i: usize) -> bool {
         bit(&self.active, i)
+    }
+
+    pub fn requested(&self, i: usize) -> bool {
+        bit(&self.requested, i)
     }
 
     /// What `ethtool -k` shows without `[fixed]`: the driver offers the bit
@@ -164,6 +172,7 @@ pub fn features(fd: BorrowedFd<'_>, ifname: &str, count: usize) -> io::Result<Fe
     };
     Ok(FeatureState {
         available: field(0),
+        requested: field(1),
         active: field(2),
         never_changed: field(3),
     })

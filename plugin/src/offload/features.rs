@@ -148,8 +148,16 @@ impl FeatureSelector {
     }
 }
 
+/// Keys longer than this are never within a suggestion's edit distance
+/// of any name (the longest is 30 bytes, the distance allowed at most 7),
+/// so they are not compared: the comparison costs the product of lengths.
+const SUGGEST_MAX_KEY: usize = 40;
+
 /// Suggests the closest known name for an unknown key (for error messages).
 pub fn suggest(key: &str) -> Option<&'static str> {
+    if key.len() > SUGGEST_MAX_KEY {
+        return None;
+    }
     let candidates = KERNEL_FEATURES
         .iter()
         .copied()
@@ -265,6 +273,16 @@ mod tests {
             "raw patterns are not config keys"
         );
         assert_eq!(suggest("zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"), None);
+        // Every name is within the length a suggestion is computed for.
+        for name in KERNEL_FEATURES
+            .iter()
+            .chain(ALIASES.iter().flat_map(|(s, l, _)| [s, l]))
+        {
+            assert!(
+                name.len() + 3.max(name.len() / 4) <= SUGGEST_MAX_KEY,
+                "{name}"
+            );
+        }
     }
 
     #[test]

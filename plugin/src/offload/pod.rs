@@ -36,9 +36,22 @@ pub enum PodError {
     #[error("{0} is not a veth and nonVeth is \"fail\"")]
     NotVeth(String),
     #[error(transparent)]
-    Detection(#[from] DetectError),
-    #[error(transparent)]
     Kernel(#[from] KernelError),
+}
+
+/// What the job did. Only `Tuned` changed (or, verifying, read) features.
+#[derive(Debug)]
+pub enum PodOutcome {
+    /// The interface is not a veth (and `nonVeth` is "skip").
+    NotVeth,
+    /// The host NIC could not be detected: nothing was changed, because
+    /// nothing says a change is needed. The front end decides whether
+    /// that fails the call (`detectionFailure`).
+    Undetected(DetectError),
+    /// The policy asks for nothing on this node.
+    NoChange,
+    /// The features were set (or verified); what is not as wanted.
+    Tuned(Problems),
 }
 
 impl PodSockets {
@@ -142,7 +155,12 @@ impl fmt::Display for Problems {
 
 /// Sets or verifies the policy on the pod's veth pair named by `netns`
 /// and `ifname`.
-pub fn tune(config: &Config, netns: &str, ifname: &str, mode: Mode) -> Result<Problems, PodError> {
+pub fn tune(
+    config: &Config,
+    netns: &str,
+    ifname: &str,
+    mode: Mode,
+) -> Result<PodOutcome, PodError> {
     let mut sockets = PodSockets::open(netns)?;
     let (container, host) = match sockets
         .locate(ifname)
@@ -159,17 +177,19 @@ pub fn tune(config: &Config, netns: &str, ifname: &str, mode: Mode) -> Result<Pr
         }
         PodInterface::NotVeth(link) => {
             log::info!("{} is not a veth; nothing to do", link.describe());
-            return Ok(Problems::default());
+            return Ok(PodOutcome::NotVeth);
         }
         PodInterface::Veth { container, host } => (container, host),
     };
-    let decision = decide(config)?;
+    let decision = match decide(config) {
+        Ok(d) => d,
+        Err(e) => return Ok(PodOutcome::Undetected(e)),
+    };
     if decision.settings.is_empty() {
         log::info!("host NIC {}: policy changes nothing", decision.nic_list());
-        return Ok(Problems::default());
+        return Ok(PodOutcome::NoChange);
     }
     let mut targets = Vec::new();
-    let mut problems = Vec::new();
     if config.placement.container() {
         targets.push(Endpoint {
             end: End::Container,
@@ -177,9 +197,6 @@ pub fn tune(config: &Config, netns: &str, ifname: &str, mode: Mode) -> Result<Pr
             fd: sockets.pod.fd(),
         });
     }
-    // A host end the placement covers but that cannot be found is never
-    // "drift": it is reported as not reached.
-    let mut unreached = Vec::new();
     if config.placement.host() {
         match &host {
             Ok(peer) => targets.push(Endpoint {
@@ -187,39 +204,52 @@ pub fn tune(config: &Config, netns: &str, ifname: &str, mode: Mode) -> Result<Pr
                 ifname: &peer.name,
                 fd: sockets.host.fd(),
             }),
-            Err(why) => unreached.push(Problem::HostEndUnreachable(why.clone())),
+            // Every end the placement covers must be there before any is
+            // changed: half a fix is reported, never left behind. An end
+            // that cannot be found is not "drift" either.
+            Err(why) => {
+                return Ok(PodOutcome::Tuned(Problems(vec![
+                    Problem::HostEndUnreachable(why.clone()),
+                ])))
+            }
         }
     }
-    if let Some(first) = targets.first() {
-        let plan = FeaturePlan::read(&decision.settings, *first)
-            .map_err(|e| KernelError::new("reading feature names", e))?;
-        for target in &targets {
-            let label = target.to_string();
-            let found = match mode {
-                Mode::Verify => plan
-                    .verify(*target)
-                    .map_err(|e| KernelError::new(&label, e))?,
-                Mode::Set => {
-                    let report = plan
-                        .apply(*target)
-                        .map_err(|e| KernelError::new(&label, e))?;
-                    log::info!(
-                        "{label}: host NIC {} -> {}; changed: [{}]; kernel also changed: [{}]",
-                        decision.nic_list(),
-                        decision.settings,
-                        report.changed.join(", "),
-                        report.side_effects.join(", ")
-                    );
-                    report.problems
-                }
-            };
-            problems.extend(found.into_iter().map(|problem| Problem::Feature {
-                end: target.end,
-                ifname: target.ifname.to_string(),
-                problem,
-            }));
-        }
+    let Some(first) = targets.first() else {
+        return Ok(PodOutcome::Tuned(Problems::default()));
+    };
+    let plan = FeaturePlan::read(&decision.settings, *first)
+        .map_err(|e| KernelError::new("reading feature names", e))?;
+    // Read every end before changing any, for the same reason.
+    let mut states = Vec::with_capacity(targets.len());
+    for target in &targets {
+        let state = plan
+            .state(*target)
+            .map_err(|e| KernelError::new(&target.to_string(), e))?;
+        states.push(state);
     }
-    problems.extend(unreached);
-    Ok(Problems(problems))
+    let mut problems = Vec::new();
+    for (target, before) in targets.iter().zip(states) {
+        let found = match mode {
+            Mode::Verify => plan.verify(&before),
+            Mode::Set => {
+                let report = plan
+                    .apply(*target, before)
+                    .map_err(|e| KernelError::new(&target.to_string(), e))?;
+                log::info!(
+                    "{target}: host NIC {} -> {}; changed: [{}]; kernel also changed: [{}]",
+                    decision.nic_list(),
+                    decision.settings,
+                    report.changed.join(", "),
+                    report.side_effects.join(", ")
+                );
+                report.problems
+            }
+        };
+        problems.extend(found.into_iter().map(|problem| Problem::Feature {
+            end: target.end,
+            ifname: target.ifname.to_string(),
+            problem,
+        }));
+    }
+    Ok(PodOutcome::Tuned(Problems(problems)))
 }

@@ -86,7 +86,8 @@ impl Policy {
                 if driver.is_empty() {
                     return Err(PolicyError::EmptyDriverName);
                 }
-                let parsed = FeatureSettings::from_json(settings, &format!("drivers.{driver}"))?;
+                let context = format!("drivers.{}", json::clip(driver));
+                let parsed = FeatureSettings::from_json(settings, &context)?;
                 self.drivers
                     .insert(driver.clone(), (parsed, PolicySource::Config));
             }

@@ -65,12 +65,12 @@ impl FeatureSettings {
             let selector =
                 FeatureSelector::parse(key).ok_or_else(|| SettingsError::UnknownFeature {
                     context: context.to_string(),
-                    key: key.clone(),
+                    key: json::clip(key),
                     hint: suggest(key),
                 })?;
             let enabled = value.as_bool().ok_or_else(|| SettingsError::NotBool {
                 context: context.to_string(),
-                key: key.clone(),
+                key: json::clip(key),
                 got: json::kind(value),
             })?;
             settings.push(FeatureSetting { selector, enabled });

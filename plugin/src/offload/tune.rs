@@ -83,18 +83,36 @@ impl FeaturePlan {
         }
     }
 
-    /// Sets the wanted features on `target` in one SFEATURES call (only
-    /// those not already in state and changeable), then reads back and
-    /// evaluates.
-    pub fn apply(&self, target: Endpoint<'_>) -> io::Result<EndReport> {
+    /// The current features of `target` (ETHTOOL_GFEATURES): reading them
+    /// first for every end is also how a caller knows each end is there
+    /// before it changes any.
+    pub fn state(&self, target: Endpoint<'_>) -> io::Result<FeatureState> {
+        ethtool::features(target.fd, target.ifname, self.names.len())
+    }
+
+    /// Sets the wanted features on `target`, whose state was `before`, in
+    /// one SFEATURES call, then reads back and evaluates.
+    ///
+    /// When anything is off from the policy, every wanted changeable bit
+    /// is sent, as `ethtool -K dev tx off tso off` sends every feature it
+    /// names: the kernel keeps the *requested* state, and a bit that is
+    /// already off only as a consequence (TSO while TX checksum is off,
+    /// "off [requested on]") would come back on when its dependency does.
+    pub fn apply(&self, target: Endpoint<'_>, before: FeatureState) -> io::Result<EndReport> {
         let count = self.names.len();
-        let before = ethtool::features(target.fd, target.ifname, count)?;
-        let changes: Vec<(usize, bool)> = self
+        let changeable: Vec<&Wanted> = self
             .wanted
             .iter()
-            .filter(|w| before.active(w.index) != w.enabled && before.changeable(w.index))
-            .map(|w| (w.index, w.enabled))
+            .filter(|w| before.changeable(w.index))
             .collect();
+        let stale = changeable
+            .iter()
+            .any(|w| before.active(w.index) != w.enabled || before.requested(w.index) != w.enabled);
+        let changes: Vec<(usize, bool)> = if stale {
+            changeable.iter().map(|w| (w.index, w.enabled)).collect()
+        } else {
+            Vec::new()
+        };
         let after = if changes.is_empty() {
             before.clone()
         } else {
@@ -120,10 +138,10 @@ impl FeaturePlan {
         Ok(report)
     }
 
-    /// Reads the state and evaluates it, changing nothing (CHECK).
-    pub fn verify(&self, target: Endpoint<'_>) -> io::Result<Vec<FeatureProblem>> {
-        let state = ethtool::features(target.fd, target.ifname, self.names.len())?;
-        Ok(evaluate(&self.wanted, &self.missing, &state))
+    /// Evaluates a state read with `state`, changing nothing (CHECK).
+    /// The active bits are judged: they are what packets see.
+    pub fn verify(&self, state: &FeatureState) -> Vec<FeatureProblem> {
+        evaluate(&self.wanted, &self.missing, state)
     }
 }
 

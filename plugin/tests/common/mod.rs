@@ -13,11 +13,13 @@
 
 use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_csum-offload");
 pub const VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -336,8 +338,14 @@ impl Reply {
     }
 }
 
-/// Runs the plugin with exactly this environment and stdin.
-pub fn exec<K: AsRef<str>, V: AsRef<str>>(env: &[(K, V)], stdin: &[u8]) -> Reply {
+/// How long any plugin run may take before the test calls it a hang. Not
+/// a speed assertion: a normal run takes milliseconds; this only turns
+/// "blocked forever" into a failure that names the input.
+pub const HANG: Duration = Duration::from_secs(20);
+
+/// Runs the plugin with exactly this environment and stdin; a run that
+/// does not end within `HANG` is killed and fails the test.
+pub fn exec<K: AsRef<OsStr>, V: AsRef<OsStr>>(env: &[(K, V)], stdin: &[u8]) -> Reply {
     let mut child = Command::new(BIN)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))
@@ -346,9 +354,33 @@ pub fn exec<K: AsRef<str>, V: AsRef<str>>(env: &[(K, V)], stdin: &[u8]) -> Reply
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn the plugin");
-    // The plugin may reject the input before reading all of it.
-    let _ = child.stdin.take().unwrap().write_all(stdin);
-    let out = child.wait_with_output().unwrap();
+    let pid = child.id() as i32;
+    let mut pipe = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    // The plugin may reject the input before reading all of it, or not
+    // read at all: feed it from a thread so neither side can block the other.
+    let feeder = std::thread::spawn(move || {
+        let _ = pipe.write_all(&input);
+    });
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    let out = match result.recv_timeout(HANG) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on our own child's pid, which has not been
+            // reaped (the waiting thread is still waiting for it).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!(
+                "the plugin did not finish within {HANG:?} (env {:?})",
+                env.iter()
+                    .map(|(k, v)| (k.as_ref().to_os_string(), v.as_ref().to_os_string()))
+                    .collect::<Vec<_>>()
+            );
+        }
+    };
+    let _ = feeder.join();
     Reply {
         code: out.status.code(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
