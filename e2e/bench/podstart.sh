@@ -72,7 +72,7 @@ inner() {
         die "cannot build passthrough.c"
     local -A conf
     conf[without]=$(conflist "")
-    conf[csum-offload]=$(conflist '{"type": "csum-offload", "hostDriver": "txgbe", "logFile": "'"$WORK"'/logs/csum-offload.log"}')
+    conf[csum-offload]=$(conflist '{"type": "csum-offload", "hostDriver": "txgbe", "logFile": "'"$PLUGIN_LOG_DIR"'/csum-offload.log"}')
     conf[passthrough]=$(conflist '{"type": "e2ecd-passthrough"}')
     local variants=(without csum-offload passthrough) i k v
     for v in "${variants[@]}"; do : >"$WORK/$v.ms"; done
@@ -87,7 +87,7 @@ inner() {
         done
     done
     local applied
-    applied=$(grep -c '; changed: \[' "$WORK/logs/csum-offload.log" || true)
+    applied=$(grep -c '; changed: \[' "$PLUGIN_LOG" || true)
     [ "$applied" -ge "$((2 * RUNS))" ] ||
         die "csum-offload applied its policy $applied times, expected $((2 * RUNS)) (2 ends per run)"
     for v in "${variants[@]}"; do

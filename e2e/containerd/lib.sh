@@ -19,7 +19,10 @@ CTR_NS=e2ecd
 # private mount namespace with its own directories bound over these, so
 # the host's files there are never read or written, and a killed run's
 # leftovers stay in its work dir.
-SYSTEM_DIRS=(/etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd)
+# The plugin's logFile must be under /var/log; this run's log directory is
+# bound over PLUGIN_LOG_DIR the same way.
+PLUGIN_LOG_DIR=/var/log/csum-offload-e2e
+SYSTEM_DIRS=(/etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd "$PLUGIN_LOG_DIR")
 # Created mount points are recorded here so a later run (even after a
 # crash) removes them again if they are still empty.
 CREATED_LIST=/run/csum-offload-e2e/created-dirs
@@ -191,13 +194,17 @@ setup_environment() {
     IPAMDIR=$WORK/ipam
     ROOTFS=$WORK/rootfs
     SOCK=$WORK/containerd.sock
-    mkdir -p "$NETD" "$CNIBIN" "$CNICACHE" "$IPAMDIR" "$WORK/ctr" "$WORK/data" "$WORK/logs" \
+    # What the plugin writes to $PLUGIN_LOG_DIR/csum-offload.log.
+    PLUGIN_LOG=$WORK/logs/plugin/csum-offload.log
+    export PLUGIN_LOG
+    mkdir -p "$NETD" "$CNIBIN" "$CNICACHE" "$IPAMDIR" "$WORK/ctr" "$WORK/data" "$WORK/logs/plugin" \
         "$WORK/run-containerd"
     mount --make-rprivate / 2>/dev/null || true
     mount --bind "$NETD" /etc/cni/net.d
     mount --bind "$CNIBIN" /opt/cni/bin
     mount --bind "$CNICACHE" /var/lib/cni
     mount --bind "$WORK/run-containerd" /run/containerd
+    mount --bind "$WORK/logs/plugin" "$PLUGIN_LOG_DIR"
     cp "$DEBIAN_CNI_DIR"/* "$CNIBIN"/
     install -m 0755 "$PLUGIN_BIN" "$CNIBIN/csum-offload"
     build_rootfs "$ROOTFS"
@@ -303,7 +310,7 @@ write_conflist() {
 csum_entry() {
     local driver=$1 extra=${2:-}
     printf '{"type": "csum-offload", "hostDriver": "%s", "logFile": "%s", "logLevel": "debug"%s}' \
-        "$driver" "$WORK/logs/csum-offload.log" "${extra:+, $extra}"
+        "$driver" "$PLUGIN_LOG_DIR/csum-offload.log" "${extra:+, $extra}"
 }
 
 host_local() {

@@ -378,10 +378,10 @@ test_ignore() {
     # veth has tx-checksum-ipv4 fixed off, so asking for it on cannot work.
     local want='"drivers": {"txgbe": {"tx-checksum-ipv4": true}}'
     chain_ptp 1.0.0 "$net" 10.99.61.0/24 "$(csum_entry txgbe "$want, \"failurePolicy\": \"ignore\"")"
-    : >"$WORK/logs/csum-offload.log"
+    : >"$PLUGIN_LOG"
     up "$name"
     local why
-    why=$(grep -F 'failurePolicy ignore' "$WORK/logs/csum-offload.log" | head -n 1)
+    why=$(grep -F 'failurePolicy ignore' "$PLUGIN_LOG" | head -n 1)
     [ -n "$why" ] || fail "the log does not say why nothing was applied"
     grep -qF 'tx-checksum-ipv4 is fixed off on this device, wanted on' <<<"$why" ||
         fail "the log line does not name the feature: $why"

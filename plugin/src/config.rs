@@ -6,6 +6,7 @@
 use crate::fsread::{self, ReadError};
 use crate::json;
 use crate::kernel::link::{check_ifname, IfnameError};
+use crate::logfile::{self, LogPathError};
 use crate::logger::{self, LevelError};
 use crate::offload::policy::{Policy, PolicyError};
 use log::LevelFilter;
@@ -118,8 +119,8 @@ pub enum ConfigError {
         options: &'static [&'static str],
         got: String,
     },
-    #[error("logFile must be an absolute path, got {0:?}")]
-    RelativeLogFile(PathBuf),
+    #[error(transparent)]
+    LogFile(#[from] LogPathError),
     #[error("logLevel {0}")]
     LogLevel(#[from] LevelError),
     #[error(transparent)]
@@ -221,9 +222,7 @@ impl Config {
         )?;
         let log_file = fields.string("logFile")?.map(PathBuf::from);
         if let Some(path) = &log_file {
-            if !path.is_absolute() {
-                return Err(ConfigError::RelativeLogFile(path.clone()));
-            }
+            logfile::check_path(path)?;
         }
         let log_level = logger::parse_level(fields.string("logLevel")?.as_deref())?;
         Ok(Self {

@@ -8,7 +8,7 @@
 //! - the core: `config` (the entry) and `offload` (facts -> decision ->
 //!   tune -> read back);
 //! - `kernel`: netlink, ethtool, netns;
-//! - support: `logger`, `args`, `json`, `fsread`.
+//! - support: `logger` (with `logfile`), `args`, `json`, `fsread`.
 
 pub mod args;
 pub mod cli;
@@ -18,6 +18,7 @@ pub(crate) mod fsread;
 pub mod install;
 pub(crate) mod json;
 pub(crate) mod kernel;
+pub(crate) mod logfile;
 pub(crate) mod logger;
 pub(crate) mod offload;
 /// What the integration tests read through the library rather than through

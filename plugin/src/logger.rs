@@ -1,8 +1,11 @@
-//! Diagnostics through the `log` facade, to a file or stderr: never stdout,
-//! which belongs to the CNI result.
+//! Diagnostics through the `log` facade, to the `logFile` or stderr: never
+//! stdout, which belongs to the CNI result. Every line is one write, and
+//! control characters in it are escaped: values from a config (a driver
+//! name with a newline) cannot forge a line of their own.
 
+use crate::logfile::LogFile;
 use log::{LevelFilter, Log, Metadata, Record};
-use std::fs::{File, OpenOptions};
+use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -10,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 struct Logger {
     /// None: stderr.
-    file: Option<File>,
+    file: Option<LogFile>,
     /// Prefix naming the invocation, e.g. "ADD 3f2a9c1b eth0".
     context: String,
 }
@@ -50,13 +53,7 @@ pub fn parse_level(name: Option<&str>) -> Result<LevelFilter, LevelError> {
 pub fn init(level: LevelFilter, file: Option<&Path>, context: String) {
     let mut warning = None;
     let file = file.and_then(|path| {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
+        LogFile::open(path)
             .map_err(|e| {
                 warning = Some(format!(
                     "cannot open log file {}: {e}; logging to stderr",
@@ -88,21 +85,43 @@ impl Log for Logger {
         }
         // One write per line: O_APPEND keeps lines of concurrent plugin
         // runs whole in a shared log file.
+        let message = record.args().to_string();
         let line = format!(
             "{} {:5} csum-offload[{}] {}: {}\n",
             timestamp(),
             record.level(),
             std::process::id(),
-            self.context,
-            record.args()
+            escape(&self.context),
+            escape(&message)
         );
-        let _ = match &self.file {
-            Some(f) => (&*f).write_all(line.as_bytes()),
-            None => std::io::stderr().write_all(line.as_bytes()),
-        };
+        match &self.file {
+            Some(f) => f.write_line(line.as_bytes()),
+            None => {
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+        }
     }
 
     fn flush(&self) {}
+}
+
+/// `s` with every control character escaped (`\n`, `\t`, `\u{1b}`...).
+fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect(),
+    )
 }
 
 /// RFC 3339 UTC with milliseconds, without a date-time crate.
@@ -147,6 +166,15 @@ mod tests {
         assert_eq!(
             parse_level(Some("verbose")).unwrap_err().to_string(),
             "must be one of off, error, warn, info, debug, trace; got \"verbose\""
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(escape("plain é"), "plain é");
+        assert_eq!(
+            escape("txgbe\n2026-01-01 INFO forged\r\u{1b}[31m"),
+            "txgbe\\n2026-01-01 INFO forged\\r\\u{1b}[31m"
         );
     }
 

@@ -5,6 +5,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::os::unix::fs::OpenOptionsExt;
 
 const TX_FEATURES: &[&str] = &["tx-checksum-ip-generic", "tx-checksum-sctp"];
 
@@ -411,7 +412,8 @@ fn prev_result_in_another_version_is_converted() {
 #[test]
 fn log_file_receives_diagnostics_and_stdout_only_the_result() {
     let lab = Lab::new("cso");
-    let log = std::env::temp_dir().join(format!("{}.log", lab.pod));
+    let logs = LogDir::new("cso");
+    let log = logs.path("cni.log");
     let prev = prev_result("1.0.0", "/x");
     let c = conf(
         "1.0.0",
@@ -422,7 +424,6 @@ fn log_file_receives_diagnostics_and_stdout_only_the_result() {
     assert_eq!(r.expect_ok().json(), prev);
     assert_eq!(r.stderr, "", "with a log file nothing goes to stderr");
     let text = std::fs::read_to_string(&log).unwrap();
-    let _ = std::fs::remove_file(&log);
     assert!(
         text.contains("ADD ctr-01234567 eth0")
             && text.contains("changed: [tx-checksum-ip-generic off"),
@@ -685,4 +686,108 @@ fn an_end_that_cannot_be_reached_means_no_end_is_changed() {
     container["apply"] = json!("container");
     lab.cni("ADD", &add_conf(container)).expect_ok();
     assert_ne!(container_now(), container_before);
+}
+
+#[test]
+fn the_log_file_is_confined_created_private_and_bounded() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new("cso");
+    let logs = LogDir::new("cso");
+    let prev = prev_result("1.0.0", "/x");
+    let add = |extra: Value| lab.cni("ADD", &conf("1.0.0", extra, Some(prev.clone())));
+    // Created 0600, whatever the runtime's umask.
+    let log = logs.path("cni.log");
+    add(json!({"hostDriver": "txgbe", "logFile": log})).expect_ok();
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode, 0o600);
+    // Outside /var/log: a config error, nothing written.
+    for outside in [
+        "/etc/cron.d/csum-offload",
+        "/proc/sys/kernel/core_pattern",
+        "/var/log/../../etc/x",
+    ] {
+        let msg = add(json!({"hostDriver": "txgbe", "logFile": outside})).expect_error(7);
+        assert!(msg.contains("logFile must"), "{outside}: {msg}");
+    }
+    // A link on the way (the file, or a directory) is never followed, and
+    // no directory is created: the call still works, logging to stderr.
+    let target = logs.path("target");
+    std::fs::write(&target, "").unwrap();
+    std::os::unix::fs::symlink(&target, logs.path("link.log")).unwrap();
+    std::os::unix::fs::symlink(&logs.0, logs.path("dirlink")).unwrap();
+    nix::unistd::mkfifo(
+        &logs.path("fifo.log"),
+        nix::sys::stat::Mode::from_bits_truncate(0o600),
+    )
+    .unwrap();
+    for (name, why) in [
+        ("link.log", "Too many levels of symbolic links"),
+        ("dirlink/x.log", "Not a directory"),
+        ("fifo.log", "No such device or address"),
+        ("missing/x.log", "No such file or directory"),
+    ] {
+        let r = add(json!({"hostDriver": "txgbe", "logFile": logs.path(name)}));
+        r.expect_ok();
+        assert!(
+            r.stderr.contains("cannot open log file") && r.stderr.contains(why),
+            "{name}: {}",
+            r.stderr
+        );
+    }
+    assert_eq!(
+        std::fs::read(&target).unwrap(),
+        b"",
+        "the link's target untouched"
+    );
+    assert!(!logs.path("missing").exists(), "no directory created");
+    // A FIFO someone reads is opened, and refused as not a regular file.
+    let fifo = logs.path("fifo.log");
+    let reader = std::thread::spawn({
+        let fifo = fifo.clone();
+        move || {
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(fifo)
+                .unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut f, &mut buf);
+            buf
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let r = add(json!({"hostDriver": "txgbe", "logFile": fifo}));
+    r.expect_ok();
+    assert!(
+        r.stderr.contains("is a FIFO, not a regular file"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        reader.join().unwrap().is_empty(),
+        "nothing written into the FIFO"
+    );
+    // A value with a newline cannot forge a line.
+    let forged = "txgbe\n2026-01-01T00:00:00.000Z INFO  forged";
+    add(json!({"hostDriver": forged, "logFile": log})).expect_ok();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("2026-01-01T00:00:00.000Z INFO  forged")),
+        "{text}"
+    );
+    assert!(text.contains("txgbe\\n2026-01-01"), "{text}");
+    // Full: rotated to .1, and the new file starts small.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    add(json!({"hostDriver": "txgbe", "logFile": log})).expect_ok();
+    let rotated = logs.path("cni.log.1");
+    assert!(std::fs::metadata(&rotated).unwrap().len() >= 8 << 20);
+    assert!(std::fs::metadata(&log).unwrap().len() < 4096);
 }

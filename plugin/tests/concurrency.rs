@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{Lab, BIN, POD_IF};
+use common::{Lab, LogDir, BIN, POD_IF};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
@@ -39,8 +39,8 @@ fn fifty_parallel_adds_all_apply_the_policy() {
             "pod {n} starts with TX checksum on"
         );
     }
-    let log = std::env::temp_dir().join(format!("cc-{}.log", std::process::id()));
-    let _ = std::fs::remove_file(&log);
+    let logs = LogDir::new("cc");
+    let log = logs.path("cni.log");
 
     // Start all 50 before waiting for any, so they really overlap.
     let mut running: Vec<(Child, Value)> = Vec::new();
@@ -107,7 +107,6 @@ fn fifty_parallel_adds_all_apply_the_policy() {
     // One whole line per end per pod in the shared log: concurrent writers
     // must not interleave inside a line.
     let text = std::fs::read_to_string(&log).unwrap();
-    let _ = std::fs::remove_file(&log);
     let applied: Vec<&str> = text
         .lines()
         .filter(|l| l.contains("; changed: ["))

@@ -421,3 +421,30 @@ pub fn conf(version: &str, extra: Value, prev: Option<Value>) -> Value {
     }
     c
 }
+
+/// A directory under /var/log (the only tree a `logFile` may be in) for
+/// one test's log files; removed on drop.
+pub struct LogDir(pub std::path::PathBuf);
+
+impl LogDir {
+    pub fn new(tag: &str) -> Self {
+        let n = LABS.fetch_add(1, Ordering::SeqCst);
+        let dir = std::path::PathBuf::from(format!(
+            "/var/log/csum-offload-test-{tag}-{}-{n}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create a directory under /var/log");
+        LogDir(dir)
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for LogDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
