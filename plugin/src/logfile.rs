@@ -170,21 +170,27 @@ fn open_file_at(dir: &OwnedFd, name: &CString) -> io::Result<File> {
         | libc::O_NONBLOCK
         | libc::O_NOCTTY
         | libc::O_CLOEXEC;
-    // SAFETY: a NUL-terminated name relative to an open directory.
-    let mut fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
-    let mut created = false;
-    if fd < 0 && io::Error::last_os_error().kind() == io::ErrorKind::NotFound {
-        // SAFETY: as above; O_EXCL so a file created meanwhile is opened
-        // by the first branch of a later call, not taken over here.
-        fd = unsafe {
+    let open = |extra: libc::c_int| {
+        // SAFETY: a NUL-terminated name relative to an open directory.
+        unsafe {
             libc::openat(
                 dir.as_raw_fd(),
                 name.as_ptr(),
-                flags | libc::O_CREAT | libc::O_EXCL,
+                flags | extra,
                 0o600 as libc::c_uint,
             )
-        };
+        }
+    };
+    let mut fd = open(0);
+    let mut created = false;
+    if fd < 0 && io::Error::last_os_error().kind() == io::ErrorKind::NotFound {
+        // O_EXCL: whoever creates it sets its mode; a process that loses
+        // the race (many ADDs start at once) opens the winner's file.
+        fd = open(libc::O_CREAT | libc::O_EXCL);
         created = fd >= 0;
+        if fd < 0 && io::Error::last_os_error().kind() == io::ErrorKind::AlreadyExists {
+            fd = open(0);
+        }
     }
     let fd = cvt(fd)?;
     // SAFETY: fd was just opened and is owned from here on.
