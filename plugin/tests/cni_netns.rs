@@ -791,3 +791,146 @@ fn the_log_file_is_confined_created_private_and_bounded() {
     assert!(std::fs::metadata(&rotated).unwrap().len() >= 8 << 20);
     assert!(std::fs::metadata(&log).unwrap().len() < 4096);
 }
+
+/// The IPv6 default route leaves through a vxlan bound to a bridge (driver
+/// "bridge"); the IPv4 one through the macvlan uplink (driver "veth").
+fn dual_stack_with_a_vxlan_uplink(lab: &Lab) {
+    lab.add_uplink();
+    run("ip", &["link", "add", "br-u6", "type", "bridge"]);
+    run("ip", &["addr", "add", "10.233.0.2/24", "dev", "br-u6"]);
+    run("ip", &["link", "set", "br-u6", "up"]);
+    run(
+        "ip",
+        &[
+            "link",
+            "add",
+            "vx6",
+            "type",
+            "vxlan",
+            "id",
+            "61",
+            "dev",
+            "br-u6",
+            "local",
+            "10.233.0.2",
+            "dstport",
+            "4789",
+        ],
+    );
+    run("ip", &["link", "set", "vx6", "up"]);
+    run(
+        "ip",
+        &["-6", "addr", "add", "fd00:236::2/64", "dev", "vx6", "nodad"],
+    );
+    run(
+        "ip",
+        &[
+            "-6",
+            "route",
+            "add",
+            "default",
+            "via",
+            "fd00:236::1",
+            "dev",
+            "vx6",
+        ],
+    );
+}
+
+#[test]
+fn every_default_route_of_both_families_counts() {
+    let lab = Lab::new("cso");
+    dual_stack_with_a_vxlan_uplink(&lab);
+    let d: Value = serde_json::from_str(&run(BIN, &["detect", "--json"])).unwrap();
+    assert_eq!(d["start"], json!(["mv0 (macvlan)", "vx6 (vxlan)"]), "{d}");
+    assert_eq!(
+        d["chain"],
+        json!([
+            "mv0 (macvlan) -> up0 (veth)",
+            "vx6 (vxlan) -> br-u6 (bridge)"
+        ])
+    );
+    let how = d["how"].as_str().unwrap();
+    assert!(
+        how.starts_with("IPv4 default route") && how.contains("IPv6 default route"),
+        "{how}"
+    );
+    // Only the IPv6 uplink's NIC needs the fix: its pods' IPv6 traffic
+    // must get it although the IPv4 default route says nothing.
+    let c = add_conf(json!({"drivers": {"bridge": {"tx": false}}}));
+    lab.cni("ADD", &c).expect_ok();
+    assert!(!lab.active(false, "tx-checksum-ip-generic"));
+    assert!(!lab.active(true, "tx-checksum-ip-generic"));
+}
+
+#[test]
+fn default_routes_in_other_tables_and_through_nexthop_objects_count() {
+    let lab = Lab::new("cso");
+    lab.add_uplink();
+    // Policy routing: no default route in main, one in table 100.
+    run("ip", &["route", "del", "default"]);
+    run(
+        "ip",
+        &[
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.231.0.1",
+            "dev",
+            "mv0",
+            "table",
+            "100",
+        ],
+    );
+    run(
+        "ip",
+        &["rule", "add", "from", "10.230.0.0/16", "lookup", "100"],
+    );
+    let d: Value = serde_json::from_str(&run(BIN, &["detect", "--json"])).unwrap();
+    assert_eq!(d["nics"][0]["name"], "up0", "{d}");
+    assert!(d["how"].as_str().unwrap().contains("table 100"), "{d}");
+    let c = add_conf(json!({"drivers": {"veth": {"tx": false}}}));
+    lab.cni("ADD", &c).expect_ok();
+    assert!(!lab.active(false, "tx-checksum-ip-generic"));
+
+    // A default route through a nexthop group: every member's device.
+    let lab = Lab::new("cso");
+    lab.add_uplink();
+    lab.add_bridge_uplink();
+    run("ip", &["route", "del", "default"]);
+    run(
+        "ip",
+        &[
+            "nexthop",
+            "add",
+            "id",
+            "11",
+            "via",
+            "10.231.0.1",
+            "dev",
+            "mv0",
+        ],
+    );
+    run(
+        "ip",
+        &[
+            "nexthop",
+            "add",
+            "id",
+            "12",
+            "via",
+            "10.232.0.1",
+            "dev",
+            "br-up",
+        ],
+    );
+    run("ip", &["nexthop", "add", "id", "13", "group", "11/12"]);
+    run("ip", &["route", "add", "default", "nhid", "13"]);
+    let d: Value = serde_json::from_str(&run(BIN, &["detect", "--json"])).unwrap();
+    assert_eq!(
+        d["start"],
+        json!(["mv0 (macvlan)", "br-up (bridge)"]),
+        "{d}"
+    );
+}

@@ -14,6 +14,9 @@ pub struct Link {
     pub link_netnsid: Option<i32>,
     /// IFLA_MASTER: the bond, team or bridge this device is enslaved to.
     pub master: Option<u32>,
+    /// The device a tunnel sends through, where its kind keeps it in
+    /// IFLA_INFO_DATA rather than IFLA_LINK (IFLA_VXLAN_LINK for vxlan).
+    pub underlay: Option<u32>,
 }
 
 impl Link {
@@ -24,6 +27,12 @@ impl Link {
     /// The lower device in the same netns, if IFLA_LINK names one.
     pub fn lower_in_same_netns(&self) -> Option<u32> {
         self.link
+            .filter(|&l| l != 0 && l != self.index && self.link_netnsid.is_none())
+    }
+
+    /// The tunnel's underlay device in the same netns, if it is bound to one.
+    pub fn underlay_in_same_netns(&self) -> Option<u32> {
+        self.underlay
             .filter(|&l| l != 0 && l != self.index && self.link_netnsid.is_none())
     }
 

@@ -11,7 +11,7 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkHeader, LinkMessage};
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
-use netlink_packet_route::route::RouteMessage;
+use netlink_packet_route::route::{RouteMessage, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use std::io;
@@ -31,6 +31,24 @@ const ROUTE_HEADER_LEN: usize = 12;
 /// struct rtgenmsg, padded to 4 bytes.
 const NSID_HEADER_LEN: usize = 4;
 const NETNSA_NSID: u16 = 1;
+const RTA_NH_ID: u16 = 30;
+/// In a vxlan's IFLA_INFO_DATA: the device it sends through.
+const IFLA_VXLAN_LINK: u16 = 3;
+const RTM_NEWNEXTHOP: u16 = 104;
+const RTM_GETNEXTHOP: u16 = 106;
+/// struct nhmsg: family, scope, protocol, reserved (u8 each), flags (u32).
+const NEXTHOP_HEADER_LEN: usize = 8;
+const NHA_ID: u16 = 1;
+const NHA_GROUP: u16 = 2;
+const NHA_OIF: u16 = 5;
+/// A dump marked interrupted is asked again up to this many times.
+const DUMP_ATTEMPTS: usize = 8;
+/// nlmsg_flags of a dump message whose table changed during the dump.
+const NLM_F_DUMP_INTR: u16 = 0x10;
+/// setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK): the kernel checks
+/// requests strictly and applies the filters a dump request carries.
+const SOL_NETLINK: libc::c_int = 270;
+const NETLINK_GET_STRICT_CHK: libc::c_int = 12;
 
 pub struct RouteSocket {
     socket: Socket,
@@ -42,8 +60,18 @@ pub struct RouteSocket {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DefaultRoute {
     pub family: AddressFamily,
+    pub table: u32,
     pub metric: u32,
     pub interfaces: Vec<u32>,
+    /// RTA_NH_ID: the route's devices are those of this nexthop object.
+    pub nexthop: Option<u32>,
+}
+
+/// What a nexthop object leads to.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Nexthop {
+    device: Option<u32>,
+    group: Vec<u32>,
 }
 
 impl RouteSocket {
@@ -55,6 +83,19 @@ impl RouteSocket {
     /// three syscalls fewer per socket than bind + getsockname + connect.
     pub fn open() -> io::Result<Self> {
         let socket = Socket::new(NETLINK_ROUTE)?;
+        // Kernels before 4.20 lack it and dump everything: every reply is
+        // filtered here too, so that only costs time.
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt with a pointer to an int and its size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                SOL_NETLINK,
+                NETLINK_GET_STRICT_CHK,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
         Ok(Self {
             socket,
             sequence: 0,
@@ -81,20 +122,47 @@ impl RouteSocket {
         &mut self,
         message: RouteNetlinkMessage,
         flags: u16,
-        mut each: impl FnMut(u16, &[u8]),
+        each: impl FnMut(u16, &[u8]),
     ) -> io::Result<()> {
-        self.sequence += 1;
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
-        header.sequence_number = self.sequence;
         let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
         packet.finalize();
         let mut out = vec![0; packet.buffer_len()];
         packet.serialize(&mut out);
-        // The kernel's address: port id 0, no multicast groups.
-        self.socket.send_to(&out, &SocketAddr::new(0, 0), 0)?;
+        self.request(out, each)
+    }
 
+    /// As `exchange`, for a request built by hand (`out` is the whole
+    /// message, its sequence number still to be set).
+    fn request(&mut self, mut out: Vec<u8>, mut each: impl FnMut(u16, &[u8])) -> io::Result<()> {
+        let flags = u16::from_ne_bytes([out[6], out[7]]);
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let messages = retry_interrupted(|| {
+            self.sequence += 1;
+            out[8..12].copy_from_slice(&self.sequence.to_ne_bytes());
+            // The kernel's address: port id 0, no multicast groups.
+            self.socket.send_to(&out, &SocketAddr::new(0, 0), 0)?;
+            let mut messages: Vec<(u16, Vec<u8>)> = Vec::new();
+            let interrupted = self.receive(dump, |kind, payload| {
+                if dump {
+                    messages.push((kind, payload.to_vec()));
+                } else {
+                    each(kind, payload);
+                }
+            })?;
+            Ok((messages, interrupted))
+        })?;
+        for (kind, payload) in &messages {
+            each(*kind, payload);
+        }
+        Ok(())
+    }
+
+    /// Reads the answer to the last request; returns whether the kernel
+    /// marked the dump interrupted (NLM_F_DUMP_INTR).
+    fn receive(&mut self, dump: bool, mut each: impl FnMut(u16, &[u8])) -> io::Result<bool> {
+        let mut interrupted = false;
         loop {
             self.buffer.clear();
             let (len, sender) = self.socket.recv_from(&mut self.buffer, libc::MSG_TRUNC)?;
@@ -109,26 +177,35 @@ impl RouteSocket {
                 ));
             }
             for frame in frames(&self.buffer[..len]) {
-                let (kind, sequence, payload) = frame?;
-                if sequence != self.sequence {
+                let frame = frame?;
+                if frame.sequence != self.sequence {
                     continue;
                 }
-                match i32::from(kind) {
-                    libc::NLMSG_DONE => return Ok(()),
+                interrupted |= frame.flags & NLM_F_DUMP_INTR != 0;
+                match i32::from(frame.kind) {
+                    libc::NLMSG_DONE => {
+                        // A dump's end carries its error, if it failed.
+                        return match read_i32(frame.payload) {
+                            Some(code) if code < 0 => {
+                                Err(io::Error::from_raw_os_error(code.saturating_neg()))
+                            }
+                            _ => Ok(interrupted),
+                        };
+                    }
                     libc::NLMSG_ERROR => {
                         // struct nlmsgerr: the error code first, 0 for an ACK.
-                        let code = read_i32(payload).ok_or_else(|| {
+                        let code = read_i32(frame.payload).ok_or_else(|| {
                             io::Error::new(io::ErrorKind::InvalidData, "short NLMSG_ERROR")
                         })?;
                         return match code {
-                            0 => Ok(()),
+                            0 => Ok(interrupted),
                             code => Err(io::Error::from_raw_os_error(code.saturating_neg())),
                         };
                     }
                     _ => {
-                        each(kind, payload);
+                        each(frame.kind, frame.payload);
                         if !dump {
-                            return Ok(());
+                            return Ok(false);
                         }
                     }
                 }
@@ -153,8 +230,16 @@ impl RouteSocket {
         Ok(links)
     }
 
-    pub fn links(&mut self) -> io::Result<Vec<Link>> {
-        self.get_links(LinkMessage::default(), NLM_F_DUMP)
+    /// The devices enslaved to `master` (bond or team slaves, bridge or
+    /// VRF ports). The kernel filters the dump (strict checking), so a
+    /// node with hundreds of pod veths sends only the ports; the filter is
+    /// applied here too for kernels that ignore it.
+    pub fn ports_of(&mut self, master: u32) -> io::Result<Vec<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::Controller(master));
+        let mut ports = self.get_links(msg, NLM_F_DUMP)?;
+        ports.retain(|l| l.master == Some(master));
+        Ok(ports)
     }
 
     pub fn link_by_name(&mut self, name: &str) -> io::Result<Option<Link>> {
@@ -177,11 +262,13 @@ impl RouteSocket {
         }
     }
 
-    /// Default routes of the main table for one address family, best
-    /// (lowest metric) first.
+    /// The unicast default routes of one address family in every table
+    /// but `local`, best (lowest metric) first. The kernel filters the
+    /// dump to unicast routes.
     pub fn default_routes(&mut self, family: AddressFamily) -> io::Result<Vec<DefaultRoute>> {
         let mut query = RouteMessage::default();
         query.header.address_family = family;
+        query.header.kind = RouteType::Unicast;
         let mut routes = Vec::new();
         self.exchange(
             RouteNetlinkMessage::GetRoute(query),
@@ -192,8 +279,44 @@ impl RouteSocket {
                 }
             },
         )?;
-        routes.sort_by_key(|r| r.metric);
+        routes.sort_by_key(|r| (r.table != u32::from(libc::RT_TABLE_MAIN), r.metric));
         Ok(routes)
+    }
+
+    /// The output devices of a nexthop object (`ip nexthop`): its device,
+    /// or for a group every member's.
+    pub fn nexthop_devices(&mut self, id: u32) -> io::Result<Vec<u32>> {
+        let mut devices = Vec::new();
+        let mut members = Vec::new();
+        self.get_nexthop(id, |nh| {
+            devices.extend(nh.device);
+            members.extend(nh.group);
+        })?;
+        // A group's members are plain nexthops (the kernel forbids nested
+        // groups), so one level is all there is.
+        for member in members {
+            self.get_nexthop(member, |nh| devices.extend(nh.device))?;
+        }
+        devices.dedup();
+        Ok(devices)
+    }
+
+    fn get_nexthop(&mut self, id: u32, mut each: impl FnMut(Nexthop)) -> io::Result<()> {
+        // struct nlmsghdr, struct nhmsg (8 bytes, AF_UNSPEC), NHA_ID.
+        let mut out = Vec::with_capacity(NETLINK_HEADER_LEN + 16);
+        out.extend(((NETLINK_HEADER_LEN + 16) as u32).to_ne_bytes());
+        out.extend(RTM_GETNEXTHOP.to_ne_bytes());
+        out.extend(NLM_F_REQUEST.to_ne_bytes());
+        out.extend([0u8; 8]); // sequence (set by request), port id
+        out.extend([0u8; 8]); // nhmsg
+        out.extend(8u16.to_ne_bytes());
+        out.extend(NHA_ID.to_ne_bytes());
+        out.extend(id.to_ne_bytes());
+        self.request(out, |kind, payload| {
+            if kind == RTM_NEWNEXTHOP {
+                each(parse_nexthop(payload));
+            }
+        })
     }
 
     /// The id under which this socket's netns knows the netns behind `fd`
@@ -217,9 +340,37 @@ impl RouteSocket {
     }
 }
 
-/// The netlink messages of one datagram as (type, sequence number,
-/// payload). A malformed header ends the datagram with an error.
-fn frames(datagram: &[u8]) -> impl Iterator<Item = io::Result<(u16, u32, &[u8])>> {
+/// Runs `attempt` until it answers without the kernel's "interrupted"
+/// mark, at most DUMP_ATTEMPTS times. A dump the kernel marks interrupted
+/// (NLM_F_DUMP_INTR: the table changed under it, as pods come and go) may
+/// have skipped entries (a bridge's NIC port among its pod ports, on
+/// kernels that dump by hash bucket) or repeated them; it is thrown away.
+fn retry_interrupted<T>(mut attempt: impl FnMut() -> io::Result<(T, bool)>) -> io::Result<T> {
+    for _ in 0..DUMP_ATTEMPTS {
+        let (answer, interrupted) = attempt()?;
+        if !interrupted {
+            return Ok(answer);
+        }
+        log::debug!("netlink dump interrupted by a change; asking again");
+    }
+    Err(io::Error::new(
+        io::ErrorKind::Interrupted,
+        format!("netlink dump interrupted {DUMP_ATTEMPTS} times in a row"),
+    ))
+}
+
+/// One netlink message of a datagram.
+#[derive(Debug, PartialEq, Eq)]
+struct Frame<'a> {
+    kind: u16,
+    flags: u16,
+    sequence: u32,
+    payload: &'a [u8],
+}
+
+/// The netlink messages of one datagram. A malformed header ends the
+/// datagram with an error.
+fn frames(datagram: &[u8]) -> impl Iterator<Item = io::Result<Frame<'_>>> {
     let mut offset = 0;
     std::iter::from_fn(move || {
         if offset + NETLINK_HEADER_LEN > datagram.len() {
@@ -230,11 +381,12 @@ fn frames(datagram: &[u8]) -> impl Iterator<Item = io::Result<(u16, u32, &[u8])>
                 // new_checked ensured NETLINK_HEADER_LEN <= length <= the
                 // rest, so every step moves forward and stays in bounds.
                 offset += (frame.length() as usize + 3) & !3;
-                Some(Ok((
-                    frame.message_type(),
-                    frame.sequence_number(),
-                    frame.payload(),
-                )))
+                Some(Ok(Frame {
+                    kind: frame.message_type(),
+                    flags: frame.flags(),
+                    sequence: frame.sequence_number(),
+                    payload: frame.payload(),
+                }))
             }
             Err(e) => {
                 offset = datagram.len();
@@ -282,6 +434,7 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
         link: None,
         link_netnsid: None,
         master: None,
+        underlay: None,
     };
     for (kind, value) in attributes(payload.get(LINK_HEADER_LEN..)?) {
         match kind {
@@ -290,9 +443,19 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
             libc::IFLA_LINK_NETNSID => link.link_netnsid = Some(read_i32(value)?),
             libc::IFLA_MASTER => link.master = Some(read_u32(value)?),
             libc::IFLA_LINKINFO => {
-                link.kind = attributes(value)
-                    .find(|(kind, _)| *kind == libc::IFLA_INFO_KIND)
-                    .and_then(|(_, kind)| read_string(kind));
+                let mut data = None;
+                for (info, value) in attributes(value) {
+                    match info {
+                        libc::IFLA_INFO_KIND => link.kind = read_string(value),
+                        libc::IFLA_INFO_DATA => data = Some(value),
+                        _ => {}
+                    }
+                }
+                if let (Some("vxlan"), Some(data)) = (link.kind.as_deref(), data) {
+                    link.underlay = attributes(data)
+                        .find(|(attr, _)| *attr == IFLA_VXLAN_LINK)
+                        .and_then(|(_, value)| read_u32(value));
+                }
             }
             _ => {}
         }
@@ -300,8 +463,8 @@ fn parse_link(payload: &[u8]) -> Option<Link> {
     Some(link)
 }
 
-/// An RTM_NEWROUTE payload, if it is a unicast default route of the main
-/// table with at least one output device.
+/// An RTM_NEWROUTE payload, if it is a unicast default route outside the
+/// `local` table that leads somewhere (devices or a nexthop object).
 fn default_route(payload: &[u8]) -> Option<DefaultRoute> {
     let header = payload.get(..ROUTE_HEADER_LEN)?;
     let (family, destination_prefix_length, table, kind) =
@@ -312,20 +475,43 @@ fn default_route(payload: &[u8]) -> Option<DefaultRoute> {
     let mut table = u32::from(table);
     let mut metric = 0;
     let mut interfaces = Vec::new();
+    let mut nexthop = None;
     for (attr, value) in attributes(&payload[ROUTE_HEADER_LEN..]) {
         match attr {
             libc::RTA_TABLE => table = read_u32(value)?,
             libc::RTA_PRIORITY => metric = read_u32(value)?,
             libc::RTA_OIF => interfaces.push(read_u32(value)?),
             libc::RTA_MULTIPATH => interfaces.extend(next_hops(value)),
+            RTA_NH_ID => nexthop = Some(read_u32(value)?),
             _ => {}
         }
     }
-    (table == u32::from(libc::RT_TABLE_MAIN) && !interfaces.is_empty()).then_some(DefaultRoute {
+    let leads_somewhere = !interfaces.is_empty() || nexthop.is_some();
+    (table != u32::from(libc::RT_TABLE_LOCAL) && leads_somewhere).then_some(DefaultRoute {
         family: AddressFamily::from(family),
+        table,
         metric,
         interfaces,
+        nexthop,
     })
+}
+
+/// An RTM_NEWNEXTHOP payload: struct nhmsg, then attributes; NHA_GROUP is
+/// a list of struct nexthop_grp { id: u32, weight: u8, weight_high: u8,
+/// resvd2: u16 }.
+fn parse_nexthop(payload: &[u8]) -> Nexthop {
+    let mut nh = Nexthop::default();
+    let Some(attrs) = payload.get(NEXTHOP_HEADER_LEN..) else {
+        return nh;
+    };
+    for (attr, value) in attributes(attrs) {
+        match attr {
+            NHA_OIF => nh.device = read_u32(value),
+            NHA_GROUP => nh.group.extend(value.chunks_exact(8).filter_map(read_u32)),
+            _ => {}
+        }
+    }
+    nh
 }
 
 /// The output devices of RTA_MULTIPATH: a list of struct rtnexthop
@@ -379,6 +565,7 @@ mod tests {
                 link: Some(12),
                 link_netnsid: Some(3),
                 master: Some(4),
+                underlay: None,
             }
         );
         let mut bare = LinkMessage::default();
@@ -420,7 +607,10 @@ mod tests {
     fn frames_split_a_datagram() {
         let mut datagram = frame(libc::RTM_NEWLINK, 7, b"abcde");
         datagram.extend(frame(libc::NLMSG_DONE as u16, 7, &0i32.to_ne_bytes()));
-        let got: Vec<_> = frames(&datagram).map(|f| f.unwrap()).collect();
+        let got: Vec<_> = frames(&datagram)
+            .map(|f| f.unwrap())
+            .map(|f| (f.kind, f.sequence, f.payload))
+            .collect();
         assert_eq!(
             got,
             [
@@ -470,13 +660,54 @@ mod tests {
                 }
             }
             for input in &inputs {
-                for (_, _, payload) in frames(input).map_while(Result::ok) {
-                    let _ = parse_link(payload);
-                    let _ = default_route(payload);
-                    let _ = next_hops(payload);
+                for frame in frames(input).map_while(Result::ok) {
+                    let _ = parse_link(frame.payload);
+                    let _ = default_route(frame.payload);
+                    let _ = next_hops(frame.payload);
+                    let _ = parse_nexthop(frame.payload);
                 }
             }
         }
+    }
+
+    #[test]
+    fn interrupted_dumps_are_asked_again_a_bounded_number_of_times() {
+        let mut left = 2;
+        let answer = retry_interrupted(|| {
+            left -= 1;
+            Ok((left, left >= 0))
+        });
+        assert_eq!(answer.unwrap(), -1, "the third, uninterrupted answer");
+        let mut tries = 0;
+        let e = retry_interrupted(|| {
+            tries += 1;
+            Ok(((), true))
+        })
+        .unwrap_err();
+        assert_eq!(
+            (tries, e.kind()),
+            (DUMP_ATTEMPTS, io::ErrorKind::Interrupted)
+        );
+        let failed: io::Result<()> = retry_interrupted(|| Err(io::Error::other("x")));
+        assert!(failed.is_err());
+    }
+
+    #[test]
+    fn nexthop_objects_by_hand() {
+        // struct nhmsg, NHA_ID 7, NHA_OIF 4; then a group of 7 and 8.
+        let mut single = vec![0u8; 8];
+        single.extend([8, 0, 1, 0, 7, 0, 0, 0, 8, 0, 5, 0, 4, 0, 0, 0]);
+        assert_eq!(
+            parse_nexthop(&single),
+            Nexthop {
+                device: Some(4),
+                group: vec![]
+            }
+        );
+        let mut group = vec![0u8; 8];
+        group.extend([20, 0, 2, 0, 7, 0, 0, 0, 1, 0, 0, 0, 8, 0, 0, 0, 1, 0, 0, 0]);
+        assert_eq!(parse_nexthop(&group).group, [7, 8]);
+        assert_eq!(parse_nexthop(&[1, 2]), Nexthop::default());
     }
 
     #[test]
@@ -490,8 +721,10 @@ mod tests {
             default_route(&emit(&route)),
             Some(DefaultRoute {
                 family: AddressFamily::Inet,
+                table: u32::from(libc::RT_TABLE_MAIN),
                 metric: 100,
-                interfaces: vec![3]
+                interfaces: vec![3],
+                nexthop: None,
             })
         );
 
@@ -502,8 +735,16 @@ mod tests {
         route.attributes = vec![RouteAttribute::MultiPath(vec![hop_a, hop_b])];
         assert_eq!(default_route(&emit(&route)).unwrap().interfaces, [5, 6]);
 
+        // Policy routing and VRFs keep default routes in other tables.
         route.attributes = vec![RouteAttribute::Table(100), RouteAttribute::Oif(3)];
-        assert_eq!(default_route(&emit(&route)), None, "not the main table");
+        assert_eq!(default_route(&emit(&route)).unwrap().table, 100);
+        route.attributes = vec![RouteAttribute::Table(255), RouteAttribute::Oif(3)];
+        assert_eq!(default_route(&emit(&route)), None, "the local table");
+        route.attributes = vec![RouteAttribute::Table(100)];
+        assert_eq!(default_route(&emit(&route)), None, "leads nowhere");
+        let mut nh = emit(&route);
+        nh.extend([8, 0, 30, 0, 7, 0, 0, 0]); // RTA_NH_ID 7
+        assert_eq!(default_route(&nh).unwrap().nexthop, Some(7));
         route.attributes = vec![RouteAttribute::Oif(3)];
         route.header.destination_prefix_length = 8;
         assert_eq!(default_route(&emit(&route)), None, "not a default route");

@@ -29,6 +29,8 @@ pub enum DetectError {
         "the host has no default route; set hostInterface or hostDriver in the csum-offload config"
     )]
     NoDefaultRoute,
+    #[error("cannot read nexthop {id}: {source}")]
+    Nexthop { id: u32, source: io::Error },
     #[error("cannot read interface #{index}: {source}")]
     ReadLink { index: u32, source: io::Error },
     #[error("cannot list host interfaces: {0}")]
@@ -61,11 +63,7 @@ impl LinkSource for RouteSocket {
             .map_err(|source| DetectError::ReadLink { index, source })
     }
     fn ports(&mut self, master: u32) -> Result<Vec<Link>, DetectError> {
-        let all = self.links().map_err(DetectError::ListLinks)?;
-        Ok(all
-            .into_iter()
-            .filter(|l| l.master == Some(master))
-            .collect())
+        self.ports_of(master).map_err(DetectError::ListLinks)
     }
 }
 
@@ -90,9 +88,10 @@ impl Resolution {
 }
 
 /// Follows `start` down to the devices that have a real driver:
-/// vlan/macvlan/ipvlan -> their lower device; bond/team -> their ports;
-/// bridge -> its ports that are not veths (veth ports are pods). Anything
-/// else (a device without a kind, or a kind with no lower device) is a leaf.
+/// vlan/macvlan/ipvlan/macsec -> their lower device; vxlan -> the device it
+/// is bound to; bond/team -> their ports; bridge/vrf -> their ports that
+/// are not veths (veth ports are pods). Anything else (a device without a
+/// kind, or a kind with no lower device, a vxlan bound to none) is a leaf.
 /// An Open vSwitch bridge is a leaf too: its ports hang off `ovs-system`,
 /// not off the bridge, so they cannot be told from here.
 pub fn resolve(source: &mut impl LinkSource, start: u32) -> Result<Resolution, DetectError> {
@@ -116,22 +115,22 @@ fn walk(
         return Err(DetectError::TooDeep(link.name));
     }
     let index = link.index;
-    let lowers: Vec<Link> = match link.kind.as_deref() {
-        Some("vlan" | "macvlan" | "macvtap" | "ipvlan" | "ipvtap") => {
-            match link.lower_in_same_netns() {
-                Some(lower) => {
-                    vec![source
-                        .link(lower)?
-                        .ok_or_else(|| DetectError::MissingLower {
-                            name: link.name.clone(),
-                            lower,
-                        })?]
-                }
-                None => Vec::new(),
-            }
+    let lower = match link.kind.as_deref() {
+        Some("vlan" | "macvlan" | "macvtap" | "ipvlan" | "ipvtap" | "macsec") => {
+            link.lower_in_same_netns()
         }
-        Some("bond" | "team") => source.ports(index)?,
-        Some("bridge") => source
+        Some("vxlan") => link.underlay_in_same_netns(),
+        _ => None,
+    };
+    let lowers: Vec<Link> = match (lower, link.kind.as_deref()) {
+        (Some(lower), _) => vec![source
+            .link(lower)?
+            .ok_or_else(|| DetectError::MissingLower {
+                name: link.name.clone(),
+                lower,
+            })?],
+        (None, Some("bond" | "team")) => source.ports(index)?,
+        (None, Some("bridge" | "vrf")) => source
             .ports(index)?
             .into_iter()
             .filter(|l| !l.is_veth())
@@ -172,8 +171,9 @@ pub struct Uplink {
 }
 
 /// Detects the host NIC(s) in the netns of `socket` (the host's):
-/// `host_interface` if given, else the device(s) of the IPv4 default route
-/// with the lowest metric (IPv6 if there is no IPv4 default route).
+/// `host_interface` if given, else the devices of every default route, of
+/// both families, in every table but `local` (policy routing and VRFs
+/// keep theirs elsewhere than `main`).
 pub fn detect(
     socket: &mut RouteSocket,
     host_interface: Option<&str>,
@@ -234,6 +234,8 @@ pub fn detect(
 }
 
 fn default_route_devices(socket: &mut RouteSocket) -> Result<(Vec<u32>, String), DetectError> {
+    let mut devices: Vec<u32> = Vec::new();
+    let mut hows = Vec::new();
     for (family, label) in [
         (AddressFamily::Inet, "IPv4"),
         (AddressFamily::Inet6, "IPv6"),
@@ -244,14 +246,38 @@ fn default_route_devices(socket: &mut RouteSocket) -> Result<(Vec<u32>, String),
                 family: label,
                 source,
             })?;
-        if let Some(best) = routes.into_iter().next() {
-            return Ok((
-                best.interfaces,
-                format!("{label} default route (metric {})", best.metric),
+        for route in routes {
+            let mut found = route.interfaces.clone();
+            if let Some(id) = route.nexthop {
+                found.extend(
+                    socket
+                        .nexthop_devices(id)
+                        .map_err(|source| DetectError::Nexthop { id, source })?,
+                );
+            }
+            if found.is_empty() {
+                continue;
+            }
+            let table = if route.table == u32::from(libc::RT_TABLE_MAIN) {
+                String::new()
+            } else {
+                format!("table {}, ", route.table)
+            };
+            hows.push(format!(
+                "{label} default route ({table}metric {})",
+                route.metric
             ));
+            for d in found {
+                if !devices.contains(&d) {
+                    devices.push(d);
+                }
+            }
         }
     }
-    Err(DetectError::NoDefaultRoute)
+    if devices.is_empty() {
+        return Err(DetectError::NoDefaultRoute);
+    }
+    Ok((devices, hows.join(", ")))
 }
 
 #[cfg(test)]
@@ -290,6 +316,7 @@ mod tests {
             link: lower,
             link_netnsid: None,
             master,
+            underlay: None,
         }
     }
 
@@ -368,6 +395,25 @@ mod tests {
             resolve(&t, 9).unwrap().edges,
             [(9, 8), (8, 5), (5, 4), (4, 2), (4, 3)]
         );
+    }
+
+    #[test]
+    fn vrf_and_macsec_are_stacked_devices() {
+        // Neither kind exists on the CI kernel: a fake table stands in.
+        let t = [
+            link(2, "eno1", None, None, Some(6)),
+            link(6, "vrf-blue", Some("vrf"), None, None),
+            link(7, "veth1", Some("veth"), Some(3), Some(6)),
+            link(8, "macsec0", Some("macsec"), Some(2), None),
+        ];
+        assert_eq!(leaves(&t, 6), ["eno1"], "vrf: its ports but pods");
+        assert_eq!(leaves(&t, 8), ["eno1"], "macsec: its lower device");
+        let mut vx = link(9, "vx0", Some("vxlan"), None, None);
+        vx.underlay = Some(2);
+        let t = [link(2, "eno1", None, None, None), vx.clone()];
+        assert_eq!(leaves(&t, 9), ["eno1"], "vxlan: the device it is bound to");
+        vx.underlay = None;
+        assert_eq!(leaves(&[vx], 9), ["vx0"], "an unbound vxlan is a leaf");
     }
 
     #[test]

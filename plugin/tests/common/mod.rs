@@ -152,6 +152,8 @@ impl Lab {
             ],
         );
         run("ip", &["link", "set", "up0", "up"]);
+        // Carrier on up0, which nexthop objects need.
+        run("ip", &["-n", &far, "link", "set", "far0", "up"]);
         run(
             "ip",
             &[
