@@ -47,6 +47,10 @@ pub enum CniError {
     Internal(String),
 }
 
+/// Every code `CniError::code` can return, for the docs test (each page
+/// that lists codes must list exactly these).
+pub const CODES: &[u32] = &[1, 4, 6, 7, 11, 50, 100, 101, 102, 999];
+
 impl CniError {
     /// Codes 1-99 are the spec's; 100+ are this plugin's own.
     pub fn code(&self) -> u32 {
@@ -180,5 +184,23 @@ mod tests {
             CniError::from(PodError::SameAsHost("/proc/self/ns/net".into())).code(),
             4
         );
+        // One of every variant: CODES is exactly what code() returns.
+        let one_of_each = [
+            CniError::from(VersionError::Missing),
+            CniError::from(EnvError::UnknownCommand(String::new())),
+            CniError::from(DecodeError::Empty),
+            CniError::from(ConfigError::UnknownField(String::new())),
+            CniError::from(PrevResultError::NotAnObject(String::new())),
+            CniError::TryAgain(kernel(libc::EBUSY)),
+            CniError::NotAvailable(Box::new(CniError::Internal(String::new()))),
+            CniError::NotApplied(Problems::default()),
+            CniError::NotVeth(String::new()),
+            CniError::Drifted(Problems::default()),
+            CniError::Detection(DetectError::NoDefaultRoute),
+            CniError::Internal(String::new()),
+        ];
+        let mut codes: Vec<u32> = one_of_each.iter().map(CniError::code).collect();
+        codes.dedup();
+        assert_eq!(codes, CODES);
     }
 }
