@@ -4,12 +4,13 @@
 //!
 //! Layers, dependencies pointing down (docs/design.md has the module map):
 //! - front ends: `cni` (the protocol), `cli` (`detect`, `inspect`),
-//!   `install` (the DaemonSet's installer);
+//!   `install` (the DaemonSet's installer), `agent` (the node agent);
 //! - the core: `config` (the entry) and `offload` (facts -> decision ->
 //!   tune -> read back);
 //! - `kernel`: netlink, ethtool, netns;
 //! - support: `logger` (with `logfile`), `args`, `json`, `fsread`.
 
+pub mod agent;
 pub mod args;
 pub mod cli;
 pub mod cni;

@@ -1,6 +1,6 @@
 use csum_offload::args::Args;
 use csum_offload::cni::netconf::read_input;
-use csum_offload::{cli, install};
+use csum_offload::{agent, cli, install};
 use std::io::Write;
 
 const HELP: &str = "\
@@ -29,6 +29,28 @@ Operator commands:
   csum-offload uninstall [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--remove-binary]
       remove the csum-offload entry from every network config (restoring a
       .conf that install converted); the binary stays unless --remove-binary
+  csum-offload agent [--config FILE] [--once [--dry-run]] [--netns-dir DIR]...
+                     [--no-proc] [--bridge NAME]... [--ifname GLOB]...
+                     [--exclude-ifname GLOB]... [--state-file FILE]
+                     [--metrics-address ADDR] [--textfile FILE] [--resync SECONDS]
+                     [--log-level LEVEL]
+      the node agent: give every container veth pair in this netns (any
+      runtime: Docker, containerd, CRI-O, Podman) the policy of the node's
+      NIC, at start, whenever a pair appears and whenever a feature drifts,
+      until SIGTERM/SIGINT. FILE holds the same JSON as the plugin's entry
+      (default: built-in policy). Peers' netns are found in DIR (default
+      /run/netns and /run/docker/netns) and /proc/*/ns/net (unless
+      --no-proc). --bridge, --ifname, --exclude-ifname limit which host ends
+      it touches (the uplink never). --once: one pass, a summary, exit 0 when
+      every pair conforms; with --dry-run, change nothing and print what
+      would change. Before its first change to an interface it records the
+      original state in FILE of --state-file (/run/csum-offload/agent-state.jsonl).
+      --metrics-address 127.0.0.1:9981 serves Prometheus metrics on /metrics;
+      --textfile writes them for node_exporter. --resync: a full pass every
+      SECONDS (default 300; 0: never, events only).
+  csum-offload agent restore [--state-file FILE] [--netns-dir DIR]... [--no-proc]
+      put back the features the agent changed, on the interfaces that still
+      exist (stop the agent first)
   csum-offload --version | --help
 ";
 
@@ -73,6 +95,15 @@ fn main() {
         "inspect" => cli::inspect_command(Args::new(args)).map_err(|e| boxed(&e)),
         "install" => install::install_command(Args::new(args)).map_err(|e| boxed(&e)),
         "uninstall" => install::uninstall_command(Args::new(args)).map_err(|e| boxed(&e)),
+        "agent" => match agent::agent_command(Args::new(args)) {
+            Ok(text) => Ok(text),
+            // The summary of work that ran is the output, on stdout.
+            Err(e @ agent::AgentError::Unmet(_)) => {
+                println!("{e}");
+                std::process::exit(e.exit_code());
+            }
+            Err(e) => Err(boxed(&e)),
+        },
         "" => Err("no command given and CNI_COMMAND is not set; see --help".to_string()),
         other => Err(format!("unknown command {other:?}; see --help")),
     };

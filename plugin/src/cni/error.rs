@@ -142,7 +142,7 @@ impl From<PodError> for CniError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::offload::pod::Problem;
+    use crate::offload::pair::Problem;
 
     #[test]
     fn error_object_has_spec_fields() {

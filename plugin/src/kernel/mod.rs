@@ -5,8 +5,11 @@
 //! - `link`: one interface as a link dump shows it, and interface names.
 //! - `ethtool`: the SIOCETHTOOL ioctl (driver, feature names and bits).
 //! - `netns`: network namespace handles and a thread's move into one.
+//! - `monitor`: link and route events of the host and of every netns with
+//!   an id in it.
 
 pub mod ethtool;
 pub mod link;
+pub mod monitor;
 pub mod netlink;
 pub mod netns;

@@ -230,6 +230,11 @@ impl RouteSocket {
         Ok(links)
     }
 
+    /// Every link of this socket's netns.
+    pub fn links(&mut self) -> io::Result<Vec<Link>> {
+        self.get_links(LinkMessage::default(), NLM_F_DUMP)
+    }
+
     /// The devices enslaved to `master` (bond or team slaves, bridge or
     /// VRF ports). The kernel filters the dump (strict checking), so a
     /// node with hundreds of pod veths sends only the ports; the filter is
@@ -361,16 +366,16 @@ fn retry_interrupted<T>(mut attempt: impl FnMut() -> io::Result<(T, bool)>) -> i
 
 /// One netlink message of a datagram.
 #[derive(Debug, PartialEq, Eq)]
-struct Frame<'a> {
-    kind: u16,
-    flags: u16,
-    sequence: u32,
-    payload: &'a [u8],
+pub(super) struct Frame<'a> {
+    pub kind: u16,
+    pub flags: u16,
+    pub sequence: u32,
+    pub payload: &'a [u8],
 }
 
 /// The netlink messages of one datagram. A malformed header ends the
 /// datagram with an error.
-fn frames(datagram: &[u8]) -> impl Iterator<Item = io::Result<Frame<'_>>> {
+pub(super) fn frames(datagram: &[u8]) -> impl Iterator<Item = io::Result<Frame<'_>>> {
     let mut offset = 0;
     std::iter::from_fn(move || {
         if offset + NETLINK_HEADER_LEN > datagram.len() {
@@ -410,7 +415,7 @@ fn attributes(bytes: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     })
 }
 
-fn read_u32(value: &[u8]) -> Option<u32> {
+pub(super) fn read_u32(value: &[u8]) -> Option<u32> {
     Some(u32::from_ne_bytes(value.get(..4)?.try_into().ok()?))
 }
 
@@ -425,7 +430,7 @@ fn read_string(value: &[u8]) -> Option<String> {
 }
 
 /// An RTM_NEWLINK payload: struct ifinfomsg, then attributes.
-fn parse_link(payload: &[u8]) -> Option<Link> {
+pub(super) fn parse_link(payload: &[u8]) -> Option<Link> {
     let header = LinkHeader::parse(payload).ok()?;
     let mut link = Link {
         index: header.index,

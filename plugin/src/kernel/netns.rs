@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// statfs f_type of the nsfs filesystem (linux/magic.h).
 const NSFS_MAGIC: i64 = 0x6e73_6673;
@@ -78,6 +78,55 @@ fn namespace_kind(flag: i32) -> &'static str {
 /// The calling thread's own netns.
 pub fn current() -> io::Result<OwnedFd> {
     open(Path::new("/proc/thread-self/ns/net"))
+}
+
+/// A network namespace found on the node, with the file it was found by.
+pub struct Found {
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+/// Every network namespace reachable through the files in `dirs` (bind
+/// mounts: /run/netns, Docker's netns directory) and, if `processes`,
+/// through /proc/*/ns/net: one handle per namespace (nsfs inode), the
+/// first path found for it. Namespaces come and go while this runs (a
+/// restarted container's old file fails to open): such files are skipped.
+pub fn find_all(dirs: &[PathBuf], processes: bool) -> Vec<Found> {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut found = Vec::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            paths.extend(names);
+        }
+    }
+    if processes {
+        if let Ok(entries) = std::fs::read_dir("/proc") {
+            let mut pids: Vec<u32> = entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect();
+            pids.sort_unstable();
+            paths.extend(
+                pids.into_iter()
+                    .map(|p| PathBuf::from(format!("/proc/{p}/ns/net"))),
+            );
+        }
+    }
+    for path in paths {
+        let Ok(fd) = open(&path) else {
+            continue;
+        };
+        let Ok(st) = nix::sys::stat::fstat(&fd) else {
+            continue;
+        };
+        if seen.insert((st.st_dev, st.st_ino)) {
+            found.push(Found { path, fd });
+        }
+    }
+    found
 }
 
 /// Whether two handles refer to the same netns (same nsfs inode).

@@ -31,6 +31,10 @@ pub struct Decision {
     /// Human-readable edges, e.g. "bond0 (bond) -> enp1s0f0".
     pub chain: Vec<String>,
     pub nics: Vec<NicDecision>,
+    /// Every device of the uplink (see `Uplink::devices`); empty with
+    /// `hostDriver`.
+    #[serde(skip)]
+    pub devices: Vec<String>,
     #[serde(skip)]
     pub settings: FeatureSettings,
     #[serde(rename = "settings")]
@@ -96,6 +100,7 @@ impl Decision {
             how,
             chain,
             nics,
+            devices: Vec::new(),
             settings,
             settings_text,
         }

@@ -12,10 +12,13 @@
 //! - `veth`: a pod's interface and its host peer, by kernel pointers.
 //! - `tune`: settings -> this kernel's feature bits, one SFEATURES per
 //!   interface, read back and judged.
+//! - `pair`: one veth pair: the ends a placement names, read before any
+//!   change, tuned with one plan, a journal told before each change.
 //! - `pod`: the pod job the CNI verbs run: all of the above for one pod.
 
 pub mod decision;
 pub mod features;
+pub mod pair;
 pub mod pod;
 pub mod policy;
 pub mod settings;

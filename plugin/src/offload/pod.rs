@@ -2,14 +2,14 @@
 //! node, and set (or verify) the features on the ends the placement names.
 
 use super::decision::decide;
-use super::tune::{End, Endpoint, FeaturePlan, FeatureProblem};
+use super::pair::{self, NoJournal, Pair};
+use super::tune::{End, Endpoint};
 use super::uplink::DetectError;
 use super::veth::{self, PodInterface};
 use super::KernelError;
 use crate::config::{Config, NonVeth};
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
-use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
@@ -38,6 +38,8 @@ pub enum PodError {
     #[error(transparent)]
     Kernel(#[from] KernelError),
 }
+
+pub use super::pair::{Mode, Problems};
 
 /// What the job did. Only `Tuned` changed (or, verifying, read) features.
 #[derive(Debug)]
@@ -92,67 +94,6 @@ impl PodSockets {
     }
 }
 
-/// Set the features (ADD) or only compare them (CHECK).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Set,
-    Verify,
-}
-
-/// One way a pod's pair is not as the policy wants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    /// A feature of one end.
-    Feature {
-        end: End,
-        ifname: String,
-        problem: FeatureProblem,
-    },
-    /// The placement covers the host end, and it cannot be found.
-    HostEndUnreachable(String),
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Feature {
-                end,
-                ifname,
-                problem,
-            } => write!(f, "{end} {ifname}: {problem}"),
-            Self::HostEndUnreachable(why) => write!(f, "host end: {why}"),
-        }
-    }
-}
-
-/// Every problem a job found, in the order of the ends.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Problems(pub Vec<Problem>);
-
-impl Problems {
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// Whether any problem is a feature found in the wrong state (as
-    /// opposed to an end that could not be reached).
-    pub fn has_feature_problems(&self) -> bool {
-        self.0.iter().any(|p| matches!(p, Problem::Feature { .. }))
-    }
-}
-
-impl fmt::Display for Problems {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str("; ")?;
-            }
-            write!(f, "{p}")?;
-        }
-        Ok(())
-    }
-}
-
 /// Sets or verifies the policy on the pod's veth pair named by `netns`
 /// and `ifname`.
 pub fn tune(
@@ -189,67 +130,40 @@ pub fn tune(
         log::info!("host NIC {}: policy changes nothing", decision.nic_list());
         return Ok(PodOutcome::NoChange);
     }
-    let mut targets = Vec::new();
-    if config.placement.container() {
-        targets.push(Endpoint {
+    let pair = Pair {
+        container: Endpoint {
             end: End::Container,
             ifname: &container.name,
             fd: sockets.pod.fd(),
-        });
-    }
-    if config.placement.host() {
-        match &host {
-            Ok(peer) => targets.push(Endpoint {
+        },
+        host: host
+            .as_ref()
+            .map(|peer| Endpoint {
                 end: End::Host,
                 ifname: &peer.name,
                 fd: sockets.host.fd(),
-            }),
-            // Every end the placement covers must be there before any is
-            // changed: half a fix is reported, never left behind. An end
-            // that cannot be found is not "drift" either.
-            Err(why) => {
-                return Ok(PodOutcome::Tuned(Problems(vec![
-                    Problem::HostEndUnreachable(why.clone()),
-                ])))
-            }
+            })
+            .map_err(Clone::clone),
+    };
+    let outcome = pair::tune(
+        &pair,
+        &decision.settings,
+        config.placement,
+        mode,
+        &mut NoJournal,
+    )?;
+    if mode == Mode::Set {
+        for end in &outcome.ends {
+            log::info!(
+                "{} {}: host NIC {} -> {}; changed: [{}]; kernel also changed: [{}]",
+                end.end,
+                end.ifname,
+                decision.nic_list(),
+                decision.settings,
+                end.report.changed.join(", "),
+                end.report.side_effects.join(", ")
+            );
         }
     }
-    let Some(first) = targets.first() else {
-        return Ok(PodOutcome::Tuned(Problems::default()));
-    };
-    let plan = FeaturePlan::read(&decision.settings, *first)
-        .map_err(|e| KernelError::new("reading feature names", e))?;
-    // Read every end before changing any, for the same reason.
-    let mut states = Vec::with_capacity(targets.len());
-    for target in &targets {
-        let state = plan
-            .state(*target)
-            .map_err(|e| KernelError::new(&target.to_string(), e))?;
-        states.push(state);
-    }
-    let mut problems = Vec::new();
-    for (target, before) in targets.iter().zip(states) {
-        let found = match mode {
-            Mode::Verify => plan.verify(&before),
-            Mode::Set => {
-                let report = plan
-                    .apply(*target, before)
-                    .map_err(|e| KernelError::new(&target.to_string(), e))?;
-                log::info!(
-                    "{target}: host NIC {} -> {}; changed: [{}]; kernel also changed: [{}]",
-                    decision.nic_list(),
-                    decision.settings,
-                    report.changed.join(", "),
-                    report.side_effects.join(", ")
-                );
-                report.problems
-            }
-        };
-        problems.extend(found.into_iter().map(|problem| Problem::Feature {
-            end: target.end,
-            ifname: target.ifname.to_string(),
-            problem,
-        }));
-    }
-    Ok(PodOutcome::Tuned(Problems(problems)))
+    Ok(PodOutcome::Tuned(outcome.problems))
 }

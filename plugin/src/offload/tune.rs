@@ -90,16 +90,14 @@ impl FeaturePlan {
         ethtool::features(target.fd, target.ifname, self.names.len())
     }
 
-    /// Sets the wanted features on `target`, whose state was `before`, in
-    /// one SFEATURES call, then reads back and evaluates.
-    ///
-    /// When anything is off from the policy, every wanted changeable bit
-    /// is sent, as `ethtool -K dev tx off tso off` sends every feature it
-    /// names: the kernel keeps the *requested* state, and a bit that is
-    /// already off only as a consequence (TSO while TX checksum is off,
-    /// "off [requested on]") would come back on when its dependency does.
-    pub fn apply(&self, target: Endpoint<'_>, before: FeatureState) -> io::Result<EndReport> {
-        let count = self.names.len();
+    /// The bits to send to bring an interface in state `before` to the
+    /// policy: none when it conforms. When anything is off from the
+    /// policy, every wanted changeable bit is sent, as
+    /// `ethtool -K dev tx off tso off` sends every feature it names: the
+    /// kernel keeps the *requested* state, and a bit that is already off
+    /// only as a consequence (TSO while TX checksum is off, "off
+    /// [requested on]") would come back on when its dependency does.
+    pub fn changes(&self, before: &FeatureState) -> Vec<(usize, bool)> {
         let changeable: Vec<&Wanted> = self
             .wanted
             .iter()
@@ -108,15 +106,36 @@ impl FeaturePlan {
         let stale = changeable
             .iter()
             .any(|w| before.active(w.index) != w.enabled || before.requested(w.index) != w.enabled);
-        let changes: Vec<(usize, bool)> = if stale {
+        if stale {
             changeable.iter().map(|w| (w.index, w.enabled)).collect()
         } else {
             Vec::new()
-        };
+        }
+    }
+
+    /// `changes` as a reader sees them: the features whose active state
+    /// they would change, e.g. "tx-checksum-ip-generic off".
+    pub fn describe(&self, before: &FeatureState, changes: &[(usize, bool)]) -> Vec<String> {
+        changes
+            .iter()
+            .filter(|(i, on)| before.active(*i) != *on)
+            .filter_map(|(i, on)| self.names.get(*i).map(|n| format!("{n} {}", on_off(*on))))
+            .collect()
+    }
+
+    /// Sends `changes` (from `changes`) to `target`, whose state was
+    /// `before`, in one SFEATURES call, then reads back and evaluates.
+    pub fn apply(
+        &self,
+        target: Endpoint<'_>,
+        before: FeatureState,
+        changes: &[(usize, bool)],
+    ) -> io::Result<EndReport> {
+        let count = self.names.len();
         let after = if changes.is_empty() {
             before.clone()
         } else {
-            let flags = ethtool::set_features(target.fd, target.ifname, count, &changes)?;
+            let flags = ethtool::set_features(target.fd, target.ifname, count, changes)?;
             log::debug!("{}: SFEATURES returned flags {flags:#x}", target.ifname);
             ethtool::features(target.fd, target.ifname, count)?
         };
@@ -140,8 +159,13 @@ impl FeaturePlan {
 
     /// Evaluates a state read with `state`, changing nothing (CHECK).
     /// The active bits are judged: they are what packets see.
-    pub fn verify(&self, state: &FeatureState) -> Vec<FeatureProblem> {
-        evaluate(&self.wanted, &self.missing, state)
+    pub fn verify(&self, state: &FeatureState) -> EndReport {
+        let changes = self.changes(state);
+        EndReport {
+            pending: self.describe(state, &changes),
+            problems: evaluate(&self.wanted, &self.missing, state),
+            ..EndReport::default()
+        }
     }
 }
 
@@ -277,11 +301,13 @@ pub fn evaluate(
     problems
 }
 
-/// What setting one interface did.
+/// What setting (or, verifying, reading) one interface found and did.
 #[derive(Debug, Default)]
 pub struct EndReport {
     /// Features this call turned on or off.
     pub changed: Vec<String>,
+    /// Verifying: the features setting would change.
+    pub pending: Vec<String>,
     /// Features the kernel changed as a consequence (e.g. TSO off after TX
     /// checksum off).
     pub side_effects: Vec<String>,

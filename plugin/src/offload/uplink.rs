@@ -168,6 +168,10 @@ pub struct Uplink {
     pub chain: Vec<String>,
     /// The leaves, each once, in walk order.
     pub nics: Vec<NicFacts>,
+    /// Every device the walk went through, leaves included: what an agent
+    /// must never take for a container's interface (a kind node's uplink
+    /// is a veth whose peer is in another netns).
+    pub devices: Vec<String>,
 }
 
 /// Detects the host NIC(s) in the netns of `socket` (the host's):
@@ -194,8 +198,14 @@ pub fn detect(
     let mut start = Vec::new();
     let mut chain = Vec::new();
     let mut leaves: Vec<String> = Vec::new();
+    let mut devices: Vec<String> = Vec::new();
     for index in starts {
         let res = resolve(socket, index)?;
+        for link in &res.visited {
+            if !devices.contains(&link.name) {
+                devices.push(link.name.clone());
+            }
+        }
         start.push(res.name(index));
         chain.extend(
             res.edges
@@ -230,6 +240,7 @@ pub fn detect(
         how,
         chain,
         nics,
+        devices,
     })
 }
 

@@ -78,3 +78,39 @@ fn find_host_peer(
         ))),
     }
 }
+
+/// From the host's side: the container end of `host_end` (a veth whose
+/// peer is in another netns), read through `pod`, a socket in the netns
+/// that holds the peer. The same kernel pointers are checked as from the
+/// pod's side, the other way round: the peer is a veth whose IFLA_LINK is
+/// the host end, in a netns whose id for the host netns is the peer's
+/// IFLA_LINK_NETNSID.
+pub fn container_end_of(
+    host_end: &Link,
+    pod: &mut RouteSocket,
+    host_netns: BorrowedFd<'_>,
+) -> io::Result<Result<Link, String>> {
+    let Some(peer_index) = host_end.link.filter(|&i| i != 0) else {
+        return Ok(Err(format!("{} reports no peer interface", host_end.name)));
+    };
+    let Some(peer) = pod.link_by_index(peer_index)? else {
+        return Ok(Err(format!(
+            "the peer #{peer_index} of {} is not in that netns",
+            host_end.name
+        )));
+    };
+    if !peer.is_veth() || peer.link != Some(host_end.index) {
+        return Ok(Err(format!(
+            "#{peer_index} ({}) in that netns is not the peer of {}",
+            peer.describe(),
+            host_end.name
+        )));
+    }
+    match (peer.link_netnsid, pod.nsid_of(host_netns)?) {
+        (Some(a), Some(b)) if a == b => Ok(Ok(peer)),
+        _ => Ok(Err(format!(
+            "the peer of {} in that netns points to another netns",
+            host_end.name
+        ))),
+    }
+}

@@ -1,0 +1,216 @@
+//! The agent's numbers, in the Prometheus text format: served on an
+//! opt-in HTTP endpoint, and written to a textfile for node_exporter's
+//! textfile collector. Names follow the Prometheus conventions (a
+//! `csum_offload_` prefix, `_total` counters, units in the name).
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// One NIC the decision rests on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UplinkInfo {
+    pub nic: String,
+    pub driver: String,
+    pub driver_version: String,
+    pub firmware_version: String,
+    pub settings: String,
+}
+
+/// What the agent has seen and done since it started.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    pub uplinks: Vec<UplinkInfo>,
+    /// The settings pods' veths get on this node ("(no change)" when none).
+    pub settings: String,
+    pub detection_ok: bool,
+    /// Container veth pairs in scope at the last full pass.
+    pub pairs: u64,
+    pub checks_total: u64,
+    pub changed_total: u64,
+    pub failed_total: u64,
+    pub drift_repaired_total: u64,
+    pub full_passes_total: u64,
+    pub last_reconcile_seconds: f64,
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let uplinks: Vec<(String, String)> = self
+            .uplinks
+            .iter()
+            .map(|u| {
+                (
+                    format!(
+                        "{{nic=\"{}\",driver=\"{}\",driver_version=\"{}\",firmware_version=\"{}\",settings=\"{}\"}}",
+                        escape(&u.nic),
+                        escape(&u.driver),
+                        escape(&u.driver_version),
+                        escape(&u.firmware_version),
+                        escape(&u.settings)
+                    ),
+                    "1".to_string(),
+                )
+            })
+            .collect();
+        metric(
+            "csum_offload_uplink_info",
+            "gauge",
+            "A host NIC the decision rests on: its driver, driver and firmware version, and the settings its driver gets.",
+            &uplinks,
+        );
+        metric(
+            "csum_offload_decision_info",
+            "gauge",
+            "The settings this node's container veths get.",
+            &[(
+                format!("{{settings=\"{}\"}}", escape(&self.settings)),
+                "1".into(),
+            )],
+        );
+        let one = |v: u64| vec![(String::new(), v.to_string())];
+        metric(
+            "csum_offload_detection_ok",
+            "gauge",
+            "1 when the host NIC was detected, 0 when not (then nothing is changed).",
+            &one(u64::from(self.detection_ok)),
+        );
+        metric(
+            "csum_offload_pairs",
+            "gauge",
+            "Container veth pairs in scope at the last full pass.",
+            &one(self.pairs),
+        );
+        metric(
+            "csum_offload_pair_checks_total",
+            "counter",
+            "Container veth pairs checked against the policy.",
+            &one(self.checks_total),
+        );
+        metric(
+            "csum_offload_interfaces_changed_total",
+            "counter",
+            "Interface ends whose features the agent changed.",
+            &one(self.changed_total),
+        );
+        metric(
+            "csum_offload_failures_total",
+            "counter",
+            "Pair checks that ended with a feature not as the policy wants, or an error.",
+            &one(self.failed_total),
+        );
+        metric(
+            "csum_offload_drift_repaired_total",
+            "counter",
+            "Ends found conforming earlier and changed back later.",
+            &one(self.drift_repaired_total),
+        );
+        metric(
+            "csum_offload_full_passes_total",
+            "counter",
+            "Full passes over every container veth pair.",
+            &one(self.full_passes_total),
+        );
+        metric(
+            "csum_offload_last_reconcile_timestamp_seconds",
+            "gauge",
+            "When the last pair check ended (Unix time).",
+            &[(String::new(), format!("{:.3}", self.last_reconcile_seconds))],
+        );
+        out
+    }
+
+    pub fn touch(&mut self) {
+        self.last_reconcile_seconds = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or_default();
+    }
+}
+
+/// Writes the metrics for node_exporter's textfile collector: a temp file
+/// in the same directory, renamed over the target, so the collector never
+/// reads half a file.
+pub fn write_textfile(path: &Path, metrics: &Metrics) -> std::io::Result<()> {
+    let tmp = path.with_extension("prom.tmp");
+    std::fs::write(&tmp, metrics.render())?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Serves `GET /metrics` (and `/`) on `address` from a thread of its own;
+/// the thread never enters another netns. Returns the bound address.
+pub fn serve(address: &str, shared: Arc<Mutex<Metrics>>) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(address)?;
+    let bound = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+                let mut stream = stream;
+                let mut request = [0u8; 1024];
+                let n = stream.read(&mut request).unwrap_or(0);
+                let head = String::from_utf8_lossy(&request[..n]);
+                let ok = head.starts_with("GET /metrics ") || head.starts_with("GET / ");
+                let (status, body) = if ok {
+                    let text = shared.lock().map(|m| m.render()).unwrap_or_default();
+                    ("200 OK", text)
+                } else {
+                    ("404 Not Found", "not found\n".to_string())
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        })?;
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_format() {
+        let m = Metrics {
+            uplinks: vec![UplinkInfo {
+                nic: "enp1s0".into(),
+                driver: "txgbe".into(),
+                settings: "tx \"off\"".into(),
+                ..Default::default()
+            }],
+            changed_total: 3,
+            ..Default::default()
+        };
+        let text = m.render();
+        assert!(text.contains(
+            "csum_offload_uplink_info{nic=\"enp1s0\",driver=\"txgbe\",driver_version=\"\",firmware_version=\"\",settings=\"tx \\\"off\\\"\"} 1"
+        ));
+        assert!(text.contains("# TYPE csum_offload_interfaces_changed_total counter\ncsum_offload_interfaces_changed_total 3\n"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("csum_offload_"), "{line}");
+        }
+    }
+}

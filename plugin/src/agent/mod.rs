@@ -1,0 +1,655 @@
+//! The node agent, a front end over the same core as the plugin: it finds
+//! every container veth pair in the host netns (Docker, containerd, CRI-O,
+//! Podman, LXC: any runtime) and gives both ends the policy the node's NIC
+//! needs, at start, whenever a pair appears, and whenever a feature drifts.
+//!
+//! - `scan`: which host interfaces are containers' veths, the scope, and
+//!   where the peers' netns are.
+//! - `reconcile`: one pair, or a full pass, through the core.
+//! - `state`: what the agent changed, for `agent restore`.
+//! - `metrics`: Prometheus text, on an endpoint and in a textfile.
+//!
+//! Events come from one rtnetlink socket in the host netns that also hears
+//! every netns with an id there (`kernel::monitor`), so a feature turned
+//! back on inside a container is seen without polling, and no socket is
+//! ever held in a container's netns.
+
+mod metrics;
+mod reconcile;
+mod scan;
+mod state;
+
+use crate::args::{Args, ArgsError};
+use crate::config::{self, Config, DetectionFailure, LoadError};
+use crate::kernel::ethtool;
+use crate::kernel::monitor::{Event, Monitor};
+use crate::kernel::netlink::RouteSocket;
+use crate::kernel::netns;
+use crate::logger::{self, LevelError};
+use crate::offload::veth;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use reconcile::{Agent, Checked};
+use scan::{Namespaces, Scope, DEFAULT_NETNS_DIRS};
+use state::{StateError, StateFile, DEFAULT_STATE_FILE};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// After a routing or uplink event, wait this long for the rest of the
+/// burst before detecting again.
+const REDETECT_DELAY: Duration = Duration::from_millis(200);
+
+/// Why an agent command failed; printed after "csum-offload: ".
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    #[error(transparent)]
+    Config(#[from] LoadError),
+    #[error("--log-level {0}")]
+    LogLevel(#[from] LevelError),
+    #[error("--resync must be a number of seconds, got {0:?}")]
+    Resync(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("{0}")]
+    Locked(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    System {
+        what: &'static str,
+        source: nix::errno::Errno,
+    },
+    #[error("host NIC detection failed: {0} (detectionFailure \"fail\")")]
+    Detection(String),
+    /// `--once` or `restore` ran, and something is not as it should be:
+    /// the summary, for stdout, and exit code 1.
+    #[error("{0}")]
+    Unmet(String),
+}
+
+impl AgentError {
+    /// The process's exit code: 1 when the work ran and something could
+    /// not be done, 2 when the command could not run.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Unmet(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> AgentError {
+    move |source| AgentError::Io { what, source }
+}
+
+/// The agent's settings from the command line.
+struct Options {
+    config: Config,
+    once: bool,
+    dry_run: bool,
+    scope: Scope,
+    netns_dirs: Vec<PathBuf>,
+    scan_processes: bool,
+    state_file: PathBuf,
+    metrics_address: Option<String>,
+    textfile: Option<PathBuf>,
+    resync: Option<Duration>,
+}
+
+/// Takes every `--name VALUE` given.
+fn values(args: &mut Args, name: &str) -> Result<Vec<String>, ArgsError> {
+    let mut all = Vec::new();
+    while let Some(v) = args.value(name)? {
+        all.push(v);
+    }
+    Ok(all)
+}
+
+fn netns_dirs(args: &mut Args) -> Result<Vec<PathBuf>, ArgsError> {
+    let given = values(args, "--netns-dir")?;
+    Ok(if given.is_empty() {
+        DEFAULT_NETNS_DIRS.iter().map(PathBuf::from).collect()
+    } else {
+        given.into_iter().map(PathBuf::from).collect()
+    })
+}
+
+fn state_file(args: &mut Args) -> Result<PathBuf, ArgsError> {
+    Ok(PathBuf::from(
+        args.value("--state-file")?
+            .unwrap_or_else(|| DEFAULT_STATE_FILE.to_string()),
+    ))
+}
+
+impl Options {
+    fn parse(args: &mut Args) -> Result<Self, AgentError> {
+        let config = match args.value("--config")? {
+            Some(path) => config::load_file(Path::new(&path))?,
+            None => Config::default(),
+        };
+        let resync = match args.value("--resync")? {
+            None => Some(Duration::from_secs(300)),
+            Some(s) => match s.parse::<u64>() {
+                Ok(0) => None,
+                Ok(n) => Some(Duration::from_secs(n)),
+                Err(_) => return Err(AgentError::Resync(s)),
+            },
+        };
+        Ok(Self {
+            config,
+            once: args.flag("--once"),
+            dry_run: args.flag("--dry-run"),
+            scope: Scope {
+                bridges: values(args, "--bridge")?,
+                names: values(args, "--ifname")?,
+                exclude: values(args, "--exclude-ifname")?,
+            },
+            netns_dirs: netns_dirs(args)?,
+            scan_processes: !args.flag("--no-proc"),
+            state_file: state_file(args)?,
+            metrics_address: args.value("--metrics-address")?,
+            textfile: args.value("--textfile")?.map(PathBuf::from),
+            resync,
+        })
+    }
+}
+
+/// `csum-offload agent ...` and `csum-offload agent restore ...`.
+pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
+    if args.flag("restore") {
+        return restore_command(args);
+    }
+    let level = args.value("--log-level")?;
+    let mut opts = Options::parse(&mut args)?;
+    args.finish()?;
+    let level = match level {
+        Some(l) => logger::parse_level(Some(&l))?,
+        // --once prints its own summary; its log says only what went wrong.
+        None if opts.once => opts.config.log_level.min(log::LevelFilter::Warn),
+        None => opts.config.log_level,
+    };
+    logger::init(level, opts.config.log_file.as_deref(), "agent".into());
+    if opts.dry_run && !opts.once {
+        return Err(ArgsError::Conflict("--dry-run", "the daemon (use it with --once)").into());
+    }
+    // Only one agent acts at a time, and restore waits for none to run.
+    let _lock = if opts.dry_run {
+        None
+    } else {
+        Some(lock(&opts.state_file)?)
+    };
+    let state = if opts.dry_run {
+        None
+    } else {
+        Some(StateFile::open(&opts.state_file)?)
+    };
+    let mut agent = Agent::new(
+        std::mem::take(&mut opts.config),
+        opts.scope.clone(),
+        opts.netns_dirs.clone(),
+        opts.scan_processes,
+        opts.dry_run,
+        state,
+    )
+    .map_err(io("netlink socket"))?;
+    if opts.once {
+        return once(&mut agent, opts.textfile.as_deref());
+    }
+    daemon(agent, &opts)
+}
+
+/// `--once`: one full pass and a summary.
+fn once(agent: &mut Agent, textfile: Option<&Path>) -> Result<String, AgentError> {
+    let mut out = Vec::new();
+    let decision = agent.decision().map(|d| d.to_string());
+    match &decision {
+        Ok(text) => out.extend(text.lines().map(String::from)),
+        Err(e) => {
+            if agent.config.detection_failure == DetectionFailure::Fail {
+                return Err(AgentError::Detection(e.to_string()));
+            }
+            out.push(format!("host NIC detection failed: {e}; changing nothing"));
+        }
+    }
+    let results = agent.full_pass().map_err(io("listing host interfaces"))?;
+    let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, checked) in &results {
+        let (kind, line) = match checked {
+            Checked::Conforming => ("already set", None),
+            Checked::Changed(t) => ("changed", Some(t.clone())),
+            Checked::WouldChange(t) => ("would change", Some(t.clone())),
+            Checked::Failed(t) => ("failed", Some(format!("FAILED {t}"))),
+            Checked::Skipped => ("skipped", None),
+        };
+        *count.entry(kind).or_default() += 1;
+        out.extend(line);
+    }
+    if let Some(path) = textfile {
+        write_textfile(agent, path);
+    }
+    let in_scope = results
+        .iter()
+        .filter(|(_, c)| !matches!(c, Checked::Skipped))
+        .count();
+    let parts: Vec<String> = ["changed", "would change", "already set", "failed"]
+        .iter()
+        .map(|k| format!("{} {k}", count.get(k).copied().unwrap_or(0)))
+        .collect();
+    out.push(format!(
+        "{in_scope} container veth pairs: {}",
+        parts.join(", ")
+    ));
+    let text = out.join("\n");
+    if count.get("failed").copied().unwrap_or(0) > 0 {
+        return Err(AgentError::Unmet(text));
+    }
+    Ok(text)
+}
+
+fn write_textfile(agent: &Agent, path: &Path) {
+    let snapshot = agent.metrics.lock().map(|m| m.clone()).unwrap_or_default();
+    if let Err(e) = metrics::write_textfile(path, &snapshot) {
+        log::warn!("cannot write {}: {e}", path.display());
+    }
+}
+
+/// The daemon: a full pass, then events until SIGTERM or SIGINT.
+fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
+    let system = |what| move |source| AgentError::System { what, source };
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    // An ignored signal is dropped before it could wait in the signalfd,
+    // and a shell's `&` starts its job with SIGINT ignored: take both back.
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: setting a default disposition installs no handler.
+        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
+    }
+    mask.thread_block()
+        .map_err(system("cannot block signals"))?;
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(system("signalfd"))?;
+    // Subscribed before the first pass, so nothing between the two is missed.
+    let mut monitor = Monitor::open().map_err(io("event socket"))?;
+    if let Some(address) = &opts.metrics_address {
+        let bound =
+            metrics::serve(address, agent.metrics.clone()).map_err(io("metrics address"))?;
+        log::info!("metrics on http://{bound}/metrics");
+    }
+    log::info!(
+        "csum-offload {} agent: watching container veth pairs (netns in {}{}){}",
+        env!("CARGO_PKG_VERSION"),
+        opts.netns_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        if opts.scan_processes {
+            " and /proc"
+        } else {
+            ""
+        },
+        match opts.resync {
+            Some(r) => format!("; full pass every {} s", r.as_secs()),
+            None => String::new(),
+        }
+    );
+    let mut peers = Peers::default();
+    let mut full_pass_due = Some(Instant::now());
+    let mut redetect_at: Option<Instant> = None;
+    let mut next_resync = opts.resync.map(|r| Instant::now() + r);
+    loop {
+        let now = Instant::now();
+        if redetect_at.is_some_and(|t| t <= now) {
+            redetect_at = None;
+            if agent.redecide() {
+                full_pass_due = Some(now);
+            }
+        }
+        if next_resync.is_some_and(|t| t <= now) {
+            full_pass_due = Some(now);
+        }
+        if full_pass_due.is_some_and(|t| t <= now) {
+            full_pass_due = None;
+            next_resync = opts.resync.map(|r| now + r);
+            match agent.full_pass() {
+                Ok(results) => {
+                    peers.rebuild(&mut agent);
+                    let failed: Vec<&String> = results
+                        .iter()
+                        .filter_map(|(_, c)| match c {
+                            Checked::Failed(t) => Some(t),
+                            _ => None,
+                        })
+                        .collect();
+                    for f in &failed {
+                        log::warn!("{f}");
+                    }
+                    log::debug!(
+                        "full pass: {} pairs, {} failed",
+                        results.len(),
+                        failed.len()
+                    );
+                }
+                Err(e) => {
+                    log::warn!("cannot list host interfaces: {e}; trying again in 2 s");
+                    full_pass_due = Some(now + Duration::from_secs(2));
+                }
+            }
+            if let Some(path) = &opts.textfile {
+                write_textfile(&agent, path);
+            }
+        }
+        let wake = [full_pass_due, redetect_at, next_resync]
+            .into_iter()
+            .flatten()
+            .min();
+        let timeout = match wake {
+            Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
+                .unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        let mut fds = [
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(monitor.as_fd(), PollFlags::POLLIN),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(system("poll")(e)),
+        }
+        if fds[0].any().unwrap_or(false) {
+            if let Ok(Some(info)) = signals.read_signal() {
+                let name = Signal::try_from(info.ssi_signo as i32)
+                    .map(|s| s.as_str())
+                    .unwrap_or("signal");
+                log::info!("{name} received; stopping");
+                return Ok("csum-offload agent stopped".into());
+            }
+        }
+        if !fds[1].any().unwrap_or(false) {
+            continue;
+        }
+        let events = match monitor.read() {
+            Ok(events) => events,
+            Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
+                log::warn!("the kernel dropped events (a burst larger than the socket buffer); looking at every pair");
+                full_pass_due = Some(Instant::now());
+                continue;
+            }
+            Err(e) => return Err(io("reading events")(e)),
+        };
+        let mut check = BTreeSet::new();
+        // Host ends whose peer entry must be read again.
+        let mut refresh = BTreeSet::new();
+        for event in events {
+            match event {
+                Event::Link { nsid: None, link } if scan::is_container_veth(&link) => {
+                    peers.note(&link);
+                    check.insert(link.index);
+                }
+                Event::Link { nsid: None, link } => {
+                    // Not a container's veth: maybe the uplink (a NIC
+                    // plugged, renamed, enslaved).
+                    if !link.is_veth() {
+                        redetect_at.get_or_insert(Instant::now() + REDETECT_DELAY);
+                    }
+                }
+                Event::Link {
+                    nsid: Some(nsid),
+                    link,
+                } => {
+                    // A container end changed (a feature, a rename).
+                    if let Some(host) = peers.host_of(nsid, link.index) {
+                        check.insert(host);
+                    }
+                }
+                Event::LinkGone {
+                    nsid: None,
+                    index,
+                    peer_of_moved,
+                } => {
+                    peers.forget(index);
+                    agent.forget(index);
+                    match peer_of_moved {
+                        // The container end went into its netns: the end
+                        // that stayed is a container's veth now.
+                        Some(host) => {
+                            check.insert(host);
+                            refresh.insert(host);
+                        }
+                        None => {
+                            redetect_at.get_or_insert(Instant::now() + REDETECT_DELAY);
+                        }
+                    }
+                }
+                Event::LinkGone { .. } => {}
+                Event::Routing => {
+                    redetect_at.get_or_insert(Instant::now() + REDETECT_DELAY);
+                }
+            }
+        }
+        for index in refresh {
+            if let Ok(Some(link)) = agent.host.link_by_index(index) {
+                peers.note(&link);
+            }
+        }
+        if check.is_empty() {
+            continue;
+        }
+        let mut namespaces = Namespaces::new(&agent.netns_dirs, agent.scan_processes);
+        for index in check {
+            if let Checked::Failed(why) = agent.check(index, &mut namespaces) {
+                log::warn!("{why}");
+            }
+        }
+        if let Some(path) = &opts.textfile {
+            write_textfile(&agent, path);
+        }
+    }
+}
+
+/// Container ends by (netns id, ifindex), to find the pair of an event
+/// from a container's netns. Rebuilt at every full pass and kept current
+/// by the host's link events; an id is never trusted past its pair.
+#[derive(Default)]
+struct Peers(BTreeMap<(i32, u32), u32>);
+
+impl Peers {
+    fn rebuild(&mut self, agent: &mut Agent) {
+        self.0.clear();
+        if let Ok(pairs) = agent.pairs() {
+            for link in pairs {
+                self.note(&link);
+            }
+        }
+    }
+
+    fn note(&mut self, host_end: &crate::kernel::link::Link) {
+        if let (Some(nsid), Some(peer)) = (host_end.link_netnsid, host_end.link) {
+            self.0.retain(|_, h| *h != host_end.index);
+            self.0.insert((nsid, peer), host_end.index);
+        }
+    }
+
+    fn forget(&mut self, host_index: u32) {
+        self.0.retain(|_, h| *h != host_index);
+    }
+
+    fn host_of(&self, nsid: i32, index: u32) -> Option<u32> {
+        self.0.get(&(nsid, index)).copied()
+    }
+}
+
+/// An exclusive lock beside the state file, held while an agent runs, so
+/// that two agents do not act at once and `restore` does not undo the work
+/// of a running one (which would redo it at its next look).
+fn lock(state_file: &Path) -> Result<File, AgentError> {
+    let path = state_file.with_extension("lock");
+    if let Some(dir) = path.parent() {
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(dir)
+            .map_err(|source| StateError {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+    }
+    let file = File::options()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|source| StateError {
+            path: path.clone(),
+            source,
+        })?;
+    // SAFETY: flock on a file this function owns.
+    if unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    } != 0
+    {
+        return Err(AgentError::Locked(format!(
+            "another csum-offload agent is running on this node (it holds {})",
+            path.display()
+        )));
+    }
+    Ok(file)
+}
+
+/// `csum-offload agent restore`: puts back what the agent changed, on the
+/// interfaces that still exist, and forgets what it restored.
+fn restore_command(mut args: Args) -> Result<String, AgentError> {
+    let state_path = state_file(&mut args)?;
+    let dirs = netns_dirs(&mut args)?;
+    let scan_processes = !args.flag("--no-proc");
+    args.finish()?;
+    let _lock = lock(&state_path).map_err(|e| match e {
+        AgentError::Locked(why) => AgentError::Locked(format!(
+            "{why}: stop it first, or its next look changes the interfaces again"
+        )),
+        e => e,
+    })?;
+    let mut state = StateFile::open(&state_path)?;
+    let mut host = RouteSocket::open().map_err(io("netlink socket"))?;
+    let host_netns = netns::current().map_err(io("netns"))?;
+    let mut namespaces = Namespaces::new(&dirs, scan_processes);
+    let mut lines = Vec::new();
+    let mut failed = 0;
+    let mut done: BTreeSet<usize> = BTreeSet::new();
+    let records = state.records().to_vec();
+    for (i, record) in records.iter().enumerate() {
+        let label = format!("{} end of {}", record.end, record.pair.host);
+        let host_end = match host.link_by_index(record.pair.host_index) {
+            Ok(Some(l)) if l.name == record.pair.host && l.link == Some(record.pair.peer_index) => {
+                l
+            }
+            Ok(_) => {
+                lines.push(format!("{label}: gone; nothing to restore"));
+                done.insert(i);
+                continue;
+            }
+            Err(e) => {
+                failed += 1;
+                lines.push(format!("FAILED {label}: {e}"));
+                continue;
+            }
+        };
+        let result = if record.end == "host" {
+            set_features(host.fd(), &host_end.name, &record.features)
+        } else {
+            restore_container_end(
+                &host_end,
+                &mut host,
+                &host_netns,
+                &mut namespaces,
+                &record.features,
+            )
+        };
+        match result {
+            Ok(ifname) => {
+                let what: Vec<String> = record
+                    .features
+                    .iter()
+                    .map(|(n, on)| format!("{n} {}", if *on { "on" } else { "off" }))
+                    .collect();
+                lines.push(format!(
+                    "{label} ({ifname}): restored [{}]",
+                    what.join(", ")
+                ));
+                done.insert(i);
+            }
+            Err(e) => {
+                failed += 1;
+                lines.push(format!("FAILED {label}: {e}"));
+            }
+        }
+    }
+    let keep: Vec<state::Record> = records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| !done.contains(i))
+        .map(|(_, r)| r)
+        .collect();
+    let total = keep.len();
+    state.replace(keep)?;
+    lines.push(format!(
+        "{} restored or gone, {failed} failed, {total} records left",
+        done.len()
+    ));
+    let text = lines.join("\n");
+    if failed > 0 {
+        return Err(AgentError::Unmet(text));
+    }
+    Ok(text)
+}
+
+fn restore_container_end(
+    host_end: &crate::kernel::link::Link,
+    host: &mut RouteSocket,
+    host_netns: &std::os::fd::OwnedFd,
+    namespaces: &mut Namespaces,
+    features: &BTreeMap<String, bool>,
+) -> Result<String, String> {
+    let nsid = host_end
+        .link_netnsid
+        .ok_or("its peer is no longer in another netns")?;
+    let found = namespaces
+        .find(host, nsid)
+        .ok_or_else(|| format!("the netns of its peer (id {nsid}) was not found"))?;
+    let mut pod = netns::run_in(&found.fd, host_netns, RouteSocket::open)
+        .and_then(|r| r)
+        .map_err(|e| e.to_string())?;
+    let peer = veth::container_end_of(host_end, &mut pod, host_netns.as_fd())
+        .map_err(|e| e.to_string())??;
+    set_features(pod.fd(), &peer.name, features)
+}
+
+/// Sends the recorded requested states back in one SFEATURES.
+fn set_features(
+    fd: std::os::fd::BorrowedFd<'_>,
+    ifname: &str,
+    features: &BTreeMap<String, bool>,
+) -> Result<String, String> {
+    let names = ethtool::feature_names(fd, ifname).map_err(|e| e.to_string())?;
+    let changes: Vec<(usize, bool)> = features
+        .iter()
+        .filter_map(|(n, on)| names.iter().position(|k| k == n).map(|i| (i, *on)))
+        .collect();
+    ethtool::set_features(fd, ifname, names.len(), &changes).map_err(|e| e.to_string())?;
+    Ok(ifname.to_string())
+}

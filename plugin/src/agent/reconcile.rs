@@ -1,0 +1,350 @@
+//! Bringing container veth pairs to the policy: one pair at a time, or
+//! every pair in a full pass. The decision, the pair lookup and the tuning
+//! are the core's, exactly as the plugin runs them at ADD.
+
+use super::metrics::{Metrics, UplinkInfo};
+use super::scan::{is_container_veth, Namespaces, Scope};
+use super::state::{PairId, StateFile};
+use crate::config::Config;
+use crate::kernel::link::Link;
+use crate::kernel::netlink::RouteSocket;
+use crate::kernel::netns;
+use crate::offload::decision::{decide, Decision};
+use crate::offload::pair::{self, Journal, Mode, NoJournal, Pair};
+use crate::offload::tune::{End, Endpoint};
+use crate::offload::uplink::{self, DetectError};
+use crate::offload::veth;
+use std::collections::BTreeSet;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// What checking one pair came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checked {
+    /// Already as the policy wants.
+    Conforming,
+    /// Changed; the text says which ends and features.
+    Changed(String),
+    /// Dry run: what would change.
+    WouldChange(String),
+    /// Could not be brought to the policy, and why.
+    Failed(String),
+    /// Not a pair the agent touches (gone, out of scope, the uplink).
+    Skipped,
+}
+
+/// The agent's view of the node, and its tools.
+pub struct Agent {
+    pub config: Config,
+    pub scope: Scope,
+    pub netns_dirs: Vec<PathBuf>,
+    pub scan_processes: bool,
+    pub dry_run: bool,
+    pub host: RouteSocket,
+    host_netns: OwnedFd,
+    pub state: Option<StateFile>,
+    pub metrics: Arc<Mutex<Metrics>>,
+    /// The node's decision, or why there is none.
+    decision: Result<Decision, String>,
+    /// The uplink's devices, never touched: the decision's, or with
+    /// `hostDriver` (no detection) what detection would walk, if anything.
+    uplink: Vec<String>,
+    /// Host ends found conforming (or made so): a later change there is
+    /// drift repaired.
+    conforming: BTreeSet<u32>,
+}
+
+impl Agent {
+    pub fn new(
+        config: Config,
+        scope: Scope,
+        netns_dirs: Vec<PathBuf>,
+        scan_processes: bool,
+        dry_run: bool,
+        state: Option<StateFile>,
+    ) -> std::io::Result<Self> {
+        let mut agent = Self {
+            config,
+            scope,
+            netns_dirs,
+            scan_processes,
+            dry_run,
+            host: RouteSocket::open()?,
+            host_netns: netns::current()?,
+            state,
+            metrics: Arc::new(Mutex::new(Metrics::default())),
+            decision: Err("not decided yet".into()),
+            uplink: Vec::new(),
+            conforming: BTreeSet::new(),
+        };
+        agent.redecide();
+        Ok(agent)
+    }
+
+    pub fn decision(&self) -> Result<&Decision, &str> {
+        self.decision.as_ref().map_err(String::as_str)
+    }
+
+    /// Runs the decision again (at start, after routing or uplink changes);
+    /// returns whether what pods get changed.
+    pub fn redecide(&mut self) -> bool {
+        let new = decide(&self.config).map_err(|e: DetectError| e.to_string());
+        let key = |d: &Result<Decision, String>| match d {
+            Ok(d) => format!("{} {:?}", d.settings, d.devices),
+            Err(e) => e.clone(),
+        };
+        let changed = key(&new) != key(&self.decision);
+        if changed {
+            match &new {
+                Ok(d) => {
+                    for line in d.to_string().lines() {
+                        log::info!("decision: {line}");
+                    }
+                }
+                Err(e) => {
+                    log::warn!("host NIC detection failed: {e}; changing nothing until it succeeds")
+                }
+            }
+        }
+        if let Ok(mut m) = self.metrics.lock() {
+            m.detection_ok = new.is_ok();
+            m.uplinks = new
+                .as_ref()
+                .map(|d| {
+                    d.nics
+                        .iter()
+                        .map(|n| UplinkInfo {
+                            nic: n.name.clone(),
+                            driver: n.driver.clone(),
+                            settings: n.settings.clone(),
+                            ..UplinkInfo::default()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            m.settings = new
+                .as_ref()
+                .map(|d| d.settings.to_string())
+                .unwrap_or_default();
+        }
+        // With hostDriver the decision walks nothing; the uplink must still
+        // be known, or a node whose uplink is a veth (a kind node's eth0)
+        // would have it taken for a container's.
+        self.uplink = match &new {
+            Ok(d) if !d.devices.is_empty() => d.devices.clone(),
+            _ => uplink::detect(&mut self.host, self.config.host_interface.as_deref())
+                .map(|u| u.devices)
+                .unwrap_or_default(),
+        };
+        if let Some(name) = &self.config.host_interface {
+            if !self.uplink.contains(name) {
+                self.uplink.push(name.clone());
+            }
+        }
+        self.decision = new;
+        changed
+    }
+
+    /// Every container veth pair of the host netns, by host ifindex.
+    pub fn pairs(&mut self) -> std::io::Result<Vec<Link>> {
+        let mut links = self.host.links()?;
+        links.retain(is_container_veth);
+        Ok(links)
+    }
+
+    /// Checks (and, unless a dry run, fixes) every pair; returns each
+    /// pair's host end and what checking it came to.
+    pub fn full_pass(&mut self) -> std::io::Result<Vec<(String, Checked)>> {
+        let pairs = self.pairs()?;
+        let mut namespaces = Namespaces::new(&self.netns_dirs, self.scan_processes);
+        let mut results = Vec::with_capacity(pairs.len());
+        for link in &pairs {
+            let checked = self.check(link.index, &mut namespaces);
+            results.push((link.name.clone(), checked));
+        }
+        // Records of pairs that are gone would only mislead a restore.
+        let alive: BTreeSet<(u32, String, u32)> = pairs
+            .iter()
+            .map(|l| (l.index, l.name.clone(), l.link.unwrap_or_default()))
+            .collect();
+        if let Some(state) = &mut self.state {
+            if let Err(e) =
+                state.retain(|p| alive.contains(&(p.host_index, p.host.clone(), p.peer_index)))
+            {
+                log::warn!("cannot prune the restore records: {e}");
+            }
+        }
+        self.conforming
+            .retain(|i| pairs.iter().any(|l| l.index == *i));
+        if let Ok(mut m) = self.metrics.lock() {
+            m.pairs = results
+                .iter()
+                .filter(|(_, c)| !matches!(c, Checked::Skipped))
+                .count() as u64;
+            m.full_passes_total += 1;
+            m.touch();
+        }
+        Ok(results)
+    }
+
+    /// Forgets a host end that went away.
+    pub fn forget(&mut self, host_index: u32) {
+        self.conforming.remove(&host_index);
+    }
+
+    /// Checks the pair whose host end is `host_index`.
+    pub fn check(&mut self, host_index: u32, namespaces: &mut Namespaces) -> Checked {
+        let checked = self.check_inner(host_index, namespaces);
+        if let Ok(mut m) = self.metrics.lock() {
+            if !matches!(checked, Checked::Skipped) {
+                m.checks_total += 1;
+                m.touch();
+            }
+            if let Checked::Failed(_) = checked {
+                m.failed_total += 1;
+            }
+        }
+        checked
+    }
+
+    fn check_inner(&mut self, host_index: u32, namespaces: &mut Namespaces) -> Checked {
+        let decision = match &self.decision {
+            Ok(d) => d.clone(),
+            // Nothing says a fix is needed: change nothing.
+            Err(_) => return Checked::Skipped,
+        };
+        let link = match self.host.link_by_index(host_index) {
+            Ok(Some(link)) if is_container_veth(&link) => link,
+            Ok(_) => return Checked::Skipped,
+            Err(e) => return Checked::Failed(format!("cannot read interface #{host_index}: {e}")),
+        };
+        if self.uplink.contains(&link.name) {
+            return Checked::Skipped; // the uplink itself (a kind node's eth0)
+        }
+        let master = match link.master {
+            Some(m) if !self.scope.bridges.is_empty() => {
+                self.host.link_by_index(m).ok().flatten().map(|l| l.name)
+            }
+            _ => None,
+        };
+        if !self.scope.admits(&link, master.as_deref()) {
+            return Checked::Skipped;
+        }
+        if decision.settings.is_empty() {
+            return Checked::Conforming;
+        }
+        let nsid = link.link_netnsid.unwrap_or(-1);
+        let Some(found) = namespaces.find(&mut self.host, nsid) else {
+            return Checked::Failed(format!(
+                "{}: the netns of its peer (id {nsid}) is in none of {} nor under /proc",
+                link.name,
+                self.netns_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        let path = found.path.display().to_string();
+        let mut pod = match netns::run_in(&found.fd, &self.host_netns, RouteSocket::open) {
+            Ok(Ok(socket)) => socket,
+            Ok(Err(e)) | Err(e) => return Checked::Failed(format!("{}: {path}: {e}", link.name)),
+        };
+        let peer = match veth::container_end_of(&link, &mut pod, self.host_netns.as_fd()) {
+            Ok(Ok(peer)) => peer,
+            Ok(Err(why)) => return Checked::Failed(why),
+            Err(e) => {
+                return Checked::Failed(format!("{}: reading its peer in {path}: {e}", link.name))
+            }
+        };
+        let pair = Pair {
+            container: Endpoint {
+                end: End::Container,
+                ifname: &peer.name,
+                fd: pod.fd(),
+            },
+            host: Ok(Endpoint {
+                end: End::Host,
+                ifname: &link.name,
+                fd: self.host.fd(),
+            }),
+        };
+        let mode = if self.dry_run {
+            Mode::Verify
+        } else {
+            Mode::Set
+        };
+        let journal: &mut dyn Journal = match &mut self.state {
+            Some(state) => {
+                state.current = Some(PairId {
+                    host_index: link.index,
+                    host: link.name.clone(),
+                    peer_index: peer.index,
+                });
+                state
+            }
+            None => &mut NoJournal,
+        };
+        let outcome = match pair::tune(
+            &pair,
+            &decision.settings,
+            self.config.placement,
+            mode,
+            journal,
+        ) {
+            Ok(o) => o,
+            Err(e) => {
+                return Checked::Failed(format!("{} / {} in {path}: {e}", link.name, peer.name))
+            }
+        };
+        let describe = |pick: fn(&pair::EndOutcome) -> &Vec<String>| {
+            outcome
+                .ends
+                .iter()
+                .filter(|e| !pick(e).is_empty())
+                .map(|e| format!("{} {} [{}]", e.end, e.ifname, pick(e).join(", ")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let changed = describe(|e| &e.report.changed);
+        let pending = describe(|e| &e.report.pending);
+        let label = format!("{} / {} in {path}", link.name, peer.name);
+        if self.dry_run {
+            // Reading only, every bit not yet set is a "problem": what
+            // setting would change is the answer, unless nothing would.
+            return match (pending.is_empty(), outcome.problems.is_empty()) {
+                (false, _) => Checked::WouldChange(format!("{label}: would change {pending}")),
+                (true, true) => Checked::Conforming,
+                (true, false) => Checked::Failed(format!("{label}: {}", outcome.problems)),
+            };
+        }
+        if !outcome.problems.is_empty() {
+            return Checked::Failed(format!("{label}: {}", outcome.problems));
+        }
+        if changed.is_empty() {
+            self.conforming.insert(link.index);
+            return Checked::Conforming;
+        }
+        let ends_changed = outcome
+            .ends
+            .iter()
+            .filter(|e| !e.report.changed.is_empty())
+            .count();
+        let drift = !self.conforming.insert(link.index);
+        if let Ok(mut m) = self.metrics.lock() {
+            m.changed_total += ends_changed as u64;
+            if drift {
+                m.drift_repaired_total += 1;
+            }
+        }
+        let text = format!(
+            "{label}: host NIC {} -> {}; changed {changed}{}",
+            decision.nic_list(),
+            decision.settings,
+            if drift { " (drift repaired)" } else { "" }
+        );
+        log::info!("{text}");
+        Checked::Changed(text)
+    }
+}

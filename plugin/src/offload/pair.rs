@@ -1,0 +1,203 @@
+//! Tuning one veth pair, for every front end that finds pairs (the pod job
+//! from the pod's side, the agent from the host's): the ends a placement
+//! names, every one found and read before any is changed, one plan.
+
+use super::settings::FeatureSettings;
+use super::tune::{End, EndReport, Endpoint, FeaturePlan, FeatureProblem};
+use super::KernelError;
+use crate::config::Placement;
+use crate::kernel::ethtool::FeatureState;
+use std::fmt;
+use std::io;
+
+/// A pair's two ends: the container end always (it was found first), the
+/// host end if it could be reached, else why not.
+pub struct Pair<'s> {
+    pub container: Endpoint<'s>,
+    pub host: Result<Endpoint<'s>, String>,
+}
+
+/// Set the features (ADD) or only compare them (CHECK).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Set,
+    Verify,
+}
+
+/// One way a pod's pair is not as the policy wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A feature of one end.
+    Feature {
+        end: End,
+        ifname: String,
+        problem: FeatureProblem,
+    },
+    /// The placement covers the host end, and it cannot be found.
+    HostEndUnreachable(String),
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Feature {
+                end,
+                ifname,
+                problem,
+            } => write!(f, "{end} {ifname}: {problem}"),
+            Self::HostEndUnreachable(why) => write!(f, "host end: {why}"),
+        }
+    }
+}
+
+/// Every problem a job found, in the order of the ends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems(pub Vec<Problem>);
+
+impl Problems {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether any problem is a feature found in the wrong state (as
+    /// opposed to an end that could not be reached).
+    pub fn has_feature_problems(&self) -> bool {
+        self.0.iter().any(|p| matches!(p, Problem::Feature { .. }))
+    }
+}
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Told, before any change to an end, its state and the bits about to be
+/// sent: the agent records there what it can later restore. A journal
+/// that fails stops the change.
+pub trait Journal {
+    fn before_change(
+        &mut self,
+        target: Endpoint<'_>,
+        plan: &FeaturePlan,
+        before: &FeatureState,
+        changes: &[(usize, bool)],
+    ) -> io::Result<()>;
+}
+
+/// No record kept (the CNI plugin: a pod's veth dies with the pod).
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn before_change(
+        &mut self,
+        _: Endpoint<'_>,
+        _: &FeaturePlan,
+        _: &FeatureState,
+        _: &[(usize, bool)],
+    ) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What tuning did to, or found on, one end.
+#[derive(Debug)]
+pub struct EndOutcome {
+    pub end: End,
+    pub ifname: String,
+    pub report: EndReport,
+}
+
+/// What tuning a pair did: per end (only the ends the placement names and
+/// that were reached), and every problem.
+#[derive(Debug, Default)]
+pub struct PairOutcome {
+    pub ends: Vec<EndOutcome>,
+    pub problems: Problems,
+}
+
+/// Sets (or verifies) `settings` on the ends of `pair` that `placement`
+/// names.
+pub fn tune(
+    pair: &Pair<'_>,
+    settings: &FeatureSettings,
+    placement: Placement,
+    mode: Mode,
+    journal: &mut dyn Journal,
+) -> Result<PairOutcome, KernelError> {
+    let mut targets = Vec::new();
+    if placement.container() {
+        targets.push(pair.container);
+    }
+    if placement.host() {
+        match &pair.host {
+            Ok(host) => targets.push(*host),
+            // Every end the placement covers must be there before any is
+            // changed: half a fix is reported, never left behind. An end
+            // that cannot be found is not "drift" either.
+            Err(why) => {
+                return Ok(PairOutcome {
+                    ends: Vec::new(),
+                    problems: Problems(vec![Problem::HostEndUnreachable(why.clone())]),
+                })
+            }
+        }
+    }
+    let Some(first) = targets.first() else {
+        return Ok(PairOutcome::default());
+    };
+    let plan = FeaturePlan::read(settings, *first)
+        .map_err(|e| KernelError::new("reading feature names", e))?;
+    // Read every end before changing any, for the same reason.
+    let mut states = Vec::with_capacity(targets.len());
+    for target in &targets {
+        let state = plan
+            .state(*target)
+            .map_err(|e| KernelError::new(&target.to_string(), e))?;
+        states.push(state);
+    }
+    let mut outcome = PairOutcome::default();
+    for (target, before) in targets.iter().zip(states) {
+        let report = match mode {
+            Mode::Verify => plan.verify(&before),
+            Mode::Set => {
+                let changes = plan.changes(&before);
+                if !changes.is_empty() {
+                    journal
+                        .before_change(*target, &plan, &before, &changes)
+                        .map_err(|e| {
+                            KernelError::new(&format!("{target}: recording its state"), e)
+                        })?;
+                }
+                plan.apply(*target, before, &changes)
+                    .map_err(|e| KernelError::new(&target.to_string(), e))?
+            }
+        };
+        outcome
+            .problems
+            .0
+            .extend(
+                report
+                    .problems
+                    .iter()
+                    .cloned()
+                    .map(|problem| Problem::Feature {
+                        end: target.end,
+                        ifname: target.ifname.to_string(),
+                        problem,
+                    }),
+            );
+        outcome.ends.push(EndOutcome {
+            end: target.end,
+            ifname: target.ifname.to_string(),
+            report,
+        });
+    }
+    Ok(outcome)
+}
