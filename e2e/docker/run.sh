@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Docker end-to-end suite: a real Docker engine (Debian's docker.io 20.10,
 # its own containerd) isolated in private mount and network namespaces,
-# and the harness's own cases (docker-*: what dockerd does to veth pairs,
-# and when).
+# the harness's own cases (docker-*: what dockerd does to veth pairs, and
+# when) and the node agent's cases (agent-*: `csum-offload agent` fixing
+# every container's veth pair, from outside the runtime).
 #
 #   bash e2e/docker/run.sh [--list] [PATTERN...]   run the suite (or the
 #                                                   cases matching a pattern)
@@ -10,7 +11,7 @@
 # Needs root, `make build` (target/release/csum-offload) and the packages
 # of e2e/install-deps.sh. Environment: E2E_TIMEOUT (seconds, default 300),
 # E2E_KEEP=1 keeps the work directory, AGENT_BIN (default the built
-# binary), TIMING_RUNS. See docs/testing.md.
+# binary), NEW_RUNS, BURST, IDLE_SECONDS, TIMING_RUNS. See docs/testing.md.
 set -uo pipefail
 # shellcheck source=e2e/docker/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -41,6 +42,20 @@ register_cases() {
     add_case docker-host-network test_docker_host_network
     add_case docker-timing test_docker_timing
     add_case kernel-features test_kernel_features
+    add_case agent-once-existing test_agent_once_existing
+    add_case agent-dry-run test_agent_dry_run
+    add_case agent-start-existing test_agent_start_existing
+    add_case agent-new-containers test_agent_new_containers
+    add_case agent-restart test_agent_restart
+    add_case agent-network-connect test_agent_network_connect
+    add_case agent-user-network test_agent_user_network
+    add_case agent-leaves-alone test_agent_leaves_alone
+    add_case agent-drift test_agent_drift
+    add_case agent-i40e test_agent_i40e
+    add_case agent-signals test_agent_signals
+    add_case agent-idle-cpu test_agent_idle_cpu
+    add_case agent-burst test_agent_burst
+    add_case agent-restore test_agent_restore
 }
 
 PASSED=0
@@ -121,6 +136,8 @@ inner() {
     trap 'exit 143' TERM INT
     # shellcheck source=e2e/docker/smoke.sh
     source "$E2E_DIR/smoke.sh"
+    # shellcheck source=e2e/docker/tests.sh
+    source "$E2E_DIR/tests.sh"
     register_cases
     if [ "${1:-}" = --list ]; then
         printf '%s\n' "${CASES[@]%% *}"
