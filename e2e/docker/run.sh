@@ -101,14 +101,20 @@ run_case() {
     local t0 t1 rc=0
     t0=$(now_us)
     # Not in a condition: `set -e` would be ignored inside the subshell.
+    # In the background, so that a signal to this shell is handled at once
+    # (see interrupted).
     (
+        trap - TERM INT
         set -eE
         # Failures inside $(...) end the case too.
         shopt -s inherit_errexit
         trap 'echo "  at ${BASH_SOURCE[0]##*/}:$LINENO: $BASH_COMMAND" >&2' ERR
         "$@"
-    ) >"$log" 2>&1
+    ) >"$log" 2>&1 &
+    CASE_PID=$!
+    wait "$CASE_PID"
     rc=$?
+    CASE_PID=
     # A failed check that was not fatal still fails the case.
     if grep -q '^FAIL:' "$NOTES" && [ "$rc" = 0 ]; then
         rc=1
@@ -131,9 +137,26 @@ run_case() {
     fi
 }
 
+# SIGTERM/SIGINT (the run's time limit, ^C): the running case is ended,
+# its logs are kept, and the EXIT trap tears everything down.
+CASE_PID=
+interrupted() {
+    if [ -n "$CASE_PID" ]; then
+        kill -KILL "$CASE_PID" 2>/dev/null || true
+        { wait "$CASE_PID"; } 2>/dev/null || true
+    fi
+    if [ -n "${WORK:-}" ] && [ -d "$WORK/logs" ]; then
+        local kept
+        kept=$(mktemp -d /tmp/e2edk-logs.XXXXXX)
+        cp -r "$WORK/logs/." "$kept/"
+        say "e2e-docker: interrupted during ${CASE:-setup} (logs kept in $kept)"
+    fi
+    exit 143
+}
+
 inner() {
     trap 'teardown_environment' EXIT
-    trap 'exit 143' TERM INT
+    trap interrupted TERM INT
     # shellcheck source=e2e/docker/smoke.sh
     source "$E2E_DIR/smoke.sh"
     # shellcheck source=e2e/docker/tests.sh
