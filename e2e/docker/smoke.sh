@@ -44,7 +44,7 @@ test_docker_default_bridge() {
     [[ $ip_addr == 10.62.0.* ]] || fail "$c address $ip_addr not in ${DEFAULT_BIP%.1/24}.0/24"
     tx_in=$(tx_csum "$NS" eth0)
     tx_host=$(tx_csum "" "$HOST")
-    note "default bridge: $c eth0 ($ip_addr) <-> host end $HOST (master docker0, link-netnsid $nsid = the container's netns by RTM_GETNSID); SandboxKey ${sandbox#"$WORK"/} is /proc/$pid/ns/net (same inode); dockerd leaves tx-checksumming $tx_in inside, $tx_host on the host end"
+    note "default bridge: $c eth0 ($ip_addr) <-> host end $HOST (master docker0, link-netnsid $nsid = the container's netns by RTM_GETNSID); SandboxKey ${sandbox#"$WORK"/} is /proc/$pid/ns/net (same inode); dockerd leaves tx-checksumming $tx_in inside and $tx_host on the host end"
     after=$(host_veth_ends | { grep -vx "$UPLINK" || true; } | wc -l)
     expect_eq "container veths in the suite netns" "$after" 1
 }
