@@ -127,6 +127,7 @@ start_ctr() {
     RUN_RETURNED=$(now_us)
     pid=$(fast_pid "$id")
     track_pair "$name" "/proc/$pid/ns/net" eth0
+    LOOKUP_MS=$((($(now_us) - RUN_RETURNED) / 1000))
 }
 
 # Records the pair of IFNAME in NETNS under KEY.
@@ -299,33 +300,44 @@ test_agent_new_containers() {
     agent_start_ready txgbe
     start_link_monitor "$mon"
     : >"$WORK/logs/$CASE-poll.ms"
+    : >"$WORK/logs/$CASE-lookup.ms"
     for ((i = 1; i <= n; i++)); do
         key=e2edk-new-$i
         start_ctr "$key"
+        echo "$LOOKUP_MS" >>"$WORK/logs/$CASE-lookup.ms"
         wait_pair "$key" off 3000 "$RUN_RETURNED" >>"$WORK/logs/$CASE-poll.ms"
     done
     sleep 0.2
     stop_link_monitor
+    # The event measure is for the report only: the verdict is the poll's.
     : >"$WORK/logs/$CASE-event.ms"
-    local host landed fixed line
+    local host landed fixed line no_event=0
     for ((i = 1; i <= n; i++)); do
         host=${PAIR_HOST[e2edk-new-$i]}
         line=$(grep -F " $host@" "$mon" | grep -m1 ' link-netnsid ' || true)
         [ -n "$line" ] || fail "no RTM_NEWLINK with link-netnsid for $host in $mon"
         landed=$(ts_us "${line%% *}")
-        line=$(grep -F " $host@" "$mon" | grep ' link-netnsid ' | grep -m1 'event FEATURE CHANGE' || true)
-        [ -n "$line" ] || fail "no feature-change event for $host after it landed"
+        line=$(grep -F " $host@" "$mon" | grep -m1 'event FEATURE CHANGE' || true)
+        if [ -z "$line" ]; then
+            no_event=$((no_event + 1))
+            continue
+        fi
         fixed=$(ts_us "${line%% *}")
         echo $(((fixed - landed) / 1000)) >>"$WORK/logs/$CASE-event.ms"
     done
     expect_pair e2edk-sentinel off
     agent_stop TERM
+    # The poll's own cost, for reading the first measure.
+    local p0 poll_cost
+    p0=$(now_us)
+    pair_tx e2edk-new-1 >/dev/null
+    poll_cost=$((($(now_us) - p0) / 1000))
     local poll event
     poll=$(stats <"$WORK/logs/$CASE-poll.ms")
     event=$(stats <"$WORK/logs/$CASE-event.ms")
     note "daemon, txgbe policy: $n containers started one after another, both ends of each fixed (bound 3 s each); ready $READY_MS ms after start"
-    note "  docker run returned -> both ends seen off (poll, upper bound): median $(field median "$poll") ms, p99 $(field p99 "$poll") ms, max $(field max "$poll") ms"
-    note "  host end landed (RTM_NEWLINK with link-netnsid) -> its feature change (ip -ts monitor): median $(field median "$event") ms, p99 $(field p99 "$event") ms, max $(field max "$event") ms"
+    note "  docker run returned -> both ends seen off (poll, upper bound: the pair's lookup takes $(field median "$(stats <"$WORK/logs/$CASE-lookup.ms")") ms, one poll $poll_cost ms): median $(field median "$poll") ms, p99 $(field p99 "$poll") ms, max $(field max "$poll") ms"
+    note "  host end landed (RTM_NEWLINK with link-netnsid) -> its first feature change (ip -ts monitor): median $(field median "$event") ms, p99 $(field p99 "$event") ms, max $(field max "$event") ms (no such event for $no_event)"
 }
 
 # docker restart: a new netns and a new pair, fixed again.
