@@ -4,7 +4,7 @@
 # on the machine, and helpers that find each container's veth pair and
 # read its offload features with tools independent of csum-offload.
 #
-# Isolation (see docs/testing.md, "Docker e2e"):
+# Isolation (see docs/testing.md, "Docker end-to-end"):
 # - The run lives in a private mount namespace AND a private network
 #   namespace (the suite's "host netns"). dockerd's bridges and every
 #   container's host-side veth end exist only there, and the agent under
