@@ -22,7 +22,7 @@ unit: deps
 	# Replays the fuzz corpus's saved crashers and seeds (no libFuzzer needed).
 	CARGO_TARGET_DIR=target/fuzz cargo test --locked --manifest-path plugin/fuzz/Cargo.toml
 
-test: deps lint build unit e2e manifests-check
+test: deps lint build unit e2e e2e-docker manifests-check
 
 demo: deps build
 	bash e2e/demo.sh
@@ -53,6 +53,14 @@ bench: deps build
 .PHONY: e2e
 e2e: deps build
 	bash e2e/containerd/run.sh
+
+# End-to-end under a private Docker engine (Debian's docker.io 20.10 with
+# its own containerd, in private mount and network namespaces): what
+# dockerd does to veth pairs, and the node agent's cases. Needs root; see
+# docs/testing.md. `bash e2e/docker/run.sh PATTERN` runs a subset.
+.PHONY: e2e-docker
+e2e-docker: deps build
+	bash e2e/docker/run.sh
 
 # Container image with the static binary (docs/install.md). Needs docker.
 # IMAGE_ARCH names the platform of $(TARGET) in the Docker sense.

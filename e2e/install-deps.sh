@@ -11,6 +11,9 @@ have runc || need+=(runc)
 [ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
 [ -x /bin/busybox ] || need+=(busybox-static)
 have tcpdump || need+=(tcpdump)
+# The Docker suite runs Debian's engine and client by full path (a newer
+# docker elsewhere on PATH does not count).
+{ [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; } || need+=(docker.io)
 have strace || need+=(strace)
 [ -x /usr/bin/time ] || need+=(time)
 have g++ || need+=(g++)   # make fuzz builds libFuzzer
