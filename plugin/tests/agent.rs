@@ -1,0 +1,347 @@
+//! The node agent run as the real binary in a lab: the lab's host netns
+//! stands for a node, its pods' veth pairs for containers of any runtime.
+//! The Docker suite (e2e/docker) runs it against a real Docker engine; these
+//! cases cover what needs no engine: scope, the uplink, the lock, metrics,
+//! a node without a default route.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GENERIC: &str = "tx-checksum-ip-generic";
+
+/// A temp dir for one test's state file, config and textfile.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("csum-agent-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+    fn config(&self, v: Value) -> String {
+        let path = self.0.join("config.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+    fn state(&self) -> String {
+        self.0
+            .join("state/agent.jsonl")
+            .to_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `csum-offload agent ARGS` to the end; (exit code, stdout, stderr).
+fn agent(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("agent")
+        .args(args)
+        .env_remove("CNI_COMMAND")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tx(lab: &Lab, i: usize) -> (bool, bool) {
+    let on = |t: FeatureTable| t.into_iter().find(|(n, _, _)| n == GENERIC).unwrap().1;
+    let (c, h) = lab.features_of(i);
+    (on(c), on(h))
+}
+
+#[test]
+fn once_fixes_every_pair_records_it_and_restore_puts_it_back() {
+    let lab = Lab::with_pods("ag", 3);
+    let s = Scratch::new("once");
+    let config = s.config(json!({"hostDriver": "txgbe"}));
+    let state = s.state();
+    let (code, out, err) = agent(&["--once", "--dry-run", "--config", &config]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(out.matches(": would change ").count(), 3, "{out}");
+    assert!(
+        (0..3).all(|i| tx(&lab, i) == (true, true)),
+        "a dry run changes nothing"
+    );
+    let (code, out, err) = agent(&["--once", "--config", &config, "--state-file", &state]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.ends_with(
+            "3 container veth pairs: 3 changed, 0 would change, 0 already set, 0 failed\n"
+        ),
+        "{out}"
+    );
+    assert!((0..3).all(|i| tx(&lab, i) == (false, false)));
+    let (_, out, _) = agent(&["--once", "--config", &config, "--state-file", &state]);
+    assert!(
+        out.contains("0 changed, 0 would change, 3 already set"),
+        "{out}"
+    );
+    let (code, out, err) = agent(&["restore", "--state-file", &state]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("6 restored or gone, 0 failed, 0 records left"),
+        "{out}"
+    );
+    assert!((0..3).all(|i| tx(&lab, i) == (true, true)));
+}
+
+#[test]
+fn scope_limits_the_pairs_and_the_uplink_is_never_touched() {
+    let lab = Lab::with_pods("as", 3);
+    // The uplink is a veth whose peer is in another netns, as on a kind
+    // node: it looks like a container's veth but must never be touched.
+    lab.add_uplink();
+    run("ip", &["link", "add", "br-as", "type", "bridge"]);
+    run(
+        "ip",
+        &["link", "set", &lab.host_if_of(2), "master", "br-as"],
+    );
+    let uplink_tx = || {
+        read_features(None, "up0")
+            .into_iter()
+            .find(|(n, _, _)| n == GENERIC)
+            .unwrap()
+            .1
+    };
+    let s = Scratch::new("scope");
+    for policy in [
+        json!({"drivers": {"veth": {"tx": false}}}),
+        json!({"hostDriver": "txgbe"}),
+    ] {
+        let config = s.config(policy.clone());
+        let (code, out, err) = agent(&[
+            "--once",
+            "--config",
+            &config,
+            "--state-file",
+            &s.state(),
+            "--ifname",
+            "as*",
+            "--exclude-ifname",
+            "ash1",
+        ]);
+        assert_eq!(code, 0, "{policy}: {out}{err}");
+        assert_eq!(
+            (tx(&lab, 0), tx(&lab, 1), tx(&lab, 2)),
+            ((false, false), (true, true), (false, false)),
+            "{policy}"
+        );
+        assert!(uplink_tx(), "{policy}: the uplink up0 keeps its offload");
+        agent(&["restore", "--state-file", &s.state()]);
+    }
+    let config = s.config(json!({"hostDriver": "txgbe"}));
+    let (code, out, _) = agent(&[
+        "--once",
+        "--config",
+        &config,
+        "--state-file",
+        &s.state(),
+        "--bridge",
+        "br-as",
+    ]);
+    assert_eq!(code, 0);
+    assert!(out.contains("1 container veth pairs: 1 changed"), "{out}");
+    assert_eq!((tx(&lab, 0), tx(&lab, 2)), ((true, true), (false, false)));
+}
+
+#[test]
+fn a_node_without_a_default_route_changes_nothing() {
+    let lab = Lab::with_pods("ad", 1);
+    let s = Scratch::new("nodefault");
+    let (code, out, err) = agent(&[
+        "--once",
+        "--config",
+        &s.config(json!({})),
+        "--state-file",
+        &s.state(),
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("host NIC detection failed: the host has no default route")
+            && out.contains("changing nothing"),
+        "{out}"
+    );
+    assert_eq!(tx(&lab, 0), (true, true));
+    let (code, _, err) = agent(&[
+        "--once",
+        "--config",
+        &s.config(json!({"detectionFailure": "fail"})),
+        "--state-file",
+        &s.state(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("detectionFailure \"fail\""), "{err}");
+    assert_eq!(tx(&lab, 0), (true, true));
+}
+
+/// The daemon, killed on drop if a test fails first.
+struct Daemon(Option<Child>, PathBuf);
+
+impl Daemon {
+    fn start(args: &[&str], log: PathBuf) -> Self {
+        let child = Command::new(BIN)
+            .arg("agent")
+            .args(args)
+            .env_remove("CNI_COMMAND")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Daemon(Some(child), log)
+    }
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+    fn wait_log(&self, what: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(what) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} in the agent's log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    fn stop(mut self) -> i32 {
+        let mut child = self.0.take().unwrap();
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the agent did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn get(address: &str) -> String {
+    let mut s = std::net::TcpStream::connect(address).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_daemon_fixes_new_pairs_repairs_drift_counts_and_holds_the_lock() {
+    let lab = Lab::with_pods("am", 1);
+    let s = Scratch::new("daemon");
+    let textfile = s.0.join("csum_offload.prom");
+    let daemon = Daemon::start(
+        &[
+            "--config",
+            &s.config(json!({"hostDriver": "txgbe"})),
+            "--state-file",
+            &s.state(),
+            "--metrics-address",
+            "127.0.0.1:0",
+            "--textfile",
+            textfile.to_str().unwrap(),
+            "--resync",
+            "0",
+        ],
+        s.0.join("agent.log"),
+    );
+    let log = daemon.wait_log("metrics on http://");
+    let address = log
+        .split("metrics on http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    daemon.wait_log("changed container eth0");
+    assert_eq!(tx(&lab, 0), (false, false), "a pair there at start");
+    // A new pair, made the way runtimes make them: both ends in the host,
+    // then one moved into the container's netns.
+    let pod = format!("{}-new", lab.pod);
+    run("ip", &["netns", "add", &pod]);
+    run(
+        "ip",
+        &[
+            "link", "add", "amnew", "type", "veth", "peer", "name", "amtmp",
+        ],
+    );
+    run("ip", &["link", "set", "amtmp", "netns", &pod]);
+    daemon.wait_log("amnew / amtmp");
+    let new_tx = read_features(
+        Some(std::path::Path::new(&format!("/run/netns/{pod}"))),
+        "amtmp",
+    )
+    .into_iter()
+    .find(|(n, _, _)| n == GENERIC)
+    .unwrap()
+    .1;
+    assert!(!new_tx);
+    // Drift inside a container's netns, which the host netns gets no
+    // event for but the agent's all-netns socket does.
+    run(
+        "ip",
+        &[
+            "netns", "exec", &lab.pod, "ethtool", "-K", "eth0", "tx", "on",
+        ],
+    );
+    daemon.wait_log("(drift repaired)");
+    assert_eq!(tx(&lab, 0), (false, false));
+    // Restore refuses while an agent runs.
+    let (code, _, err) = agent(&["restore", "--state-file", &s.state()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("another csum-offload agent is running") && err.contains("stop it first"),
+        "{err}"
+    );
+    let metrics = get(&address);
+    assert!(metrics.starts_with("HTTP/1.0 200 OK"), "{metrics}");
+    for line in [
+        "csum_offload_uplink_info{nic=\"\",driver=\"txgbe\",driver_version=\"\",firmware_version=\"\",settings=\"tx off\"} 1",
+        "csum_offload_drift_repaired_total 1",
+        "csum_offload_interfaces_changed_total 5",
+        "csum_offload_detection_ok 1",
+    ] {
+        assert!(metrics.contains(line), "{line} not in:\n{metrics}");
+    }
+    let text = std::fs::read_to_string(&textfile).unwrap();
+    assert!(
+        text.contains("csum_offload_drift_repaired_total 1"),
+        "{text}"
+    );
+    assert_eq!(daemon.stop(), 0);
+    run("ip", &["netns", "del", &pod]);
+}
