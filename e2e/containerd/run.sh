@@ -62,6 +62,7 @@ register_cases() {
     add_case invalid-apply test_invalid apply '"apply": "pod"' 'apply must be "both", "container" or "host", got "pod"'
     add_case failure-policy test_ignore
     add_case parallel-20 test_parallel
+    add_case agent-existing test_agent
 }
 
 PASSED=0

@@ -435,3 +435,43 @@ test_parallel() {
     expect_released "$net"
     note "parallel: $n containers started at once in $(((t1 - t0) / 1000000)) ms; all $n have tx-checksumming off on both veth ends; all stopped clean"
 }
+
+# The node agent (csum-offload agent) on containers the chained plugin never
+# saw: a conflist without the entry (pods created before the DaemonSet),
+# then --once fixes them, and the daemon fixes a container started later.
+# Scoped to this case's bridge, so no other interface of the node is touched.
+test_agent() {
+    local net=e2ecd-agent bridge=e2ecdbr50 subnet=10.99.50.0/24
+    chain_bridge 1.0.0 "$net" "$subnet" "$bridge" ""
+    local a=$net-a b=$net-b c=$net-c
+    up "$a"
+    up "$b"
+    expect_tx "$a" on
+    expect_tx "$b" on
+    local conf=$WORK/agent.json state=$WORK/agent-state/state.jsonl out
+    printf '{"hostDriver": "txgbe"}\n' >"$conf"
+    out=$("$PLUGIN_BIN" agent --once --config "$conf" --state-file "$state" --bridge "$bridge") ||
+        fail "agent --once failed: $out"
+    echo "$out" >&2
+    expect_tx "$a" off
+    expect_tx "$b" off
+    grep -q '2 container veth pairs: 2 changed' <<<"$out" || fail "summary: $out"
+    "$PLUGIN_BIN" agent --config "$conf" --state-file "$state" --bridge "$bridge" --resync 0 \
+        2>"$WORK/logs/agent.log" &
+    local agent=$!
+    up "$c"
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [ "$(tx_checksumming "" "${PEER[$c]}")" = off ] && break
+        sleep 0.1
+    done
+    expect_tx "$c" off
+    kill -TERM "$agent"
+    wait "$agent" || fail "the agent exited $? on SIGTERM"
+    down "$a"
+    down "$b"
+    down "$c"
+    expect_released "$net"
+    ip link del "$bridge"
+    note "agent: 2 containers started without the entry fixed by --once (both ends), a third fixed by the daemon as it started; stopped clean"
+}
