@@ -281,6 +281,19 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
         .map_err(system("signalfd"))?;
     // Subscribed before the first pass, so nothing between the two is missed.
     let mut monitor = Monitor::open().map_err(io("event socket"))?;
+    // Events from containers' netns reach a listener only with
+    // CAP_NET_BROADCAST; without it drift inside a container is seen by a
+    // full pass alone, so make that frequent enough to keep the promise.
+    let mut resync = opts.resync;
+    if !monitor.hears_all_netns() {
+        let bound = Duration::from_secs(5);
+        resync = Some(resync.map_or(bound, |r| r.min(bound)));
+        log::warn!(
+            "no CAP_NET_BROADCAST: link events from containers' netns do not reach the agent; \
+             drift inside a container is found by a full pass every {} s instead",
+            bound.as_secs()
+        );
+    }
     if let Some(address) = &opts.metrics_address {
         let bound =
             metrics::serve(address, agent.metrics.clone()).map_err(io("metrics address"))?;
@@ -299,7 +312,7 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
         } else {
             ""
         },
-        match opts.resync {
+        match resync {
             Some(r) => format!("; full pass every {} s", r.as_secs()),
             None => String::new(),
         }
@@ -307,7 +320,7 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
     let mut peers = Peers::default();
     let mut full_pass_due = Some(Instant::now());
     let mut redetect_at: Option<Instant> = None;
-    let mut next_resync = opts.resync.map(|r| Instant::now() + r);
+    let mut next_resync = resync.map(|r| Instant::now() + r);
     loop {
         let now = Instant::now();
         if redetect_at.is_some_and(|t| t <= now) {
@@ -321,7 +334,7 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
         }
         if full_pass_due.is_some_and(|t| t <= now) {
             full_pass_due = None;
-            next_resync = opts.resync.map(|r| now + r);
+            next_resync = resync.map(|r| now + r);
             match agent.full_pass() {
                 Ok(results) => {
                     peers.rebuild(&mut agent);

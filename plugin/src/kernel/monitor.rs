@@ -47,6 +47,7 @@ pub enum Event {
 pub struct Monitor {
     fd: OwnedFd,
     buffer: Vec<u8>,
+    all_netns: bool,
 }
 
 fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
@@ -120,11 +121,20 @@ impl Monitor {
             NETLINK_ADD_MEMBERSHIP,
             RTNLGRP_NEXTHOP as libc::c_int,
         );
-        set_int(&fd, SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, 1)?;
+        // Needs CAP_NET_BROADCAST; without it only the host's own events
+        // arrive (see `hears_all_netns`).
+        let all_netns = set_int(&fd, SOL_NETLINK, NETLINK_LISTEN_ALL_NSID, 1).is_ok();
         Ok(Self {
             fd,
             buffer: vec![0; 64 * 1024],
+            all_netns,
         })
+    }
+
+    /// Whether events of other netns arrive too (NETLINK_LISTEN_ALL_NSID
+    /// could be set: the process has CAP_NET_BROADCAST).
+    pub fn hears_all_netns(&self) -> bool {
+        self.all_netns
     }
 
     /// The events waiting now; empty when there are none. An error of
