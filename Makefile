@@ -46,6 +46,16 @@ PODSTART_RUNS ?= 40
 bench: deps build
 	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) $(BENCH_ARGS)
 	bash e2e/bench/podstart.sh $(PODSTART_RUNS)
+	$(MAKE) --no-print-directory bench-agent
+
+# The node agent: a full pass over 500 pairs, the time to fix a new pair and
+# its CPU (netns), then the time to fix a new Docker container (the Docker
+# e2e's timing case, NEW_RUNS containers).
+.PHONY: bench-agent
+AGENT_NEW_RUNS ?= 50
+bench-agent: deps build
+	/usr/bin/python3 e2e/bench/agent.py --binary $(BIN)
+	NEW_RUNS=$(AGENT_NEW_RUNS) bash e2e/docker/run.sh agent-new-containers
 
 # End-to-end under a private containerd (`ctr run --cni`, Debian's CNI
 # plugins): chains, wire check, broken-NIC reproduction, failure cases.

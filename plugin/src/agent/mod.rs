@@ -31,7 +31,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use reconcile::{Agent, Checked};
-use scan::{Namespaces, Scope, DEFAULT_NETNS_DIRS};
+use scan::{NetnsIndex, Scope, DEFAULT_NETNS_DIRS};
 use state::{StateError, StateFile, DEFAULT_STATE_FILE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -460,9 +460,8 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
         if check.is_empty() {
             continue;
         }
-        let mut namespaces = Namespaces::new(&agent.netns_dirs, agent.scan_processes);
         for index in check {
-            if let Checked::Failed(why) = agent.check(index, &mut namespaces) {
+            if let Checked::Failed(why) = agent.check(index) {
                 log::warn!("{why}");
             }
         }
@@ -560,7 +559,7 @@ fn restore_command(mut args: Args) -> Result<String, AgentError> {
     let mut state = StateFile::open(&state_path)?;
     let mut host = RouteSocket::open().map_err(io("netlink socket"))?;
     let host_netns = netns::current().map_err(io("netns"))?;
-    let mut namespaces = Namespaces::new(&dirs, scan_processes);
+    let mut namespaces = NetnsIndex::new(&dirs, scan_processes);
     let mut lines = Vec::new();
     let mut failed = 0;
     let mut done: BTreeSet<usize> = BTreeSet::new();
@@ -635,7 +634,7 @@ fn restore_container_end(
     host_end: &crate::kernel::link::Link,
     host: &mut RouteSocket,
     host_netns: &std::os::fd::OwnedFd,
-    namespaces: &mut Namespaces,
+    namespaces: &mut NetnsIndex,
     features: &BTreeMap<String, bool>,
 ) -> Result<String, String> {
     let nsid = host_end

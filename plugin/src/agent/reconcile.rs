@@ -3,7 +3,7 @@
 //! are the core's, exactly as the plugin runs them at ADD.
 
 use super::metrics::{Metrics, UplinkInfo};
-use super::scan::{is_container_veth, Namespaces, Scope};
+use super::scan::{is_container_veth, NetnsIndex, Scope};
 use super::state::{PairId, StateFile};
 use crate::config::Config;
 use crate::kernel::link::Link;
@@ -39,8 +39,10 @@ pub struct Agent {
     pub config: Config,
     pub scope: Scope,
     pub netns_dirs: Vec<PathBuf>,
-    pub scan_processes: bool,
     pub dry_run: bool,
+    /// Where the peers' netns are, kept for the agent's life (verified at
+    /// every use).
+    namespaces: NetnsIndex,
     pub host: RouteSocket,
     host_netns: OwnedFd,
     pub state: Option<StateFile>,
@@ -67,8 +69,8 @@ impl Agent {
         let mut agent = Self {
             config,
             scope,
+            namespaces: NetnsIndex::new(&netns_dirs, scan_processes),
             netns_dirs,
-            scan_processes,
             dry_run,
             host: RouteSocket::open()?,
             host_netns: netns::current()?,
@@ -157,10 +159,9 @@ impl Agent {
     /// pair's host end and what checking it came to.
     pub fn full_pass(&mut self) -> std::io::Result<Vec<(String, Checked)>> {
         let pairs = self.pairs()?;
-        let mut namespaces = Namespaces::new(&self.netns_dirs, self.scan_processes);
         let mut results = Vec::with_capacity(pairs.len());
         for link in &pairs {
-            let checked = self.check(link.index, &mut namespaces);
+            let checked = self.check(link.index);
             results.push((link.name.clone(), checked));
         }
         // Records of pairs that are gone would only mislead a restore.
@@ -194,8 +195,8 @@ impl Agent {
     }
 
     /// Checks the pair whose host end is `host_index`.
-    pub fn check(&mut self, host_index: u32, namespaces: &mut Namespaces) -> Checked {
-        let checked = self.check_inner(host_index, namespaces);
+    pub fn check(&mut self, host_index: u32) -> Checked {
+        let checked = self.check_inner(host_index);
         if let Ok(mut m) = self.metrics.lock() {
             if !matches!(checked, Checked::Skipped) {
                 m.checks_total += 1;
@@ -208,7 +209,7 @@ impl Agent {
         checked
     }
 
-    fn check_inner(&mut self, host_index: u32, namespaces: &mut Namespaces) -> Checked {
+    fn check_inner(&mut self, host_index: u32) -> Checked {
         let decision = match &self.decision {
             Ok(d) => d.clone(),
             // Nothing says a fix is needed: change nothing.
@@ -235,7 +236,7 @@ impl Agent {
             return Checked::Conforming;
         }
         let nsid = link.link_netnsid.unwrap_or(-1);
-        let Some(found) = namespaces.find(&mut self.host, nsid) else {
+        let Some(found) = self.namespaces.find(&mut self.host, nsid) else {
             return Checked::Failed(format!(
                 "{}: the netns of its peer (id {nsid}) is in none of {} nor under /proc",
                 link.name,

@@ -5,6 +5,8 @@ use crate::kernel::link::Link;
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns::{self, Found};
 use crate::offload::features::glob_match;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 
 /// A host veth whose peer lives in another netns: a container's interface
@@ -44,60 +46,126 @@ pub const DEFAULT_NETNS_DIRS: &[&str] = &[
     "/run/docker/netns",
 ];
 
-/// The network namespaces of this node, found when first needed and asked
-/// for their id in the host netns. Built afresh for each batch of work and
-/// never kept: ids are reused once a netns is gone.
-pub struct Namespaces {
+/// The network namespaces of this node by the id the host has for them,
+/// kept as an index of the files that reach them. Ids are reused once a
+/// netns is gone, so an entry is only a hint: every answer is opened
+/// afresh and asked its id again before it is used. Files already indexed
+/// are not opened again, so finding a new container's netns costs a
+/// directory listing and one open, however many containers there are.
+pub struct NetnsIndex {
     dirs: Vec<PathBuf>,
     processes: bool,
-    scanned_dirs: bool,
-    scanned_processes: bool,
-    found: Vec<(i32, Found)>,
+    /// File -> (its identity when indexed, the id then).
+    entries: BTreeMap<PathBuf, (u64, Option<i32>)>,
 }
 
-impl Namespaces {
+impl NetnsIndex {
     pub fn new(dirs: &[PathBuf], processes: bool) -> Self {
         Self {
             dirs: dirs.to_vec(),
             processes,
-            scanned_dirs: false,
-            scanned_processes: false,
-            found: Vec::new(),
+            entries: BTreeMap::new(),
         }
     }
 
-    /// The netns the host numbers `nsid`: the netns directories first,
-    /// then (if allowed) every process's.
-    pub fn find(&mut self, host: &mut RouteSocket, nsid: i32) -> Option<&Found> {
-        if !self.found.iter().any(|(id, _)| *id == nsid) && !self.scanned_dirs {
-            self.scanned_dirs = true;
-            let found = netns::find_all(&self.dirs, false);
-            self.add(host, found);
+    /// The netns the host numbers `nsid`, opened now: through an indexed
+    /// file that still answers with that id, else after indexing what is
+    /// new in the netns directories, then (if allowed) under /proc.
+    pub fn find(&mut self, host: &mut RouteSocket, nsid: i32) -> Option<Found> {
+        if let Some(found) = self.verified(host, nsid) {
+            return Some(found);
         }
-        if !self.found.iter().any(|(id, _)| *id == nsid)
-            && self.processes
-            && !self.scanned_processes
-        {
-            self.scanned_processes = true;
-            let found = netns::find_all(&[], true);
-            self.add(host, found);
+        self.index_dirs(host);
+        if let Some(found) = self.verified(host, nsid) {
+            return Some(found);
         }
-        self.found
+        if self.processes {
+            self.index_processes(host);
+            return self.verified(host, nsid);
+        }
+        None
+    }
+
+    fn verified(&mut self, host: &mut RouteSocket, nsid: i32) -> Option<Found> {
+        let candidates: Vec<PathBuf> = self
+            .entries
             .iter()
-            .find(|(id, _)| *id == nsid)
-            .map(|(_, f)| f)
-    }
-
-    fn add(&mut self, host: &mut RouteSocket, found: Vec<Found>) {
-        for f in found {
-            // A netns without an id here has no veth peer of ours; one that
-            // vanished meanwhile answers with an error: both are skipped.
-            if let Ok(Some(id)) = host.nsid_of(std::os::fd::AsFd::as_fd(&f.fd)) {
-                if !self.found.iter().any(|(known, _)| *known == id) {
-                    self.found.push((id, f));
+            .filter(|(_, (_, id))| *id == Some(nsid))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for path in candidates {
+            match netns::open(&path) {
+                Ok(fd) if host.nsid_of(fd.as_fd()).ok().flatten() == Some(nsid) => {
+                    return Some(Found { path, fd });
+                }
+                // Gone, or another netns now: forget the hint.
+                _ => {
+                    self.entries.remove(&path);
                 }
             }
         }
+        None
+    }
+
+    fn add(&mut self, host: &mut RouteSocket, path: PathBuf, identity: u64) {
+        // A netns without an id here has no veth peer of ours (yet: its
+        // id is asked again when the file is listed next with another
+        // identity, or on a miss); one that vanished meanwhile fails to
+        // open (a restarted container's old file is a plain file).
+        let id = netns::open(&path)
+            .ok()
+            .and_then(|fd| host.nsid_of(fd.as_fd()).ok().flatten());
+        self.entries.insert(path, (identity, id));
+    }
+
+    fn index_dirs(&mut self, host: &mut RouteSocket) {
+        use std::os::unix::fs::DirEntryExt;
+        let mut listed = BTreeSet::new();
+        for dir in self.dirs.clone() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let (path, ino) = (entry.path(), entry.ino());
+                listed.insert(path.clone());
+                // Unchanged files are known; an id is asked again of files
+                // that had none (a netns whose veth arrived since).
+                if self
+                    .entries
+                    .get(&path)
+                    .is_some_and(|(i, id)| *i == ino && id.is_some())
+                {
+                    continue;
+                }
+                self.add(host, path, ino);
+            }
+        }
+        self.entries
+            .retain(|p, _| p.starts_with("/proc") || listed.contains(p));
+    }
+
+    fn index_processes(&mut self, host: &mut RouteSocket) {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        let mut listed = BTreeSet::new();
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let path = PathBuf::from(format!("/proc/{pid}/ns/net"));
+            listed.insert(path.clone());
+            if self.entries.get(&path).is_some_and(|(_, id)| id.is_some()) {
+                continue;
+            }
+            self.add(host, path, u64::from(pid));
+        }
+        self.entries
+            .retain(|p, _| !p.starts_with("/proc") || listed.contains(p));
     }
 }
 

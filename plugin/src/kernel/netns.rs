@@ -86,49 +86,6 @@ pub struct Found {
     pub fd: OwnedFd,
 }
 
-/// Every network namespace reachable through the files in `dirs` (bind
-/// mounts: /run/netns, Docker's netns directory) and, if `processes`,
-/// through /proc/*/ns/net: one handle per namespace (nsfs inode), the
-/// first path found for it. Namespaces come and go while this runs (a
-/// restarted container's old file fails to open): such files are skipped.
-pub fn find_all(dirs: &[PathBuf], processes: bool) -> Vec<Found> {
-    let mut seen = std::collections::BTreeSet::new();
-    let mut found = Vec::new();
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for dir in dirs {
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-            names.sort();
-            paths.extend(names);
-        }
-    }
-    if processes {
-        if let Ok(entries) = std::fs::read_dir("/proc") {
-            let mut pids: Vec<u32> = entries
-                .flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse().ok())
-                .collect();
-            pids.sort_unstable();
-            paths.extend(
-                pids.into_iter()
-                    .map(|p| PathBuf::from(format!("/proc/{p}/ns/net"))),
-            );
-        }
-    }
-    for path in paths {
-        let Ok(fd) = open(&path) else {
-            continue;
-        };
-        let Ok(st) = nix::sys::stat::fstat(&fd) else {
-            continue;
-        };
-        if seen.insert((st.st_dev, st.st_ino)) {
-            found.push(Found { path, fd });
-        }
-    }
-    found
-}
-
 /// Whether two handles refer to the same netns (same nsfs inode).
 pub fn same(a: &impl AsFd, b: &impl AsFd) -> io::Result<bool> {
     let (sa, sb) = (nix::sys::stat::fstat(a)?, nix::sys::stat::fstat(b)?);
