@@ -31,7 +31,7 @@ pub enum LogPathError {
 
 /// Checks a `logFile` value as written in the config.
 pub fn check_path(path: &Path) -> Result<(), LogPathError> {
-    let shown = || path.display().to_string();
+    let shown = || crate::json::clip(&path.display().to_string());
     if !path.is_absolute() {
         return Err(LogPathError::Relative(shown()));
     }

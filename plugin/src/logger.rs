@@ -45,7 +45,7 @@ pub fn parse_level(name: Option<&str>) -> Result<LevelFilter, LevelError> {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, l)| *l)
-        .ok_or_else(|| LevelError(name.to_string()))
+        .ok_or_else(|| LevelError(crate::json::clip(name)))
 }
 
 /// Installs the logger once per process. A log file that cannot be opened

@@ -1,5 +1,4 @@
 use csum_offload::args::Args;
-use csum_offload::cni::netconf::read_input;
 use csum_offload::{agent, cli, install};
 use std::io::Write;
 
@@ -69,10 +68,9 @@ fn main() {
             let _ = out.flush();
             std::process::exit(1);
         }));
-        let reply = match read_input(std::io::stdin().lock()) {
-            Ok(stdin) => csum_offload::cni::run(&command, &stdin, |k| std::env::var_os(k)),
-            Err(e) => csum_offload::cni::Error::from(e).into(),
-        };
+        let reply = csum_offload::cni::run_reader(&command, std::io::stdin().lock(), |k| {
+            std::env::var_os(k)
+        });
         let mut out = std::io::stdout().lock();
         let _ = out
             .write_all(reply.stdout.as_bytes())

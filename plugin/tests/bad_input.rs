@@ -669,6 +669,13 @@ fn hostile_input_is_refused_quickly_and_changes_nothing() {
     let mut huge_key = good_config(&lab.netns_path());
     huge_key["drivers"] = json!({"txgbe": {"x".repeat(3 << 20): false}});
     let huge_key = huge_key.to_string().into_bytes();
+    let mut huge_prev = good_config(&lab.netns_path());
+    huge_prev["prevResult"] = json!("p".repeat(3 << 20));
+    let huge_prev = huge_prev.to_string().into_bytes();
+    let mut huge_version = good_config(&lab.netns_path());
+    huge_version["cniVersion"] = json!("9".repeat(3 << 20));
+    let huge_version = huge_version.to_string().into_bytes();
+    let long_value = OsString::from("r".repeat(100_000));
     let mut huge_stdin = good.clone();
     huge_stdin.resize(64 << 20, b' ');
     // (what, variable to replace, its value, stdin, code, piece of msg)

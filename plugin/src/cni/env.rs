@@ -52,7 +52,7 @@ impl Command {
             "VERSION" => Self::Version,
             "STATUS" => Self::Status,
             "GC" => Self::Gc,
-            other => return Err(EnvError::UnknownCommand(other.to_string())),
+            other => return Err(EnvError::UnknownCommand(crate::json::clip(other))),
         })
     }
 
@@ -101,14 +101,14 @@ impl Attachment {
         };
         let container_id = required("CNI_CONTAINERID")?;
         if !valid_container_id(&container_id) {
-            return Err(EnvError::ContainerId(container_id));
+            return Err(EnvError::ContainerId(crate::json::clip(&container_id)));
         }
         let netns = match command {
             Command::Del => get("CNI_NETNS")?.unwrap_or_default(),
             _ => required("CNI_NETNS")?,
         };
         if !netns.is_empty() && !netns.starts_with('/') {
-            return Err(EnvError::RelativeNetns(netns));
+            return Err(EnvError::RelativeNetns(crate::json::clip(&netns)));
         }
         let ifname = required("CNI_IFNAME")?;
         check_ifname(&ifname)?;

@@ -26,6 +26,19 @@ pub struct Reply {
     pub exit_code: i32,
 }
 
+/// Runs one CNI invocation with stdin read from `input` (bounded; see
+/// `netconf::read_input`).
+pub fn run_reader(
+    command: &OsStr,
+    input: impl std::io::Read,
+    getenv: impl Fn(&str) -> Option<OsString>,
+) -> Reply {
+    match netconf::read_input(input) {
+        Ok(stdin) => run(command, &stdin, getenv),
+        Err(e) => fail(command, Error::from(e), version::CURRENT),
+    }
+}
+
 /// Runs one CNI invocation. `getenv` reads CNI_* variables; stdout is the
 /// reply's only channel, diagnostics go to the log.
 pub fn run(command: &OsStr, stdin: &[u8], getenv: impl Fn(&str) -> Option<OsString>) -> Reply {
@@ -38,20 +51,26 @@ pub fn run(command: &OsStr, stdin: &[u8], getenv: impl Fn(&str) -> Option<OsStri
             stdout,
             exit_code: 0,
         },
-        Err(err) => {
-            // Errors found before the config named a log file still reach
-            // stderr (a no-op when the logger is already set up).
-            crate::logger::init(
-                log::LevelFilter::Info,
-                None,
-                command.to_string_lossy().into_owned(),
-            );
-            log::error!("{err}");
-            Reply {
-                stdout: err.to_json(&reported_version),
-                exit_code: 1,
-            }
-        }
+        Err(err) => fail(command, err, &reported_version),
+    }
+}
+
+/// The reply to a failed invocation. The error is logged: errors found
+/// before the config named a log file reach stderr (a no-op when the
+/// logger is already set up).
+fn fail(command: &OsStr, err: Error, reported_version: &str) -> Reply {
+    let context = match Command::parse(command) {
+        Ok(verb) => verb.as_str().to_string(),
+        Err(_) => format!(
+            "CNI_COMMAND {:?}",
+            crate::json::clip(&command.to_string_lossy())
+        ),
+    };
+    crate::logger::init(log::LevelFilter::Info, None, context);
+    log::error!("{err}");
+    Reply {
+        stdout: err.to_json(reported_version),
+        exit_code: 1,
     }
 }
 

@@ -4,6 +4,7 @@
 use super::error::CniError;
 use super::version::{self, Version, VersionError};
 use crate::config::{Config, RawConfig};
+use crate::json;
 use serde_json::value::RawValue;
 use std::io::Read;
 
@@ -68,7 +69,7 @@ impl Envelope {
         let cni_version = match raw.get("cniVersion") {
             None => return Err(VersionError::Missing.into()),
             Some(v) => serde_json::from_str::<String>(v.get())
-                .map_err(|_| DecodeError::VersionNotString(v.get().to_string()))?,
+                .map_err(|_| DecodeError::VersionNotString(json::clip(v.get())))?,
         };
         Ok(Self { raw, cni_version })
     }
@@ -104,7 +105,7 @@ impl NetConf {
         let prev_result = raw.remove("prevResult").filter(|r| r.get() != "null");
         if let Some(prev) = &prev_result {
             if !prev.get().trim_start().starts_with('{') {
-                return Err(PrevResultError::NotAnObject(prev.get().to_string()).into());
+                return Err(PrevResultError::NotAnObject(json::clip(prev.get())).into());
             }
         }
         Ok(Self {

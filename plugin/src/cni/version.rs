@@ -1,6 +1,7 @@
 //! CNI spec versions: which ones we speak, which verbs each allows, and how
 //! a result moves between the 0.x and 1.x formats.
 
+use crate::json;
 use serde_json::{Map, Value};
 use std::fmt;
 
@@ -65,7 +66,7 @@ pub fn check_supported(cni_version: &str) -> Result<Version, VersionError> {
         .contains(&cni_version)
         .then(|| Version::parse(cni_version))
         .flatten()
-        .ok_or_else(|| VersionError::Unsupported(cni_version.to_string()))
+        .ok_or_else(|| VersionError::Unsupported(json::clip(cni_version)))
 }
 
 /// The minimum config version for a verb, as the reference dispatcher
@@ -83,7 +84,7 @@ pub fn check_verb_allowed(
     if version < min {
         return Err(VersionError::VerbNotAllowed {
             verb,
-            version: raw.to_string(),
+            version: json::clip(raw),
             min,
         });
     }
@@ -100,11 +101,15 @@ pub fn convert_result(
     let from_raw = match result.get("cniVersion") {
         None => target.to_string(),
         Some(Value::String(s)) => s.clone(),
-        Some(other) => return Err(ConvertError::VersionNotString(other.to_string())),
+        Some(other) => {
+            return Err(ConvertError::VersionNotString(json::clip(
+                &other.to_string(),
+            )))
+        }
     };
     let from = Version::parse(&from_raw)
         .filter(|_| SUPPORTED.contains(&from_raw.as_str()))
-        .ok_or(VersionError::PrevResult(from_raw.clone()))?;
+        .ok_or(VersionError::PrevResult(json::clip(&from_raw)))?;
     if from.has_ip_version_field() != to.has_ip_version_field() {
         if let Some(Value::Array(ips)) = result.get_mut("ips") {
             for ip in ips.iter_mut().filter_map(Value::as_object_mut) {

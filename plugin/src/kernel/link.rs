@@ -57,7 +57,7 @@ pub enum IfnameError {
 /// '/', ':', whitespace or NUL, not "." or "..".
 pub fn check_ifname(name: &str) -> Result<(), IfnameError> {
     if name.is_empty() || name.len() > 15 {
-        return Err(IfnameError::Length(name.to_string()));
+        return Err(IfnameError::Length(crate::json::clip(name)));
     }
     if name == "."
         || name == ".."
@@ -65,7 +65,7 @@ pub fn check_ifname(name: &str) -> Result<(), IfnameError> {
             .chars()
             .any(|c| c == '/' || c == ':' || c.is_whitespace() || c == '\0')
     {
-        return Err(IfnameError::Invalid(name.to_string()));
+        return Err(IfnameError::Invalid(crate::json::clip(name)));
     }
     Ok(())
 }

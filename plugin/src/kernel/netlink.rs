@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 /// Room for one datagram from the kernel. A dump never sends more than
 /// 32 KiB per datagram (the kernel caps its dump skbs there), and the
-/// single-link replies this plugin asks for (stats skipped) are ~1 KiB.
+/// single-link replies this plugin asks for are ~1 KiB.
 /// Allocated once and never zeroed: only the bytes the kernel writes are
 /// touched.
 const RECV_BUFFER: usize = 32 * 1024;
@@ -213,7 +213,9 @@ impl RouteSocket {
         }
     }
 
-    /// A GETLINK request; stats are skipped, as nothing here reads them.
+    /// A GETLINK request. It asks the kernel to skip stats, which nothing
+    /// here reads; the kernel still sends IFLA_STATS64 (it skips only the
+    /// per-VF and extended ones), which the decoder passes over.
     fn get_links(&mut self, mut msg: LinkMessage, flags: u16) -> io::Result<Vec<Link>> {
         msg.attributes
             .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));

@@ -48,9 +48,13 @@ pub fn open(path: &Path) -> io::Result<OwnedFd> {
     // SAFETY: NS_GET_NSTYPE takes no argument and returns the CLONE_NEW* flag.
     let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
     if kind < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if kind != libc::CLONE_NEWNET {
+        let e = io::Error::last_os_error();
+        // Kernels before 4.11 have no NS_GET_NSTYPE: an nsfs file is all
+        // that can be told, and setns(CLONE_NEWNET) refuses the other kinds.
+        if e.raw_os_error() != Some(libc::ENOTTY) {
+            return Err(e);
+        }
+    } else if kind != libc::CLONE_NEWNET {
         return Err(not_netns(namespace_kind(kind)));
     }
     Ok(file.into())

@@ -45,10 +45,12 @@ impl KernelError {
     }
 
     /// Errnos that mean "busy now, may work if tried again".
+    /// Also a netlink dump the kernel kept interrupting (a table that
+    /// changed under every attempt): asked again later, it will do.
     pub fn is_transient(&self) -> bool {
         matches!(
             self.source.raw_os_error(),
             Some(libc::EAGAIN | libc::EBUSY | libc::EINTR)
-        )
+        ) || self.source.kind() == std::io::ErrorKind::Interrupted
     }
 }
