@@ -737,7 +737,7 @@ fn hostile_input_is_refused_quickly_and_changes_nothing() {
             "not a network namespace",
         ),
         (
-            "an 8 MB feature name",
+            "a 3 MiB feature name",
             "CNI_PATH",
             OsString::from("/usr/lib/cni"),
             &huge_key,
@@ -751,6 +751,38 @@ fn hostile_input_is_refused_quickly_and_changes_nothing() {
             &huge_stdin,
             6,
             "larger than 4 MiB",
+        ),
+        (
+            "a 3 MiB prevResult string",
+            "CNI_PATH",
+            OsString::from("/usr/lib/cni"),
+            &huge_prev,
+            7,
+            "prevResult must be an object",
+        ),
+        (
+            "a 3 MiB cniVersion",
+            "CNI_PATH",
+            OsString::from("/usr/lib/cni"),
+            &huge_version,
+            1,
+            "is not supported",
+        ),
+        (
+            "a 100 kB relative CNI_NETNS",
+            "CNI_NETNS",
+            long_value.clone(),
+            &good,
+            4,
+            "absolute path",
+        ),
+        (
+            "a 100 kB CNI_COMMAND",
+            "CNI_COMMAND",
+            long_value,
+            &good,
+            4,
+            "unknown CNI_COMMAND",
         ),
     ];
     let mut failures = Vec::new();
