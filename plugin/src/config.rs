@@ -123,8 +123,16 @@ pub enum ConfigError {
     LogFile(#[from] LogPathError),
     #[error("logLevel {0}")]
     LogLevel(#[from] LevelError),
+    /// Boxed: rules, drivers and settings errors carry several names, and
+    /// every front end's error type holds this one.
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(Box<PolicyError>),
+}
+
+impl From<PolicyError> for ConfigError {
+    fn from(e: PolicyError) -> Self {
+        Self::Policy(Box::new(e))
+    }
 }
 
 /// `"a", "b" or "c"`.
@@ -159,6 +167,7 @@ pub const SPEC_KEYS: &[&str] = &[
 pub const OWN_KEYS: &[&str] = &[
     "hostInterface",
     "hostDriver",
+    "rules",
     "drivers",
     "default",
     "apply",
@@ -198,6 +207,7 @@ impl Config {
         let policy = Policy::built_in().with_overrides(
             fields.value("drivers")?.as_ref(),
             fields.value("default")?.as_ref(),
+            fields.value("rules")?.as_ref(),
         )?;
         use Placement::*;
         let placement = fields.one_of(

@@ -119,8 +119,9 @@ impl Agent {
                         .map(|n| UplinkInfo {
                             nic: n.name.clone(),
                             driver: n.driver.clone(),
+                            driver_version: n.driver_version.clone(),
+                            firmware_version: n.firmware_version.clone(),
                             settings: n.settings.clone(),
-                            ..UplinkInfo::default()
                         })
                         .collect()
                 })

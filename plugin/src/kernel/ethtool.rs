@@ -45,26 +45,49 @@ fn ethtool(fd: BorrowedFd<'_>, ifname: &str, data: *mut libc::c_void) -> io::Res
     }
 }
 
-/// The driver bound to the interface (ETHTOOL_GDRVINFO), e.g. "txgbe".
-pub fn driver(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<String> {
+/// What ETHTOOL_GDRVINFO reports (`ethtool -i`); empty strings for what
+/// the driver leaves blank (the in-kernel txgbe sets no version).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverInfo {
+    pub driver: String,
+    pub version: String,
+    pub firmware: String,
+    /// The bus address: a PCI function ("0000:01:00.0") for PCI NICs.
+    pub bus: String,
+}
+
+/// The driver bound to the interface and what it says of itself
+/// (ETHTOOL_GDRVINFO).
+pub fn driver_info(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<DriverInfo> {
+    // struct ethtool_drvinfo: cmd, then driver, version, fw_version,
+    // bus_info, erom_version (32 bytes each), reserved2[12], then five u32.
     #[repr(C)]
     struct DrvInfo {
         cmd: u32,
-        driver: [u8; 32],
-        rest: [u8; 32 * 4 + 12 + 5 * 4],
+        strings: [[u8; 32]; 5],
+        rest: [u8; 12 + 5 * 4],
     }
     let mut info = DrvInfo {
         cmd: ETHTOOL_GDRVINFO,
-        driver: [0; 32],
-        rest: [0; 32 * 4 + 12 + 5 * 4],
+        strings: [[0; 32]; 5],
+        rest: [0; 12 + 5 * 4],
     };
     ethtool(fd, ifname, (&mut info as *mut DrvInfo).cast())?;
-    let end = info
-        .driver
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(info.driver.len());
-    Ok(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+    let text = |b: &[u8; 32]| {
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        String::from_utf8_lossy(&b[..end]).into_owned()
+    };
+    Ok(DriverInfo {
+        driver: text(&info.strings[0]),
+        version: text(&info.strings[1]),
+        firmware: text(&info.strings[2]),
+        bus: text(&info.strings[3]),
+    })
+}
+
+/// The driver bound to the interface, e.g. "txgbe".
+pub fn driver(fd: BorrowedFd<'_>, ifname: &str) -> io::Result<String> {
+    driver_info(fd, ifname).map(|i| i.driver)
 }
 
 /// The kernel's feature names, indexed by feature bit (ETH_SS_FEATURES).

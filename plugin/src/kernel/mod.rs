@@ -5,6 +5,7 @@
 //! - `link`: one interface as a link dump shows it, and interface names.
 //! - `ethtool`: the SIOCETHTOOL ioctl (driver, feature names and bits).
 //! - `netns`: network namespace handles and a thread's move into one.
+//! - `system`: the kernel release, a PCI function's id from sysfs.
 //! - `monitor`: link and route events of the host and of every netns with
 //!   an id in it.
 
@@ -13,3 +14,4 @@ pub mod link;
 pub mod monitor;
 pub mod netlink;
 pub mod netns;
+pub mod system;

@@ -2,28 +2,39 @@
 //! front end (the CNI verbs, `detect`, the installer, the agent) calls
 //! `decide`; none repeats its steps.
 
-use super::policy::Policy;
+use super::policy::{Policy, PolicySource};
 use super::settings::FeatureSettings;
-use super::uplink::{self, DetectError, NicFacts, Uplink};
+use super::uplink::{self, DetectError, Nic, NicFacts, Uplink};
 use crate::config::Config;
 use crate::kernel::netlink::RouteSocket;
 use serde::Serialize;
 use std::fmt;
 
-/// One NIC, its driver and what the policy says for it.
+/// One NIC, what it is, and what the policy says for it and why.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NicDecision {
     /// Empty when the driver comes from `hostDriver`.
     pub name: String,
     pub driver: String,
+    pub driver_version: String,
+    pub firmware_version: String,
+    pub bus_info: String,
+    pub pci_id: String,
     pub settings: String,
+    /// Where the settings came from: a rule (and the facts it matched), the
+    /// built-in or config table, or `default`.
     pub source: String,
+    /// The index of the rule that matched, if one did.
+    pub rule: Option<usize>,
 }
 
 /// What the node does: the uplink facts, each NIC's settings, and the
 /// merged settings for the pods' veths.
 #[derive(Debug, Clone, Serialize)]
 pub struct Decision {
+    /// The running kernel's release: rules may match on it.
+    pub kernel: String,
     /// Where the walk started: the default route's device(s) or the
     /// configured hostInterface.
     pub start: Vec<String>,
@@ -51,9 +62,9 @@ pub fn decide(config: &Config) -> Result<Decision, DetectError> {
             log::warn!("hostInterface {name} is not inspected: hostDriver {driver} is set");
             how = format!("{how}; hostInterface {name} not inspected");
         }
-        let nic = NicFacts {
+        let nic = Nic {
             name: String::new(),
-            driver: driver.clone(),
+            facts: NicFacts::of_driver(driver),
         };
         return Ok(Decision::build(
             Vec::new(),
@@ -77,25 +88,37 @@ impl Decision {
         start: Vec<String>,
         how: String,
         chain: Vec<String>,
-        nics: &[NicFacts],
+        nics: &[Nic],
         policy: &Policy,
     ) -> Self {
-        let settings =
-            FeatureSettings::merge(nics.iter().map(|n| policy.settings_for(&n.driver).0));
+        // Each NIC on its own (a bond's slaves may differ); off wins.
+        let decided: Vec<_> = nics.iter().map(|n| policy.decide_for(&n.facts)).collect();
+        let settings = FeatureSettings::merge(decided.iter().map(|(s, _)| *s));
+        let kernel = nics
+            .first()
+            .map(|n| n.facts.kernel.clone())
+            .unwrap_or_default();
         let nics = nics
             .iter()
-            .map(|n| {
-                let (s, source) = policy.settings_for(&n.driver);
-                NicDecision {
-                    name: n.name.clone(),
-                    driver: n.driver.clone(),
-                    settings: s.to_string(),
-                    source: source.to_string(),
-                }
+            .zip(decided)
+            .map(|(n, (s, source))| NicDecision {
+                name: n.name.clone(),
+                driver: n.facts.driver.clone(),
+                driver_version: n.facts.driver_version.clone(),
+                firmware_version: n.facts.firmware_version.clone(),
+                bus_info: n.facts.bus_info.clone(),
+                pci_id: n.facts.pci_id.clone(),
+                settings: s.to_string(),
+                rule: match &source {
+                    PolicySource::Rule { index, .. } => Some(*index),
+                    _ => None,
+                },
+                source: source.to_string(),
             })
             .collect();
         let settings_text = settings.to_string();
         Self {
+            kernel,
             start,
             how,
             chain,
@@ -139,11 +162,29 @@ impl fmt::Display for Decision {
             } else {
                 &nic.name
             };
+            let facts: Vec<String> = [
+                ("version", &nic.driver_version),
+                ("firmware", &nic.firmware_version),
+                ("bus", &nic.bus_info),
+                ("pci", &nic.pci_id),
+            ]
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+            let facts = if facts.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", facts.join(", "))
+            };
             writeln!(
                 f,
-                "nic: {name} driver: {} -> {} [{}]",
+                "nic: {name} driver: {}{facts} -> {} [{}]",
                 nic.driver, nic.settings, nic.source
             )?;
+        }
+        if !self.kernel.is_empty() {
+            writeln!(f, "kernel: {}", self.kernel)?;
         }
         write!(f, "settings applied to pod veths: {}", self.settings)
     }
@@ -155,16 +196,14 @@ mod tests {
 
     #[test]
     fn settings_of_several_nics_merge() {
-        let nics = [
-            NicFacts {
-                name: "a".into(),
-                driver: "i40e".into(),
+        let nic = |name: &str, driver: &str| Nic {
+            name: name.into(),
+            facts: NicFacts {
+                driver: driver.into(),
+                ..NicFacts::default()
             },
-            NicFacts {
-                name: "b".into(),
-                driver: "txgbe".into(),
-            },
-        ];
+        };
+        let nics = [nic("a", "i40e"), nic("b", "txgbe")];
         let d = Decision::build(vec![], String::new(), vec![], &nics, &Policy::built_in());
         assert_eq!(d.settings_text, "tx off");
         assert_eq!(d.nics[0].settings, "(no change)");
@@ -186,9 +225,13 @@ mod tests {
         assert_eq!(d.nic_list(), "hostDriver txgbe");
         assert_eq!(
             d.to_string(),
-            "uplink: not detected (hostDriver from config; hostInterface nope0 not inspected)\n\
-             nic: (hostDriver) driver: txgbe -> tx off [built-in table]\n\
-             settings applied to pod veths: tx off"
+            format!(
+                "uplink: not detected (hostDriver from config; hostInterface nope0 not inspected)\n\
+                 nic: (hostDriver) driver: txgbe -> tx off [built-in table]\n\
+                 kernel: {}\n\
+                 settings applied to pod veths: tx off",
+                crate::kernel::system::kernel_release()
+            )
         );
     }
 }

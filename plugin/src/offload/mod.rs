@@ -4,7 +4,8 @@
 //! - `features`: kernel feature names and ethtool's aliases (pure).
 //! - `settings`: what a policy asks of an interface (`tx: false`), merged
 //!   across NICs with "off wins".
-//! - `policy`: the driver table: a NIC driver -> settings, and where from.
+//! - `policy`: rules, then the driver table: a NIC -> settings, and why.
+//! - `rules`: rules that match driver, versions, firmware, kernel, PCI id.
 //! - `uplink`: node facts: the default route down to the NIC(s) and their
 //!   drivers.
 //! - `decision`: `decide`, the one place that turns a config and the node's
@@ -21,6 +22,7 @@ pub mod features;
 pub mod pair;
 pub mod pod;
 pub mod policy;
+pub mod rules;
 pub mod settings;
 pub mod tune;
 pub mod uplink;

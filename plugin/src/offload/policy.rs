@@ -1,7 +1,9 @@
 //! The driver policy: which offload settings each host NIC driver needs.
 
 use super::features::FeatureSelector;
+use super::rules::{self, Rule, RuleError};
 use super::settings::{FeatureSetting, FeatureSettings, SettingsError};
+use super::uplink::NicFacts;
 use crate::json;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -16,11 +18,18 @@ pub enum PolicyError {
     EmptyDriverName,
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Rules(#[from] RuleError),
 }
 
-/// Where a driver's settings came from, for `detect` and the log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a NIC's settings came from, for `detect` and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicySource {
+    /// `rules[index]` matched; `why` says on which facts.
+    Rule {
+        index: usize,
+        why: String,
+    },
     BuiltIn,
     Config,
     Default,
@@ -28,17 +37,20 @@ pub enum PolicySource {
 
 impl fmt::Display for PolicySource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::BuiltIn => "built-in table",
-            Self::Config => "config drivers table",
-            Self::Default => "default (driver not in table)",
-        })
+        match self {
+            Self::Rule { index, why } => write!(f, "rules[{index}]: {why}"),
+            Self::BuiltIn => f.write_str("built-in table"),
+            Self::Config => f.write_str("config drivers table"),
+            Self::Default => f.write_str("default (driver not in table)"),
+        }
     }
 }
 
-/// The driver table plus the fallback for drivers not in it.
+/// The rules, the driver table, and the fallback for drivers in neither.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// Checked first, in order; the first that matches decides.
+    rules: Vec<Rule>,
     drivers: BTreeMap<String, (FeatureSettings, PolicySource)>,
     default: FeatureSettings,
 }
@@ -66,18 +78,23 @@ impl Policy {
             (FeatureSettings::default(), PolicySource::BuiltIn),
         );
         Self {
+            rules: Vec::new(),
             drivers,
             default: FeatureSettings::default(),
         }
     }
 
-    /// Applies the config's `drivers` (each entry replaces the built-in
-    /// entry of the same driver) and `default`.
+    /// Applies the config's `rules`, `drivers` (each entry replaces the
+    /// built-in entry of the same driver) and `default`.
     pub fn with_overrides(
         mut self,
         drivers: Option<&Value>,
         default: Option<&Value>,
+        rules: Option<&Value>,
     ) -> Result<Self, PolicyError> {
+        if let Some(rules) = rules {
+            self.rules = rules::parse(rules)?;
+        }
         if let Some(drivers) = drivers {
             let map = drivers
                 .as_object()
@@ -98,9 +115,27 @@ impl Policy {
         Ok(self)
     }
 
+    /// The settings a NIC gets: the first rule that matches its facts,
+    /// else its driver's table entry, else `default`.
+    pub fn decide_for(&self, facts: &NicFacts) -> (&FeatureSettings, PolicySource) {
+        for rule in &self.rules {
+            if let Some(why) = rule.matches(facts) {
+                return (
+                    &rule.settings,
+                    PolicySource::Rule {
+                        index: rule.index,
+                        why,
+                    },
+                );
+            }
+        }
+        self.settings_for(&facts.driver)
+    }
+
+    /// The driver table's entry (or `default`) for a driver name.
     pub fn settings_for(&self, driver: &str) -> (&FeatureSettings, PolicySource) {
         match self.drivers.get(driver) {
-            Some((s, src)) => (s, *src),
+            Some((s, src)) => (s, src.clone()),
             None => (&self.default, PolicySource::Default),
         }
     }
@@ -133,6 +168,7 @@ mod tests {
             .with_overrides(
                 Some(&json!({"txgbe": {"tx": false, "tso": false}, "veth": {"tx": false}})),
                 None,
+                None,
             )
             .unwrap();
         assert_eq!(
@@ -145,7 +181,7 @@ mod tests {
         assert_eq!(p.settings_for("i40e").1, PolicySource::BuiltIn);
         // An empty entry disables the built-in fix for that driver.
         let p = Policy::built_in()
-            .with_overrides(Some(&json!({"txgbe": {}})), None)
+            .with_overrides(Some(&json!({"txgbe": {}})), None, None)
             .unwrap();
         assert!(p.settings_for("txgbe").0.is_empty());
     }
@@ -153,7 +189,7 @@ mod tests {
     #[test]
     fn default_applies_to_unknown_drivers() {
         let p = Policy::built_in()
-            .with_overrides(None, Some(&json!({"gro": true})))
+            .with_overrides(None, Some(&json!({"gro": true})), None)
             .unwrap();
         assert_eq!(
             p.settings_for("mlx5_core").0,
@@ -167,7 +203,7 @@ mod tests {
     fn bad_settings_are_rejected_with_the_path() {
         let err = |d: Value| {
             Policy::built_in()
-                .with_overrides(Some(&d), None)
+                .with_overrides(Some(&d), None, None)
                 .unwrap_err()
                 .to_string()
         };
@@ -182,7 +218,7 @@ mod tests {
             err(json!({"x": {"tx": false, "tx-checksum-ip-generic": true}})).contains("contradict")
         );
         let e = Policy::built_in()
-            .with_overrides(None, Some(&json!({"tso": 1})))
+            .with_overrides(None, Some(&json!({"tso": 1})), None)
             .unwrap_err()
             .to_string();
         assert!(

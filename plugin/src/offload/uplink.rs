@@ -4,6 +4,7 @@
 use crate::kernel::ethtool;
 use crate::kernel::link::Link;
 use crate::kernel::netlink::RouteSocket;
+use crate::kernel::system;
 use netlink_packet_route::AddressFamily;
 use std::collections::BTreeSet;
 use std::io;
@@ -149,11 +150,37 @@ fn walk(
     Ok(())
 }
 
-/// One NIC at the bottom of the uplink, and the driver bound to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What a NIC is, as far as a policy can tell. Empty strings are facts
+/// the driver or the node does not report (the in-kernel txgbe has no
+/// driver version; a NIC named by `hostDriver` has only its driver).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NicFacts {
-    pub name: String,
     pub driver: String,
+    pub driver_version: String,
+    pub firmware_version: String,
+    pub bus_info: String,
+    /// `vendor:device` of the PCI function, as `lspci -n` prints it.
+    pub pci_id: String,
+    /// The running kernel's release.
+    pub kernel: String,
+}
+
+impl NicFacts {
+    /// Only a driver name (`hostDriver`), on this kernel.
+    pub fn of_driver(driver: &str) -> Self {
+        Self {
+            driver: driver.to_string(),
+            kernel: system::kernel_release(),
+            ..Self::default()
+        }
+    }
+}
+
+/// One NIC at the bottom of the uplink, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nic {
+    pub name: String,
+    pub facts: NicFacts,
 }
 
 /// What detection found on this host.
@@ -167,7 +194,7 @@ pub struct Uplink {
     /// Human-readable edges, e.g. "bond0 (bond) -> enp1s0f0".
     pub chain: Vec<String>,
     /// The leaves, each once, in walk order.
-    pub nics: Vec<NicFacts>,
+    pub nics: Vec<Nic>,
     /// Every device the walk went through, leaves included: what an agent
     /// must never take for a container's interface (a kind node's uplink
     /// is a veth whose peer is in another netns).
@@ -225,12 +252,22 @@ pub fn detect(
         }
     }
     let mut nics = Vec::new();
+    let kernel = system::kernel_release();
     for name in leaves {
-        let driver = ethtool::driver(socket.fd(), &name).map_err(|source| DetectError::Driver {
-            name: name.clone(),
-            source,
-        })?;
-        nics.push(NicFacts { name, driver });
+        let info =
+            ethtool::driver_info(socket.fd(), &name).map_err(|source| DetectError::Driver {
+                name: name.clone(),
+                source,
+            })?;
+        let facts = NicFacts {
+            pci_id: system::pci_id(&info.bus).unwrap_or_default(),
+            driver: info.driver,
+            driver_version: info.version,
+            firmware_version: info.firmware,
+            bus_info: info.bus,
+            kernel: kernel.clone(),
+        };
+        nics.push(Nic { name, facts });
     }
     if nics.is_empty() {
         return Err(DetectError::NoDriver);
