@@ -184,6 +184,10 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(
         tmp.set_permissions(fs::Permissions::from_mode(mode))
             .map_err(io_err(&tmp_path))?;
         tmp.sync_all().map_err(io_err(&tmp_path))?;
+        // Closed before the rename: once the name is the target's, a
+        // runtime may exec it, and exec fails with ETXTBSY ("Text file
+        // busy") while any process holds the file open for writing.
+        drop(tmp);
         let target = dir.join(name);
         fs::rename(&tmp_path, &target).map_err(io_err(&target))?;
         sync_dir(dir)

@@ -389,3 +389,128 @@ pub fn conf(version: &str, extra: Value, prev: Option<Value>) -> Value {
     }
     c
 }
+
+/// Waits for `child` until `timeout`, then kills it and panics: a hang
+/// becomes a test failure instead of a stuck suite. Returns its output.
+pub fn finish_within(
+    mut child: std::process::Child,
+    timeout: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    use std::io::Read;
+    // Pipes are drained on their own threads, so a chatty child never
+    // blocks on a full pipe while we wait for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {timeout:?} (a hang)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Runs `cmd` (stdin closed, stdout and stderr captured) as `finish_within`.
+pub fn output_within(
+    cmd: &mut Command,
+    timeout: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    finish_within(child, timeout, what)
+}
+
+/// A CNI conf dir and bin dir for installer tests, under the temp dir
+/// (never the host's), removed on drop.
+pub struct InstallDirs {
+    pub root: std::path::PathBuf,
+}
+
+impl InstallDirs {
+    pub fn new(tag: &str) -> Self {
+        let root = std::env::temp_dir().join(format!("csum-offload-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("net.d")).unwrap();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        InstallDirs { root }
+    }
+
+    pub fn conf(&self) -> std::path::PathBuf {
+        self.root.join("net.d")
+    }
+
+    pub fn bin(&self) -> std::path::PathBuf {
+        self.root.join("bin")
+    }
+
+    /// `BINARY VERB --cni-conf-dir .. --cni-bin-dir ..`, outside any CNI
+    /// invocation.
+    pub fn command_with(&self, binary: &Path, verb: &str) -> Command {
+        let mut cmd = Command::new(binary);
+        cmd.arg(verb)
+            .arg("--cni-conf-dir")
+            .arg(self.conf())
+            .arg("--cni-bin-dir")
+            .arg(self.bin())
+            .env_remove("CNI_COMMAND");
+        cmd
+    }
+
+    /// `csum-offload VERB` on these dirs.
+    pub fn command(&self, verb: &str) -> Command {
+        self.command_with(Path::new(BIN), verb)
+    }
+}
+
+impl Drop for InstallDirs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// kindnet's conflist, as the primary CNI of most installer tests.
+pub fn kindnet_conflist() -> Value {
+    serde_json::json!({
+        "cniVersion": "0.3.1",
+        "name": "kindnet",
+        "plugins": [
+            {"type": "ptp", "ipMasq": false, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}, "mtu": 1500},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    })
+}
