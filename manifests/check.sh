@@ -109,7 +109,10 @@ say "checkov (Dockerfile): $(grep -m1 'Passed checks' "$TMP/checkov-docker.out")
 
 # 4. The DaemonSet, the ConfigMap and the binary agree.
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' plugin/Cargo.toml | head -n1)
-"$VENV/bin/python" - manifests "$TMP/config.json" "$VERSION" <<'EOF'
+IMAGE_ARCH=$(sed -n 's/^IMAGE_ARCH ?= *//p' Makefile | head -n1)
+[ -n "$IMAGE_ARCH" ] || die "no IMAGE_ARCH in the Makefile"
+grep -q "^ARG TARGETARCH=$IMAGE_ARCH\$" Dockerfile || die "the Dockerfile's default TARGETARCH is not the Makefile's IMAGE_ARCH ($IMAGE_ARCH)"
+"$VENV/bin/python" - manifests "$TMP/config.json" "$VERSION" "$IMAGE_ARCH" <<'EOF'
 import json, sys, yaml
 d = sys.argv[1]
 ds = yaml.safe_load(open(f"{d}/daemonset.yaml"))
@@ -137,10 +140,15 @@ assert sc["capabilities"]["drop"] == ["ALL"] and not sc.get("capabilities", {}).
 assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and not sc["privileged"]
 assert pod["priorityClassName"] == "system-node-critical"
 assert {"operator": "Exists"} in pod["tolerations"]
+# Scheduled only where the image runs: Linux, and the image's architectures.
+assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}, pod.get("nodeSelector")
+(term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+(arch,) = [e for e in term["matchExpressions"] if e["key"] == "kubernetes.io/arch"]
+assert arch["operator"] == "In" and arch["values"] == sys.argv[4].split(","), f"arch affinity {arch} is not the image's ({sys.argv[4]})"
 json.loads(cm["data"][key])
 open(sys.argv[2], "w").write(cm["data"][key])
 EOF
-say "DaemonSet, ConfigMap, probe and image tag (csum-offload:$VERSION) agree; only /etc/cni/net.d and /opt/cni/bin from the host"
+say "DaemonSet, ConfigMap, probe and image tag (csum-offload:$VERSION) agree; only /etc/cni/net.d and /opt/cni/bin from the host; scheduled on linux/$IMAGE_ARCH only"
 
 [ -x "$BIN" ] || die "$BIN is missing; run make build first"
 mkdir -p "$TMP/net.d" "$TMP/bin"
