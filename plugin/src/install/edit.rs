@@ -4,8 +4,8 @@
 
 use super::entry::{Entry, PLUGIN_TYPE};
 use super::select::netconf::Members;
-use super::select::{extension, is_config_name, ConfFile};
-use crate::cni::version::{self, Version};
+use super::select::{extension, gojson, is_config_name, libcni_version, ConfFile};
+use crate::cni::version;
 use serde_json::{Map, Value};
 
 /// Suffix of the file that keeps a converted `.conf`/`.json` until removal.
@@ -35,8 +35,13 @@ pub enum Step {
 /// Why the entry cannot go into the primary file. Nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
-    #[error("{file}: cniVersion {version} is not supported by csum-offload (supported: {}); the runtime would fail every pod with this chain, so the entry is not added", version::SUPPORTED.join(", "))]
-    UnsupportedVersion { file: String, version: String },
+    #[error("{file}: cniVersion {version}{how} is not supported by csum-offload (supported: {}); the runtime would fail every pod with this chain, so the entry is not added", version::SUPPORTED.join(", "))]
+    UnsupportedVersion {
+        file: String,
+        version: String,
+        /// Which runtimes run the chain at this version.
+        how: &'static str,
+    },
     #[error("{file}: cannot convert it to {target}: that file exists and is not ours; move one of them away")]
     TargetExists { file: String, target: String },
     #[error("{file}: {why}")]
@@ -59,8 +64,13 @@ pub fn render(value: &Value) -> Vec<u8> {
     out
 }
 
+/// A config file's JSON as the runtime reads it (Go's encoding/json).
+fn parse(bytes: &[u8]) -> Option<Value> {
+    gojson::parse(bytes).ok()
+}
+
 fn parse_object(file: &ConfFile) -> Result<Map<String, Value>, EditError> {
-    match serde_json::from_slice(&file.bytes) {
+    match gojson::parse(&file.bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(EditError::Unreadable {
             file: file.name.clone(),
@@ -73,30 +83,42 @@ fn parse_object(file: &ConfFile) -> Result<Map<String, Value>, EditError> {
     }
 }
 
-/// The versions the runtime may run the chain at: `cniVersion`, and the
-/// highest of `cniVersions` (CNI 1.1 lists; libcni picks the highest).
+/// The versions runtimes may run the chain at, each of which the plugin
+/// must speak: libcni 1.2 and later choose from `cniVersions` the way
+/// `libcni_version` does (versions newer than libcni's own are skipped),
+/// older libcni (containerd 1.x) ignores `cniVersions` and uses
+/// `cniVersion`.
 fn check_chain_versions(file: &str, list: &Map<String, Value>) -> Result<(), EditError> {
-    let unsupported = |v: &str| EditError::UnsupportedVersion {
+    let chosen = libcni_version(list).map_err(|why| EditError::Unreadable {
         file: file.to_string(),
-        version: format!("{v:?}"),
+        why,
+    })?;
+    let plain = list
+        .get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let how_chosen = match list.contains_key("cniVersions") {
+        true => " (chosen from cniVersions, as libcni 1.2 and later do)",
+        false => "",
     };
-    let mut versions = Vec::new();
-    match list.get("cniVersion").and_then(Value::as_str) {
-        Some(v) => versions.push(v.to_string()),
-        None => return Err(unsupported("(none)")),
-    }
-    if let Some(Value::Array(all)) = list.get("cniVersions") {
-        let highest = all
-            .iter()
-            .filter_map(Value::as_str)
-            .max_by_key(|v| Version::parse(v));
-        if let Some(v) = highest {
-            versions.push(v.to_string());
-        }
-    }
-    for v in &versions {
+    let checks = [
+        (chosen.as_str(), how_chosen),
+        (
+            plain,
+            " (what runtimes with libcni before 1.2 run the chain at)",
+        ),
+    ];
+    for (v, how) in checks {
         if version::check_supported(v).is_err() {
-            return Err(unsupported(v));
+            return Err(EditError::UnsupportedVersion {
+                file: file.to_string(),
+                version: if v.is_empty() {
+                    "(none)".into()
+                } else {
+                    format!("{v:?}")
+                },
+                how,
+            });
         }
     }
     Ok(())
@@ -117,8 +139,7 @@ pub fn insert(
         // A single-plugin config: wrap it into a list as libcni's
         // ConfListFromConf does (the plugin object kept whole).
         // Name and version as Go decodes them (any key case, last wins).
-        let members: Members =
-            serde_json::from_slice(&primary.bytes).unwrap_or(Members(Vec::new()));
+        let members: Members = gojson::parse_as(&primary.bytes).unwrap_or(Members(Vec::new()));
         let mut list = Map::new();
         if let Some(v) = members.string_field("cniversion") {
             list.insert("cniVersion".into(), Value::String(v.into()));
@@ -171,8 +192,7 @@ pub fn insert(
         // Ours: it holds our entry, or it is a conversion of this very
         // file that an interrupted run left behind. Either way nothing of
         // anyone else's is lost by replacing it.
-        let ours = serde_json::from_slice::<Value>(&existing.bytes)
-            .ok()
+        let ours = parse(&existing.bytes)
             .and_then(|v| v.get("plugins").and_then(Value::as_array).cloned())
             .is_some_and(|p| p.iter().any(is_ours) || others(&p) == [&single]);
         if !ours {
@@ -201,7 +221,11 @@ pub fn insert(
 /// from a `.conf`/`.json` (its backup is in `files`), the original comes
 /// back byte for byte when nothing else changed in the list.
 pub fn remove(files: &[ConfFile], file: &ConfFile) -> Vec<Step> {
-    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&file.bytes) else {
+    if file.unread.is_some() || file.raw_name.is_some() {
+        // Not read, or not ours to name: never written.
+        return Vec::new();
+    }
+    let Some(Value::Object(mut obj)) = parse(&file.bytes) else {
         return Vec::new();
     };
     let backup = (extension(&file.name) == Some("conflist"))
@@ -230,7 +254,7 @@ pub fn remove(files: &[ConfFile], file: &ConfFile) -> Vec<Step> {
             files
                 .iter()
                 .find(|f| f.name == name)
-                .and_then(|f| serde_json::from_slice::<Value>(&f.bytes).ok())
+                .and_then(|f| parse(&f.bytes))
                 .is_some_and(|orig| plugins.len() == 1 && plugins[0] == orig)
         });
         if restored {
@@ -241,9 +265,31 @@ pub fn remove(files: &[ConfFile], file: &ConfFile) -> Vec<Step> {
     }
     if let Some(backup) = backup {
         let original_name = backup.name[..backup.name.len() - BACKUP_SUFFIX.len()].to_string();
-        let restorable = serde_json::from_slice::<Value>(&backup.bytes)
-            .ok()
-            .is_some_and(|orig| plugins.len() == 1 && plugins[0] == orig);
+        let restorable =
+            parse(&backup.bytes).is_some_and(|orig| plugins.len() == 1 && plugins[0] == orig);
+        // The primary CNI wrote its original again meanwhile: that file is
+        // the runtime's now (it sorts before our list), and moving the old
+        // copy over it would lose the new one. Our list is a leftover.
+        let rewritten = files.iter().any(|f| f.name == original_name);
+        if rewritten && restorable {
+            return vec![
+                Step::Remove {
+                    name: file.name.clone(),
+                },
+                Step::Remove {
+                    name: backup.name.clone(),
+                },
+            ];
+        }
+        if backup.unread.is_some() {
+            // Not readable now: it cannot be compared, so it stays, and the
+            // list only loses our entry.
+            return vec![Step::Write {
+                name: file.name.clone(),
+                bytes: render(&Value::Object(obj)),
+                mode_from: file.name.clone(),
+            }];
+        }
         if restorable {
             // The original back first, then our list away.
             return vec![
@@ -612,7 +658,12 @@ mod tests {
         let cases = [
             r#"{"cniVersion":"0.2.0","name":"n","plugins":[{"type":"bridge"}]}"#,
             r#"{"name":"n","plugins":[{"type":"bridge"}]}"#,
-            r#"{"cniVersion":"1.1.0","cniVersions":["1.1.0","9.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+            // libcni 1.2+ would run it at 1.1.0, older libcni at 0.2.0.
+            r#"{"cniVersion":"0.2.0","cniVersions":["1.1.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+            // libcni 1.2+ skips 9.0.0 and runs it at 0.2.0.
+            r#"{"cniVersion":"0.1.0","cniVersions":["0.2.0","9.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+            // No cniVersion: older libcni runs the chain at 0.1.0.
+            r#"{"cniVersions":["1.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
         ];
         for text in cases {
             let dir = vec![f("10-n.conflist", text)];
@@ -627,6 +678,20 @@ mod tests {
                 format!(r#"{{"cniVersion":"{v}","name":"n","plugins":[{{"type":"bridge"}}]}}"#);
             let dir = vec![f("10-n.conflist", &text)];
             assert_eq!(insert(&dir, &dir[0], &entry()).unwrap().len(), 1, "{v}");
+        }
+        // libcni's cniVersions rule: versions it does not know are
+        // skipped, the highest of the rest is used, so these load and run
+        // at a version the plugin speaks on every runtime.
+        for text in [
+            r#"{"cniVersion":"1.1.0","cniVersions":["1.1.0","9.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+            r#"{"cniVersion":"1.0.0","cniVersions":["0.4.0","1.1.0","2.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+        ] {
+            let dir = vec![f("10-n.conflist", text)];
+            assert_eq!(
+                select_primary(&dir).primary.map(|p| p.name.as_str()),
+                Some("10-n.conflist")
+            );
+            assert_eq!(insert(&dir, &dir[0], &entry()).unwrap().len(), 1, "{text}");
         }
     }
 

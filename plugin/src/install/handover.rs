@@ -11,7 +11,8 @@
 //! A new installer whose config is invalid exits before it claims, so a
 //! bad rollout leaves the old installer in charge.
 
-use super::files::{write_atomic, FsError};
+use super::commit::write_atomic;
+use super::files::FsError;
 use std::io::Read;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,9 +40,9 @@ pub fn claim(conf_dir: &Path, token: &str) -> Result<(), FsError> {
 
 /// The active installer's token, if any.
 pub fn holder(conf_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(conf_dir.join(TOKEN_FILE))
+    crate::fsread::read_regular(&conf_dir.join(TOKEN_FILE), 4096)
         .ok()
-        .map(|s| s.trim().to_string())
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
         .filter(|s| !s.is_empty())
 }
 

@@ -9,12 +9,10 @@ use super::edit::BACKUP_SUFFIX;
 use super::entry::{Entry, PLUGIN_TYPE};
 use super::files;
 use super::handover::{self, Role, TOKEN_FILE};
+use super::pass::{reconcile, remove_entries, Mode, PassOutcome};
 use super::select::is_config_name;
 use super::throttle::Throttle;
-use super::{
-    copy_binary, load_entry, reconcile, remove_binary, remove_entries, InstallError, Options,
-    PassOutcome,
-};
+use super::{copy_binary, load_entry, remove_binary, InstallError, Options};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::{SigSet, Signal};
@@ -176,9 +174,12 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
             } else if let Some(t) = throttle.not_before(now) {
                 due = Some(t);
             } else {
-                let mut notes = Vec::new();
-                let outcome = reconcile(conf_dir, opts.conf_file.as_deref(), &entry, &mut notes);
-                status.notes(notes);
+                let outcome = reconcile(opts, &entry, Mode::Apply).map(|pass| {
+                    let mut notes = pass.notes;
+                    notes.extend(pass.problems.iter().map(|p| format!("not ready: {p}")));
+                    status.notes(notes);
+                    pass.outcome
+                });
                 match outcome {
                     Ok(PassOutcome::Installed { file, wrote: true }) => {
                         log::info!(
@@ -208,7 +209,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                         },
                     ),
                     Ok(PassOutcome::Blocked(why)) => status.set(log::Level::Error, why),
-                    Ok(PassOutcome::Retry(why)) => {
+                    Ok(PassOutcome::Retry(why) | PassOutcome::WouldWrite { file: why }) => {
                         log::debug!("{why}; looking again shortly");
                         due = Some(now + RETRY);
                     }
