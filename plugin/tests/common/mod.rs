@@ -514,3 +514,46 @@ pub fn kindnet_conflist() -> Value {
         ]
     })
 }
+
+/// Runs `cmd` in a network namespace of its own (only `lo`, no routes),
+/// as on a node without a default route: detection finds no uplink.
+pub fn in_empty_netns(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: unshare(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| match libc::unshare(libc::CLONE_NEWNET) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        })
+    }
+}
+
+/// Capabilities by number (linux/capability.h).
+pub const CAP_CHOWN: u32 = 0;
+pub const CAP_DAC_OVERRIDE: u32 = 1;
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
+
+/// Runs `cmd` without `caps`, dropped from the bounding set so the exec
+/// cannot get them back: the DaemonSet's `capabilities: drop: [ALL]`.
+pub fn without_caps<'a>(cmd: &'a mut Command, caps: &'static [u32]) -> &'a mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &cap in caps {
+                if libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
+            libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0);
+            Ok(())
+        })
+    }
+}
+
+/// Without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, root reads and
+/// writes only what the mode bits let a file's owner do.
+pub fn without_dac_override(cmd: &mut Command) -> &mut Command {
+    without_caps(cmd, &[CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH])
+}
