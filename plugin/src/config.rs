@@ -152,6 +152,8 @@ pub const OWN_KEYS: &[&str] = &[
     "nonVeth",
     "logFile",
     "logLevel",
+    // Set by the installer on the entries it writes; nothing reads it.
+    "managedBy",
 ];
 
 /// A JSON object with each value still raw, so every field can be

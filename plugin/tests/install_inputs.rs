@@ -429,3 +429,72 @@ fn a_symlinked_primary_keeps_its_link_owner_and_mode() {
     );
     kept("uninstall");
 }
+
+#[test]
+fn a_hand_written_entry_is_left_reported_and_never_duplicated() {
+    let (dirs, config) = setup("hand-written");
+    fs::remove_file(dirs.conf().join(KINDNET)).unwrap();
+    // Cilium writes its conflist from the operator's customConf, with a
+    // csum-offload entry in it: no installer mark.
+    let cilium = dirs.conf().join("05-cilium.conflist");
+    let text = serde_json::to_vec_pretty(&json!({
+        "cniVersion": "0.3.1", "name": "cilium",
+        "plugins": [
+            {"type": "cilium-cni"},
+            {"type": "csum-offload", "drivers": {"ngbe": {"tx": false}}, "hostDriver": "ngbe"}
+        ]
+    }))
+    .unwrap();
+    fs::write(&cilium, &text).unwrap();
+    let r = run(&dirs, "install", &["--once"], &config);
+    assert!(r.ok, "{}", r.text());
+    assert!(r.stderr.contains("did not write"), "{}", r.text());
+    assert_eq!(
+        fs::read(&cilium).unwrap(),
+        text,
+        "not overwritten, not joined"
+    );
+    // Not what the ConfigMap says: reported.
+    let r = run(&dirs, "install", &["--check"], &config);
+    assert!(
+        !r.ok && r.stderr.contains("differs from the installer's entry"),
+        "{}",
+        r.text()
+    );
+    // The same policy as the ConfigMap's: fine.
+    let same = dirs.root.join("same.json");
+    fs::write(
+        &same,
+        r#"{"drivers": {"ngbe": {"tx": false}}, "hostDriver": "ngbe"}"#,
+    )
+    .unwrap();
+    let r = run(&dirs, "install", &["--check"], &same);
+    assert!(r.ok, "{}", r.text());
+    // The watch loop leaves it too, and so does its SIGTERM.
+    let log = dirs.root.join("watch.log");
+    let mut cmd = dirs.command("install");
+    cmd.arg("--config").arg(&config).stdout(Stdio::null());
+    cmd.stderr(fs::File::create(&log).unwrap());
+    in_empty_netns(&mut cmd);
+    let child = cmd.spawn().unwrap();
+    let deadline = Instant::now() + LIMIT;
+    while !fs::read_to_string(&log).unwrap().contains("did not write") {
+        assert!(
+            Instant::now() < deadline,
+            "the watch loop never looked at the file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = common::finish_within(child, Duration::from_secs(10), "the watch loop");
+    assert!(out.status.success());
+    assert_eq!(fs::read(&cilium).unwrap(), text);
+    let r = run(&dirs, "uninstall", &[], &config);
+    assert!(
+        r.ok && r.stdout.contains("left the csum-offload entry"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(fs::read(&cilium).unwrap(), text, "uninstall leaves it");
+}

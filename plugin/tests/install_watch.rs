@@ -232,7 +232,7 @@ fn entry_survives_a_rewriting_primary_cni_and_leaves_on_sigterm() {
     want["plugins"]
         .as_array_mut()
         .unwrap()
-        .push(json!({"type": "csum-offload", "hostDriver": "txgbe", "logLevel": "debug"}));
+        .push(json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "logLevel": "debug"}));
     assert_eq!(v, want, "entry last, everything else kept");
     let log = dir.log();
     assert!(
@@ -421,7 +421,9 @@ fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
     let old = Installer::start(&dir, Some(&json!({"logLevel": "info"})));
     wait_for("the old installer's entry", Duration::from_secs(20), || {
         read_json(&primary).and_then(|v| entry(&v))
-            == Some(json!({"type": "csum-offload", "logLevel": "info"}))
+            == Some(
+                json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "logLevel": "info"}),
+            )
     });
     // The new version starts next to the old one (maxSurge) with a new
     // config: it takes over, and the old one stops editing.
@@ -437,7 +439,9 @@ fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
             .spawn()
             .unwrap(),
     ));
-    let want_new = Some(json!({"type": "csum-offload", "logLevel": "debug"}));
+    let want_new = Some(
+        json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "logLevel": "debug"}),
+    );
     wait_for("the new installer's entry", Duration::from_secs(20), || {
         read_json(&primary).and_then(|v| entry(&v)) == want_new
     });
@@ -606,7 +610,10 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
     };
     let ready = || ready(&dir, &config);
     wait_for("the first entry", Duration::from_secs(20), || {
-        entry() == Some(json!({"type": "csum-offload", "hostDriver": "txgbe", "apply": "both"}))
+        entry()
+            == Some(
+                json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "apply": "both"}),
+            )
     });
     assert!(ready());
 
@@ -614,7 +621,9 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
     publish_configmap(&cm, 2, r#"{"hostDriver": "txgbe", "apply": "container"}"#);
     wait_for("the updated entry", Duration::from_secs(20), || {
         entry()
-            == Some(json!({"type": "csum-offload", "hostDriver": "txgbe", "apply": "container"}))
+            == Some(
+                json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "apply": "container"}),
+            )
     });
     assert!(ready());
 
@@ -628,12 +637,17 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
     );
     assert_eq!(
         entry(),
-        Some(json!({"type": "csum-offload", "hostDriver": "txgbe", "apply": "container"}))
+        Some(
+            json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "apply": "container"})
+        )
     );
     assert!(!ready(), "readiness must fail while the config is invalid");
     publish_configmap(&cm, 4, r#"{"hostDriver": "txgbe", "apply": "host"}"#);
     wait_for("the fixed entry", Duration::from_secs(20), || {
-        entry() == Some(json!({"type": "csum-offload", "hostDriver": "txgbe", "apply": "host"}))
+        entry()
+            == Some(
+                json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "apply": "host"}),
+            )
     });
     assert!(ready());
     assert!(installer.terminate().success());

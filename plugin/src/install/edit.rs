@@ -2,7 +2,7 @@
 //! contents to the steps that make them, so every case is unit-tested
 //! without touching a directory.
 
-use super::entry::{Entry, PLUGIN_TYPE};
+use super::entry::{Entry, MANAGED_BY, MANAGED_KEY, PLUGIN_TYPE};
 use super::select::netconf::Members;
 use super::select::{extension, gojson, is_config_name, libcni_version, ConfFile};
 use crate::cni::version;
@@ -48,13 +48,44 @@ pub enum EditError {
     Unreadable { file: String, why: String },
 }
 
-fn is_ours(plugin: &Value) -> bool {
+/// Whether a plugin is a csum-offload entry, whoever wrote it.
+fn is_csum(plugin: &Value) -> bool {
     plugin.get("type").and_then(Value::as_str) == Some(PLUGIN_TYPE)
 }
 
-/// The plugins of a list that are not ours.
+/// Whether a plugin is an entry the installer wrote: it carries the mark.
+pub fn is_installed(plugin: &Value) -> bool {
+    is_csum(plugin) && plugin.get(MANAGED_KEY).and_then(Value::as_str) == Some(MANAGED_BY)
+}
+
+/// Which csum-offload entries `insert_as` treats as the installer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    /// Only marked ones; an unmarked one is hand-written and left alone.
+    Marked,
+    /// Unmarked ones too: adopting the entry of an installer from before
+    /// the mark (it wrote every entry without one), once, at an upgrade.
+    AlsoUnmarked,
+}
+
+/// The plugins of a list that are not the installer's.
 fn others(plugins: &[Value]) -> Vec<&Value> {
-    plugins.iter().filter(|p| !is_ours(p)).collect()
+    plugins.iter().filter(|p| !is_installed(p)).collect()
+}
+
+/// The csum-offload entries in a config that the installer did not write.
+pub fn hand_written(file: &ConfFile) -> Vec<Value> {
+    let Some(value) = parse(&file.bytes) else {
+        return Vec::new();
+    };
+    let plugins = match value.get("plugins").and_then(Value::as_array) {
+        Some(p) => p.clone(),
+        None => vec![value],
+    };
+    plugins
+        .into_iter()
+        .filter(|p| is_csum(p) && !is_installed(p))
+        .collect()
 }
 
 /// Pretty JSON with a final newline: the one format we write.
@@ -125,12 +156,24 @@ fn check_chain_versions(file: &str, list: &Map<String, Value>) -> Result<(), Edi
 }
 
 /// The steps that put `entry` into the primary file. No steps means the
-/// file already holds exactly this entry (so a second run writes nothing).
-/// `files` is the whole directory (to check a conversion's target name).
+/// file already holds exactly this entry (so a second run writes nothing),
+/// or an entry someone else wrote, which stays as it is and is never
+/// joined by a second one (see `hand_written`). `files` is the whole
+/// directory (to check a conversion's target name).
 pub fn insert(
     files: &[ConfFile],
     primary: &ConfFile,
     entry: &Entry,
+) -> Result<Vec<Step>, EditError> {
+    insert_as(files, primary, entry, Owned::Marked)
+}
+
+/// `insert`, with `owned` saying which entries are the installer's.
+pub fn insert_as(
+    files: &[ConfFile],
+    primary: &ConfFile,
+    entry: &Entry,
+    owned: Owned,
 ) -> Result<Vec<Step>, EditError> {
     let mut obj = parse_object(primary)?;
     let is_list = extension(&primary.name) == Some("conflist");
@@ -160,9 +203,23 @@ pub fn insert(
             why: "no \"plugins\" list".into(),
         });
     };
-    let ours: Vec<usize> = (0..plugins.len())
-        .filter(|&i| is_ours(&plugins[i]))
-        .collect();
+    let mine = |p: &Value| is_installed(p) || (owned == Owned::AlsoUnmarked && is_csum(p));
+    let ours: Vec<usize> = (0..plugins.len()).filter(|&i| mine(&plugins[i])).collect();
+    if plugins.iter().any(|p| is_csum(p) && !mine(p)) {
+        // An entry someone wrote by hand: it stays as it is, and no second
+        // one joins it (two would apply the policy twice); ours goes.
+        if ours.is_empty() || !is_list {
+            return Ok(Vec::new());
+        }
+        for &i in ours.iter().rev() {
+            plugins.remove(i);
+        }
+        return Ok(vec![Step::Write {
+            name: primary.name.clone(),
+            bytes: render(&Value::Object(obj)),
+            mode_from: primary.name.clone(),
+        }]);
+    }
     let unchanged = ours.len() == 1 && render(&plugins[ours[0]]) == render(&desired);
     if is_list && unchanged {
         return Ok(Vec::new());
@@ -194,7 +251,7 @@ pub fn insert(
         // anyone else's is lost by replacing it.
         let ours = parse(&existing.bytes)
             .and_then(|v| v.get("plugins").and_then(Value::as_array).cloned())
-            .is_some_and(|p| p.iter().any(is_ours) || others(&p) == [&single]);
+            .is_some_and(|p| p.iter().any(is_installed) || others(&p) == [&single]);
         if !ours {
             return Err(EditError::TargetExists {
                 file: primary.name.clone(),
@@ -241,7 +298,8 @@ pub fn remove(files: &[ConfFile], file: &ConfFile) -> Vec<Step> {
         return Vec::new();
     };
     let before = plugins.len();
-    plugins.retain(|p| !is_ours(p));
+    // Only what the installer wrote; a hand-written entry stays.
+    plugins.retain(|p| !is_installed(p));
     if plugins.len() == before {
         return Vec::new();
     }
@@ -433,7 +491,7 @@ mod tests {
         want["plugins"]
             .as_array_mut()
             .unwrap()
-            .push(json!({"type": "csum-offload", "hostDriver": "txgbe", "logLevel": "debug"}));
+            .push(json!({"type": "csum-offload", "managedBy": MANAGED_BY, "hostDriver": "txgbe", "logLevel": "debug"}));
         assert_eq!(v, want);
         // Key order kept at every level, ours last.
         let text = String::from_utf8(dir[0].bytes.clone()).unwrap();
@@ -486,7 +544,7 @@ mod tests {
                 list,
                 json!({"cniVersion": "1.0.0", "name": "mynet", "plugins": [
                     orig,
-                    {"type": "csum-offload", "hostDriver": "txgbe", "logLevel": "debug"}
+                    {"type": "csum-offload", "managedBy": MANAGED_BY, "hostDriver": "txgbe", "logLevel": "debug"}
                 ]})
             );
             // The wrapped plugin keeps its key order.
@@ -570,9 +628,9 @@ mod tests {
     fn existing_entry_is_updated_in_place_never_duplicated() {
         let list = json!({"cniVersion": "1.0.0", "name": "n", "plugins": [
             {"type": "bridge"},
-            {"type": "csum-offload", "hostDriver": "i40e"},
+            {"type": "csum-offload", "managedBy": MANAGED_BY, "hostDriver": "i40e"},
             {"type": "tuning", "sysctl": {}},
-            {"type": "csum-offload"}
+            {"type": "csum-offload", "managedBy": MANAGED_BY}
         ]});
         let mut dir = vec![ConfFile::new("10-n.conflist", render(&list))];
         assert_eq!(install(&mut dir, &entry()).unwrap(), 1);
@@ -581,7 +639,7 @@ mod tests {
             v["plugins"],
             json!([
                 {"type": "bridge"},
-                {"type": "csum-offload", "hostDriver": "txgbe", "logLevel": "debug"},
+                {"type": "csum-offload", "managedBy": MANAGED_BY, "hostDriver": "txgbe", "logLevel": "debug"},
                 {"type": "tuning", "sysctl": {}}
             ])
         );
@@ -591,7 +649,48 @@ mod tests {
         install(&mut dir, &other).unwrap();
         assert_eq!(
             read(&dir, "10-n.conflist")["plugins"][1],
-            json!({"type": "csum-offload", "apply": "container"})
+            json!({"type": "csum-offload", "managedBy": MANAGED_BY, "apply": "container"})
+        );
+    }
+
+    #[test]
+    fn a_hand_written_entry_stays_and_is_never_joined_by_a_second() {
+        // Written by an operator (Cilium customConf): no mark.
+        let hand = json!({"type": "csum-offload", "drivers": {"ngbe": {"tx": false}}});
+        let list = |plugins: Value| {
+            ConfFile::new(
+                "10-cilium.conflist",
+                render(&json!({"cniVersion": "1.0.0", "name": "cilium", "plugins": plugins})),
+            )
+        };
+        let dir = vec![list(json!([{"type": "cilium-cni"}, hand.clone()]))];
+        assert!(
+            insert(&dir, &dir[0], &entry()).unwrap().is_empty(),
+            "not overwritten, not joined"
+        );
+        assert!(has_entry(&dir, &dir[0], &entry()).unwrap());
+        assert_eq!(hand_written(&dir[0]), vec![hand.clone()]);
+        assert!(remove_all(&dir).is_empty(), "uninstall leaves it");
+        // One of ours next to it (installed before the operator added
+        // theirs): ours goes, theirs stays.
+        let mut dir = vec![list(
+            json!([{"type": "cilium-cni"}, entry().as_value(), hand.clone()]),
+        )];
+        assert_eq!(install(&mut dir, &entry()).unwrap(), 1);
+        assert_eq!(
+            read(&dir, "10-cilium.conflist")["plugins"],
+            json!([{"type": "cilium-cni"}, hand])
+        );
+        // An installer from before the mark wrote unmarked entries: at an
+        // upgrade they are adopted (updated in place, marked).
+        let legacy = json!({"type": "csum-offload", "hostDriver": "i40e"});
+        let dir = vec![list(json!([{"type": "cilium-cni"}, legacy]))];
+        let plan = insert_as(&dir, &dir[0], &entry(), Owned::AlsoUnmarked).unwrap();
+        let mut after = dir.clone();
+        apply(&mut after, &plan);
+        assert_eq!(
+            read(&after, "10-cilium.conflist")["plugins"],
+            json!([{"type": "cilium-cni"}, entry().as_value()])
         );
     }
 
@@ -716,12 +815,13 @@ mod tests {
             serde_json::from_str::<Value>(KINDNET).unwrap()
         );
         // Entries in every file go, not only the primary's.
+        let ours = entry().as_value();
         let mut dir = vec![
-            with_entry(json!([{"type": "bridge"}, {"type": "csum-offload"}])),
+            with_entry(json!([{"type": "bridge"}, ours])),
             ConfFile::new(
                 "20-m.conflist",
                 render(
-                    &json!({"cniVersion": "1.0.0", "name": "m", "plugins": [{"type": "csum-offload"}, {"type": "ptp"}]}),
+                    &json!({"cniVersion": "1.0.0", "name": "m", "plugins": [ours, {"type": "ptp"}]}),
                 ),
             ),
         ];
@@ -736,7 +836,7 @@ mod tests {
             json!([{"type": "ptp"}])
         );
         // A list of only our entry is removed rather than left empty.
-        let dir = vec![with_entry(json!([{"type": "csum-offload"}]))];
+        let dir = vec![with_entry(json!([ours]))];
         assert_eq!(
             remove_all(&dir),
             vec![Step::Remove {

@@ -3,8 +3,9 @@
 //! loop, `--once` and the readiness check all run this one pass (the check
 //! without writing), so they never disagree about the node.
 
-use super::edit::{self, EditError, Step};
+use super::edit::{self, EditError, Owned, Step};
 use super::entry::Entry;
+use super::entry::MANAGED_KEY;
 use super::files::FsError;
 use super::select::{self, SelectProblem, SkipReason};
 use super::snapshot::Snapshot;
@@ -34,6 +35,16 @@ pub enum PassOutcome {
     Retry(String),
 }
 
+/// What keeps the node from being covered as the ConfigMap says, although
+/// the pass did what it could.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Problem {
+    #[error(transparent)]
+    Select(#[from] SelectProblem),
+    #[error("{file} holds a csum-offload entry the installer did not write (no \"{MANAGED_KEY}\") that differs from the installer's entry; it stays as it is and applies instead (remove it, or make it the same, to have the ConfigMap's policy)")]
+    HandWritten { file: String },
+}
+
 /// A pass's findings.
 #[derive(Debug)]
 pub struct Pass {
@@ -41,7 +52,7 @@ pub struct Pass {
     /// One line per file the runtime skips.
     pub notes: Vec<String>,
     /// What makes the node not ready although the pass did what it could.
-    pub problems: Vec<SelectProblem>,
+    pub problems: Vec<Problem>,
 }
 
 /// Whether a pass may write.
@@ -54,9 +65,19 @@ pub enum Mode {
 /// One pass: find the primary config under the runtime's rule and make it
 /// hold `entry` (in `DryRun`, only say whether it does).
 pub fn reconcile(opts: &Options, entry: &Entry, mode: Mode) -> Result<Pass, FsError> {
+    reconcile_as(opts, entry, mode, Owned::Marked)
+}
+
+/// `reconcile`, with `owned` saying which entries are the installer's.
+pub fn reconcile_as(
+    opts: &Options,
+    entry: &Entry,
+    mode: Mode,
+    owned: Owned,
+) -> Result<Pass, FsError> {
     let mut notes = Vec::new();
     let mut problems = Vec::new();
-    let outcome = run(opts, entry, mode, &mut notes, &mut problems)?;
+    let outcome = run(opts, entry, mode, owned, &mut notes, &mut problems)?;
     Ok(Pass {
         outcome,
         notes,
@@ -68,8 +89,9 @@ fn run(
     opts: &Options,
     entry: &Entry,
     mode: Mode,
+    owned: Owned,
     notes: &mut Vec<String>,
-    problems: &mut Vec<SelectProblem>,
+    problems: &mut Vec<Problem>,
 ) -> Result<PassOutcome, FsError> {
     let conf_dir = opts.conf_dir.as_path();
     let snap = Snapshot::read(conf_dir)?;
@@ -90,7 +112,7 @@ fn run(
             file.name
         ));
     }
-    problems.extend(selection.problems.iter().cloned());
+    problems.extend(selection.problems.iter().cloned().map(Problem::from));
     if let Some(problem) = &selection.blocking {
         return Ok(PassOutcome::Blocked(problem.to_string()));
     }
@@ -107,7 +129,7 @@ fn run(
             )));
         }
     }
-    let plan = match edit::insert(&snap.files, primary, entry) {
+    let plan = match edit::insert_as(&snap.files, primary, entry, owned) {
         Ok(plan) => plan,
         Err(e @ EditError::Unreadable { .. }) => return Ok(PassOutcome::Retry(e.to_string())),
         Err(e) => return Ok(PassOutcome::Blocked(e.to_string())),
@@ -116,6 +138,22 @@ fn run(
         Some(Step::Write { name, .. }) => name.clone(),
         _ => primary.name.clone(),
     };
+    let hand = match owned {
+        Owned::Marked => edit::hand_written(primary),
+        Owned::AlsoUnmarked => Vec::new(),
+    };
+    if !hand.is_empty() {
+        notes.push(format!(
+            "{}: has a csum-offload entry the installer did not write (no \"{MANAGED_KEY}\"); \
+             it stays as it is, and no second entry is added",
+            primary.name
+        ));
+        if !hand.contains(&entry.unmarked()) {
+            problems.push(Problem::HandWritten {
+                file: primary.name.clone(),
+            });
+        }
+    }
     if plan.is_empty() {
         return Ok(PassOutcome::Installed { file, wrote: false });
     }
@@ -146,7 +184,19 @@ pub fn remove_entries(conf_dir: &Path) -> Result<Vec<String>, FsError> {
         };
         let plan = edit::remove_all(&snap.files);
         match snap.execute(conf_dir, &plan) {
-            Ok(()) => return Ok(plan.iter().map(|s| describe_step(conf_dir, s)).collect()),
+            Ok(()) => {
+                let mut done: Vec<String> =
+                    plan.iter().map(|s| describe_step(conf_dir, s)).collect();
+                for file in &snap.files {
+                    if !edit::hand_written(file).is_empty() {
+                        done.push(format!(
+                            "left the csum-offload entry in {} in place: the installer did not write it (no \"{MANAGED_KEY}\")",
+                            conf_dir.join(&file.name).display()
+                        ));
+                    }
+                }
+                return Ok(done);
+            }
             Err(e @ FsError::Changed(_)) => {
                 last = Some(e);
                 std::thread::sleep(Duration::from_millis(100));

@@ -12,8 +12,8 @@
 
 use super::entry::{Entry, PLUGIN_TYPE};
 use super::files;
+use super::pass::Problem;
 use super::pass::{self, Mode, PassOutcome};
-use super::select::SelectProblem;
 use super::{load_entry, InstallError, Options};
 use crate::offload::decision::{decide, Decision};
 use crate::offload::uplink::DetectError;
@@ -38,7 +38,7 @@ pub enum NotReady {
     #[error("{0}")]
     Changing(String),
     #[error(transparent)]
-    Select(SelectProblem),
+    Problem(Problem),
     #[error("host NIC detection failed on this node: {}", with_hint(.0))]
     Detection(DetectError),
 }
@@ -111,7 +111,7 @@ pub fn check_installed(opts: &Options) -> Result<String, InstallError> {
         PassOutcome::Blocked(why) => reasons.push(NotReady::Blocked(why)),
         PassOutcome::Retry(why) => reasons.push(NotReady::Changing(why)),
     }
-    reasons.extend(pass.problems.into_iter().map(NotReady::Select));
+    reasons.extend(pass.problems.into_iter().map(NotReady::Problem));
     if let Err(e) = detect(&entry) {
         reasons.push(e);
     }
