@@ -164,6 +164,24 @@ pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(
     sync_dir(dir)
 }
 
+/// As `write_atomic`, and returns a read-only handle on the new file that
+/// holds an exclusive flock on it (see handover.rs: a claim).
+pub fn write_atomic_locked(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<File, FsError> {
+    let temp = Temp::write(dir, bytes, current_owner(mode))?;
+    let target = dir.join(name);
+    if let Err(e) = fs::rename(&temp.path, &target) {
+        temp.remove();
+        return Err(io_err(&target)(e));
+    }
+    sync_dir(dir)?;
+    Ok(temp._lock)
+}
+
 /// This process's uid and gid with `mode`: a file it creates needs no chown.
 pub fn current_owner(mode: u32) -> Ownership {
     // SAFETY: geteuid/getegid cannot fail.

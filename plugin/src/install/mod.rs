@@ -183,6 +183,11 @@ pub fn install_command(mut args: Args) -> Result<String, InstallError> {
         entry.as_value()
     );
     readiness::log_detection(&entry);
+    if !once {
+        // The DaemonSet's loop: no file system problem ends it (the pod
+        // would only crash-loop); it waits, retries and says why.
+        return watch::run(&opts, entry);
+    }
     std::fs::create_dir_all(&opts.conf_dir).map_err(|source| InstallError::Dir {
         path: opts.conf_dir.clone(),
         source,
@@ -190,10 +195,7 @@ pub fn install_command(mut args: Args) -> Result<String, InstallError> {
     commit::remove_stale_temps(&opts.conf_dir);
     commit::remove_stale_temps(&opts.bin_dir);
     copy_binary(&opts.bin_dir)?;
-    if once {
-        return install_once(&opts, &entry);
-    }
-    watch::run(&opts, entry)
+    install_once(&opts, &entry)
 }
 
 pub fn uninstall_command(mut args: Args) -> Result<String, InstallError> {
