@@ -557,3 +557,86 @@ pub fn without_caps<'a>(cmd: &'a mut Command, caps: &'static [u32]) -> &'a mut C
 pub fn without_dac_override(cmd: &mut Command) -> &mut Command {
     without_caps(cmd, &[CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH])
 }
+
+/// A long-running installer (`install` without `--once`) with its stderr
+/// in a log file; killed on drop if the test did not stop it.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    pub log: std::path::PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(cmd: &mut Command, log: std::path::PathBuf) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the installer");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Sends `signal` and does not wait.
+    pub fn send(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Waits for the exit (after a signal), at most `timeout`.
+    pub fn wait(mut self, timeout: std::time::Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the installer did not exit within {timeout:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then the exit status within 10 s.
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.send(libc::SIGTERM);
+        self.wait(std::time::Duration::from_secs(10))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms; panics after `timeout` with `what`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
