@@ -230,3 +230,35 @@ fn a_killed_installers_temp_files_go_at_the_next_start() {
     assert!(live.exists(), "a temp file someone holds was removed");
     drop(held);
 }
+
+#[test]
+fn an_upgrade_from_an_installer_without_the_mark_adopts_its_entry() {
+    // What an installer from before the managedBy mark leaves: its token
+    // (it runs next to the new one during the rollout) and an unmarked
+    // entry.
+    let dirs = InstallDirs::new("legacy");
+    let mut list = common::kindnet_conflist();
+    let old_entry = serde_json::json!({"type": "csum-offload", "logLevel": "warn"});
+    list["plugins"].as_array_mut().unwrap().push(old_entry);
+    fs::write(dirs.conf().join(KINDNET), list.to_string()).unwrap();
+    fs::write(
+        dirs.conf().join(".csum-offload.active"),
+        "pid 1 started 1795681663210277127 id 919a24cfe826516e\n",
+    )
+    .unwrap();
+    let new = installer(&dirs, "new", "debug");
+    wait_until("the adopted entry", WAIT, || {
+        entry_level(&dirs).as_deref() == Some("debug")
+    });
+    let v: Value = serde_json::from_slice(&fs::read(dirs.conf().join(KINDNET)).unwrap()).unwrap();
+    let ours: Vec<&Value> = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "csum-offload")
+        .collect();
+    assert_eq!(ours.len(), 1, "updated in place, not duplicated: {v}");
+    assert_eq!(ours[0]["managedBy"], "csum-offload-installer");
+    assert!(new.terminate().success());
+    assert_eq!(entry_level(&dirs), None, "marked now, so removed");
+}
