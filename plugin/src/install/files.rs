@@ -36,16 +36,6 @@ pub enum FsError {
     },
 }
 
-impl FsError {
-    /// The error's errno, if it is an I/O error.
-    pub fn os_error(&self) -> Option<i32> {
-        match self {
-            FsError::Io { source, .. } => source.raw_os_error(),
-            _ => None,
-        }
-    }
-}
-
 pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
     move |source| FsError::Io {
         path: path.to_path_buf(),

@@ -24,11 +24,10 @@
 //! A new installer whose config is invalid exits before it claims, so a
 //! bad rollout leaves the old installer in charge.
 
-use super::commit::{self, write_atomic_locked};
+use super::commit::{self, flock, write_atomic_locked};
 use super::files::{io_err, FsError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -39,14 +38,6 @@ pub const LOCK_FILE: &str = ".csum-offload.lock";
 /// How tokens of this installer start; an installer from before the
 /// activity lock wrote "pid ..." and never locks its token.
 const TOKEN_PREFIX: &str = "installer/2 ";
-
-fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
-    // SAFETY: flock(2) on a descriptor we own.
-    match unsafe { libc::flock(file.as_raw_fd(), op) } {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
 
 fn would_block(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EWOULDBLOCK)

@@ -80,8 +80,6 @@ pub enum InstallError {
         what: &'static str,
         source: nix::errno::Errno,
     },
-    #[error("cannot claim the node: {0}")]
-    Claim(#[source] FsError),
 }
 
 /// Installer settings from flags, then environment, then defaults.
