@@ -17,6 +17,10 @@ have tcpdump || need+=(tcpdump)
 have strace || need+=(strace)
 [ -x /usr/bin/time ] || need+=(time)
 have g++ || need+=(g++)   # make fuzz builds libFuzzer
+# The installer tests run it in namespaces of its own (user, mount).
+have unshare || need+=(util-linux)
+have nsenter || need+=(util-linux)
+have mount || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

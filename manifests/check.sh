@@ -109,7 +109,10 @@ say "checkov (Dockerfile): $(grep -m1 'Passed checks' "$TMP/checkov-docker.out")
 
 # 4. The DaemonSet, the ConfigMap and the binary agree.
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' plugin/Cargo.toml | head -n1)
-"$VENV/bin/python" - manifests "$TMP/config.json" "$VERSION" <<'EOF'
+IMAGE_ARCH=$(sed -n 's/^IMAGE_ARCH ?= *//p' Makefile | head -n1)
+[ -n "$IMAGE_ARCH" ] || die "no IMAGE_ARCH in the Makefile"
+grep -q "^ARG TARGETARCH=$IMAGE_ARCH\$" Dockerfile || die "the Dockerfile's default TARGETARCH is not the Makefile's IMAGE_ARCH ($IMAGE_ARCH)"
+"$VENV/bin/python" - manifests "$TMP/config.json" "$VERSION" "$IMAGE_ARCH" <<'EOF'
 import json, sys, yaml
 d = sys.argv[1]
 ds = yaml.safe_load(open(f"{d}/daemonset.yaml"))
@@ -137,10 +140,15 @@ assert sc["capabilities"]["drop"] == ["ALL"] and not sc.get("capabilities", {}).
 assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and not sc["privileged"]
 assert pod["priorityClassName"] == "system-node-critical"
 assert {"operator": "Exists"} in pod["tolerations"]
+# Scheduled only where the image runs: Linux, and the image's architectures.
+assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}, pod.get("nodeSelector")
+(term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+(arch,) = [e for e in term["matchExpressions"] if e["key"] == "kubernetes.io/arch"]
+assert arch["operator"] == "In" and arch["values"] == sys.argv[4].split(","), f"arch affinity {arch} is not the image's ({sys.argv[4]})"
 json.loads(cm["data"][key])
 open(sys.argv[2], "w").write(cm["data"][key])
 EOF
-say "DaemonSet, ConfigMap, probe and image tag (csum-offload:$VERSION) agree; only /etc/cni/net.d and /opt/cni/bin from the host"
+say "DaemonSet, ConfigMap, probe and image tag (csum-offload:$VERSION) agree; only /etc/cni/net.d and /opt/cni/bin from the host; scheduled on linux/$IMAGE_ARCH only"
 
 [ -x "$BIN" ] || die "$BIN is missing; run make build first"
 mkdir -p "$TMP/net.d" "$TMP/bin"
@@ -148,9 +156,27 @@ printf '%s\n' '{"cniVersion":"0.3.1","name":"kindnet","plugins":[{"type":"ptp","
     >"$TMP/net.d/10-kindnet.conflist"
 env -u CNI_COMMAND "$BIN" install --once --cni-conf-dir "$TMP/net.d" --cni-bin-dir "$TMP/bin" \
     --config "$TMP/config.json" --log-level warn >/dev/null || die "the plugin rejects the ConfigMap's entry"
+# Readiness also runs the plugin's detection on the node's routes: checked
+# here independently of this machine's. With the uplink's driver pinned
+# (hostDriver), the installed entry must be ready; as shipped, in a netns
+# without a default route, the one reason must be detection.
+"$VENV/bin/python" -c 'import json, sys; e = json.load(open(sys.argv[1])); e["hostDriver"] = "txgbe"; json.dump(e, open(sys.argv[2], "w"))' \
+    "$TMP/config.json" "$TMP/config-pinned.json"
+env -u CNI_COMMAND "$BIN" install --once --cni-conf-dir "$TMP/net.d" --cni-bin-dir "$TMP/bin" \
+    --config "$TMP/config-pinned.json" --log-level warn >/dev/null || die "the plugin rejects the pinned entry"
 env -u CNI_COMMAND "$BIN" install --check --cni-conf-dir "$TMP/net.d" --cni-bin-dir "$TMP/bin" \
-    --config "$TMP/config.json" >/dev/null || die "readiness check fails right after install"
-say "the ConfigMap's entry installs and passes the readiness check"
+    --config "$TMP/config-pinned.json" >/dev/null || die "readiness check fails right after install"
+if [ "$(id -u)" = 0 ] && unshare --net true 2>/dev/null; then
+    env -u CNI_COMMAND "$BIN" install --once --cni-conf-dir "$TMP/net.d" --cni-bin-dir "$TMP/bin" \
+        --config "$TMP/config.json" --log-level error >/dev/null || die "the plugin rejects the ConfigMap's entry"
+    if unshare --net env -u CNI_COMMAND "$BIN" install --check --cni-conf-dir "$TMP/net.d" \
+        --cni-bin-dir "$TMP/bin" --config "$TMP/config.json" >/dev/null 2>"$TMP/check.err"; then
+        die "readiness passed on a node without a default route"
+    fi
+    grep -q "host NIC detection failed on this node: " "$TMP/check.err" || die "readiness failed for another reason: $(cat "$TMP/check.err")"
+    ! grep -q "; and: " "$TMP/check.err" || die "readiness found more than detection: $(cat "$TMP/check.err")"
+fi
+say "the ConfigMap's entry installs and passes the readiness check (detection pinned; without a default route, detection is the one reason)"
 
 # 5. The kind suite cannot run in CI (no docker engine); check its files:
 #    the workload against the schemas, the overlay's policy against the

@@ -176,6 +176,8 @@ pub const OWN_KEYS: &[&str] = &[
     "detectionFailure",
     "logFile",
     "logLevel",
+    // Set by the installer on the entries it writes; nothing reads it.
+    "managedBy",
 ];
 
 /// A JSON object with each value still raw, so every field can be

@@ -15,16 +15,20 @@ Operator commands:
   csum-offload inspect --netns PATH [--ifname eth0] [--json]
       show the offload features of a pod's interface and of its host peer
   csum-offload install [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--config FILE]
-                       [--conf-file NAME.conflist] [--once | --check]
-                       [--remove-binary] [--log-level LEVEL]
+                       [--conf-file NAME.conflist] [--runtime containerd|crio]
+                       [--once | --check] [--remove-binary] [--log-level LEVEL]
       copy this binary into the CNI bin dir and add the csum-offload entry
       (from FILE, default: built-in policy) to the node's primary network
       config (or NAME, for Multus); keep it there until SIGTERM/SIGINT,
       then remove it.
       --once: install and exit; --check: exit 0 only if the entry is in place
-      (the DaemonSet's readiness probe). Defaults: /host/etc/cni/net.d,
+      and this node's NIC is detected (the DaemonSet's readiness probe; it
+      prints every reason it is not). --runtime: which runtime's rule picks
+      the primary file (default: CRI-O's, and readiness reports where
+      containerd's differs). Defaults: /host/etc/cni/net.d,
       /host/opt/cni/bin; env CSUM_OFFLOAD_CNI_CONF_DIR, CSUM_OFFLOAD_CNI_BIN_DIR,
-      CSUM_OFFLOAD_CONFIG, CSUM_OFFLOAD_CONF_FILE stand in for the flags.
+      CSUM_OFFLOAD_CONFIG, CSUM_OFFLOAD_CONF_FILE, CSUM_OFFLOAD_RUNTIME stand
+      in for the flags.
   csum-offload uninstall [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--remove-binary]
       remove the csum-offload entry from every network config (restoring a
       .conf that install converted); the binary stays unless --remove-binary

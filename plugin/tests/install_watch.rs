@@ -33,7 +33,8 @@ impl TempDir {
         self.0.join("bin")
     }
     /// `csum-offload VERB` on this dir's conf and bin dirs, outside any
-    /// CNI invocation.
+    /// CNI invocation, in a netns of its own: detection never depends on
+    /// this machine's routes (configs that must be ready set hostDriver).
     fn command(&self, verb: &str) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg(verb)
@@ -42,6 +43,7 @@ impl TempDir {
             .arg("--cni-bin-dir")
             .arg(self.bin())
             .env_remove("CNI_COMMAND");
+        common::in_empty_netns(&mut cmd);
         cmd
     }
     fn log(&self) -> String {
@@ -230,7 +232,7 @@ fn entry_survives_a_rewriting_primary_cni_and_leaves_on_sigterm() {
     want["plugins"]
         .as_array_mut()
         .unwrap()
-        .push(json!({"type": "csum-offload", "hostDriver": "txgbe", "logLevel": "debug"}));
+        .push(json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "logLevel": "debug"}));
     assert_eq!(v, want, "entry last, everything else kept");
     let log = dir.log();
     assert!(
@@ -419,7 +421,9 @@ fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
     let old = Installer::start(&dir, Some(&json!({"logLevel": "info"})));
     wait_for("the old installer's entry", Duration::from_secs(20), || {
         read_json(&primary).and_then(|v| entry(&v))
-            == Some(json!({"type": "csum-offload", "logLevel": "info"}))
+            == Some(
+                json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "logLevel": "info"}),
+            )
     });
     // The new version starts next to the old one (maxSurge) with a new
     // config: it takes over, and the old one stops editing.
@@ -435,7 +439,9 @@ fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
             .spawn()
             .unwrap(),
     ));
-    let want_new = Some(json!({"type": "csum-offload", "logLevel": "debug"}));
+    let want_new = Some(
+        json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "logLevel": "debug"}),
+    );
     wait_for("the new installer's entry", Duration::from_secs(20), || {
         read_json(&primary).and_then(|v| entry(&v)) == want_new
     });
@@ -587,7 +593,7 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
     fs::write(&primary, serde_json::to_vec(&kindnet()).unwrap()).unwrap();
     let cm = dir.0.join("configmap");
     fs::create_dir_all(&cm).unwrap();
-    publish_configmap(&cm, 1, r#"{"apply": "both"}"#);
+    publish_configmap(&cm, 1, r#"{"hostDriver": "txgbe", "apply": "both"}"#);
     let config = cm.join("config.json");
     let mut cmd = dir.command("install");
     cmd.arg("--config")
@@ -604,20 +610,26 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
     };
     let ready = || ready(&dir, &config);
     wait_for("the first entry", Duration::from_secs(20), || {
-        entry() == Some(json!({"type": "csum-offload", "apply": "both"}))
+        entry()
+            == Some(
+                json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "apply": "both"}),
+            )
     });
     assert!(ready());
 
     // An edited ConfigMap reaches the entry.
-    publish_configmap(&cm, 2, r#"{"apply": "container"}"#);
+    publish_configmap(&cm, 2, r#"{"hostDriver": "txgbe", "apply": "container"}"#);
     wait_for("the updated entry", Duration::from_secs(20), || {
-        entry() == Some(json!({"type": "csum-offload", "apply": "container"}))
+        entry()
+            == Some(
+                json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "apply": "container"}),
+            )
     });
     assert!(ready());
 
     // A broken one does not: the entry stays, the log says why, and the
     // readiness check fails until it is fixed.
-    publish_configmap(&cm, 3, r#"{"apply": "pod"}"#);
+    publish_configmap(&cm, 3, r#"{"hostDriver": "txgbe", "apply": "pod"}"#);
     wait_for(
         "the config error in the log",
         Duration::from_secs(20),
@@ -625,12 +637,17 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
     );
     assert_eq!(
         entry(),
-        Some(json!({"type": "csum-offload", "apply": "container"}))
+        Some(
+            json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "apply": "container"})
+        )
     );
     assert!(!ready(), "readiness must fail while the config is invalid");
-    publish_configmap(&cm, 4, r#"{"apply": "host"}"#);
+    publish_configmap(&cm, 4, r#"{"hostDriver": "txgbe", "apply": "host"}"#);
     wait_for("the fixed entry", Duration::from_secs(20), || {
-        entry() == Some(json!({"type": "csum-offload", "apply": "host"}))
+        entry()
+            == Some(
+                json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "apply": "host"}),
+            )
     });
     assert!(ready());
     assert!(installer.terminate().success());

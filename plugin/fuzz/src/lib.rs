@@ -186,7 +186,7 @@ pub fn conflist_edit(data: &[u8]) {
     for file in &removed {
         if select::check_loadable(file).is_ok() && count_ours(file) > 0 {
             panic!(
-                "{} still holds a csum-offload entry after removal: {}",
+                "{} still holds an installed csum-offload entry after removal: {}",
                 file.name,
                 String::from_utf8_lossy(&file.bytes)
             );
@@ -198,7 +198,11 @@ fn count_ours(file: &ConfFile) -> usize {
     let Ok(v) = serde_json::from_slice::<Value>(&file.bytes) else {
         return 0;
     };
-    let ours = |p: &Value| p.get("type").and_then(Value::as_str) == Some(PLUGIN_TYPE);
+    // The installer removes only the entries it wrote (marked); one
+    // written by hand stays.
+    let ours = |p: &Value| {
+        p.get("type").and_then(Value::as_str) == Some(PLUGIN_TYPE) && edit::is_installed(p)
+    };
     match v.get("plugins").and_then(Value::as_array) {
         Some(list) => list.iter().filter(|p| ours(p)).count(),
         None => usize::from(ours(&v)),

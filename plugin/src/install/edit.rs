@@ -2,10 +2,10 @@
 //! contents to the steps that make them, so every case is unit-tested
 //! without touching a directory.
 
-use super::entry::{Entry, PLUGIN_TYPE};
+use super::entry::{Entry, MANAGED_BY, MANAGED_KEY, PLUGIN_TYPE};
 use super::select::netconf::Members;
-use super::select::{extension, is_config_name, ConfFile};
-use crate::cni::version::{self, Version};
+use super::select::{extension, gojson, is_config_name, libcni_version, ConfFile};
+use crate::cni::version;
 use serde_json::{Map, Value};
 
 /// Suffix of the file that keeps a converted `.conf`/`.json` until removal.
@@ -35,21 +35,57 @@ pub enum Step {
 /// Why the entry cannot go into the primary file. Nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
-    #[error("{file}: cniVersion {version} is not supported by csum-offload (supported: {}); the runtime would fail every pod with this chain, so the entry is not added", version::SUPPORTED.join(", "))]
-    UnsupportedVersion { file: String, version: String },
+    #[error("{file}: cniVersion {version}{how} is not supported by csum-offload (supported: {}); the runtime would fail every pod with this chain, so the entry is not added", version::SUPPORTED.join(", "))]
+    UnsupportedVersion {
+        file: String,
+        version: String,
+        /// Which runtimes run the chain at this version.
+        how: &'static str,
+    },
     #[error("{file}: cannot convert it to {target}: that file exists and is not ours; move one of them away")]
     TargetExists { file: String, target: String },
     #[error("{file}: {why}")]
     Unreadable { file: String, why: String },
 }
 
-fn is_ours(plugin: &Value) -> bool {
+/// Whether a plugin is a csum-offload entry, whoever wrote it.
+fn is_csum(plugin: &Value) -> bool {
     plugin.get("type").and_then(Value::as_str) == Some(PLUGIN_TYPE)
 }
 
-/// The plugins of a list that are not ours.
+/// Whether a plugin is an entry the installer wrote: it carries the mark.
+pub fn is_installed(plugin: &Value) -> bool {
+    is_csum(plugin) && plugin.get(MANAGED_KEY).and_then(Value::as_str) == Some(MANAGED_BY)
+}
+
+/// Which csum-offload entries `insert_as` treats as the installer's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owned {
+    /// Only marked ones; an unmarked one is hand-written and left alone.
+    Marked,
+    /// Unmarked ones too: adopting the entry of an installer from before
+    /// the mark (it wrote every entry without one), once, at an upgrade.
+    AlsoUnmarked,
+}
+
+/// The plugins of a list that are not the installer's.
 fn others(plugins: &[Value]) -> Vec<&Value> {
-    plugins.iter().filter(|p| !is_ours(p)).collect()
+    plugins.iter().filter(|p| !is_installed(p)).collect()
+}
+
+/// The csum-offload entries in a config that the installer did not write.
+pub fn hand_written(file: &ConfFile) -> Vec<Value> {
+    let Some(value) = parse(&file.bytes) else {
+        return Vec::new();
+    };
+    let plugins = match value.get("plugins").and_then(Value::as_array) {
+        Some(p) => p.clone(),
+        None => vec![value],
+    };
+    plugins
+        .into_iter()
+        .filter(|p| is_csum(p) && !is_installed(p))
+        .collect()
 }
 
 /// Pretty JSON with a final newline: the one format we write.
@@ -59,8 +95,13 @@ pub fn render(value: &Value) -> Vec<u8> {
     out
 }
 
+/// A config file's JSON as the runtime reads it (Go's encoding/json).
+fn parse(bytes: &[u8]) -> Option<Value> {
+    gojson::parse(bytes).ok()
+}
+
 fn parse_object(file: &ConfFile) -> Result<Map<String, Value>, EditError> {
-    match serde_json::from_slice(&file.bytes) {
+    match gojson::parse(&file.bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(_) => Err(EditError::Unreadable {
             file: file.name.clone(),
@@ -73,42 +114,66 @@ fn parse_object(file: &ConfFile) -> Result<Map<String, Value>, EditError> {
     }
 }
 
-/// The versions the runtime may run the chain at: `cniVersion`, and the
-/// highest of `cniVersions` (CNI 1.1 lists; libcni picks the highest).
+/// The versions runtimes may run the chain at, each of which the plugin
+/// must speak: libcni 1.2 and later choose from `cniVersions` the way
+/// `libcni_version` does (versions newer than libcni's own are skipped),
+/// older libcni (containerd 1.x) ignores `cniVersions` and uses
+/// `cniVersion`.
 fn check_chain_versions(file: &str, list: &Map<String, Value>) -> Result<(), EditError> {
-    let unsupported = |v: &str| EditError::UnsupportedVersion {
+    let chosen = libcni_version(list).map_err(|why| EditError::Unreadable {
         file: file.to_string(),
-        version: format!("{v:?}"),
+        why,
+    })?;
+    let plain = list
+        .get("cniVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let how_chosen = match list.contains_key("cniVersions") {
+        true => " (chosen from cniVersions, as libcni 1.2 and later do)",
+        false => "",
     };
-    let mut versions = Vec::new();
-    match list.get("cniVersion").and_then(Value::as_str) {
-        Some(v) => versions.push(v.to_string()),
-        None => return Err(unsupported("(none)")),
-    }
-    if let Some(Value::Array(all)) = list.get("cniVersions") {
-        let highest = all
-            .iter()
-            .filter_map(Value::as_str)
-            .max_by_key(|v| Version::parse(v));
-        if let Some(v) = highest {
-            versions.push(v.to_string());
-        }
-    }
-    for v in &versions {
+    let checks = [
+        (chosen.as_str(), how_chosen),
+        (
+            plain,
+            " (what runtimes with libcni before 1.2 run the chain at)",
+        ),
+    ];
+    for (v, how) in checks {
         if version::check_supported(v).is_err() {
-            return Err(unsupported(v));
+            return Err(EditError::UnsupportedVersion {
+                file: file.to_string(),
+                version: if v.is_empty() {
+                    "(none)".into()
+                } else {
+                    format!("{v:?}")
+                },
+                how,
+            });
         }
     }
     Ok(())
 }
 
 /// The steps that put `entry` into the primary file. No steps means the
-/// file already holds exactly this entry (so a second run writes nothing).
-/// `files` is the whole directory (to check a conversion's target name).
+/// file already holds exactly this entry (so a second run writes nothing),
+/// or an entry someone else wrote, which stays as it is and is never
+/// joined by a second one (see `hand_written`). `files` is the whole
+/// directory (to check a conversion's target name).
 pub fn insert(
     files: &[ConfFile],
     primary: &ConfFile,
     entry: &Entry,
+) -> Result<Vec<Step>, EditError> {
+    insert_as(files, primary, entry, Owned::Marked)
+}
+
+/// `insert`, with `owned` saying which entries are the installer's.
+pub fn insert_as(
+    files: &[ConfFile],
+    primary: &ConfFile,
+    entry: &Entry,
+    owned: Owned,
 ) -> Result<Vec<Step>, EditError> {
     let mut obj = parse_object(primary)?;
     let is_list = extension(&primary.name) == Some("conflist");
@@ -117,8 +182,7 @@ pub fn insert(
         // A single-plugin config: wrap it into a list as libcni's
         // ConfListFromConf does (the plugin object kept whole).
         // Name and version as Go decodes them (any key case, last wins).
-        let members: Members =
-            serde_json::from_slice(&primary.bytes).unwrap_or(Members(Vec::new()));
+        let members: Members = gojson::parse_as(&primary.bytes).unwrap_or(Members(Vec::new()));
         let mut list = Map::new();
         if let Some(v) = members.string_field("cniversion") {
             list.insert("cniVersion".into(), Value::String(v.into()));
@@ -139,9 +203,23 @@ pub fn insert(
             why: "no \"plugins\" list".into(),
         });
     };
-    let ours: Vec<usize> = (0..plugins.len())
-        .filter(|&i| is_ours(&plugins[i]))
-        .collect();
+    let mine = |p: &Value| is_installed(p) || (owned == Owned::AlsoUnmarked && is_csum(p));
+    let ours: Vec<usize> = (0..plugins.len()).filter(|&i| mine(&plugins[i])).collect();
+    if plugins.iter().any(|p| is_csum(p) && !mine(p)) {
+        // An entry someone wrote by hand: it stays as it is, and no second
+        // one joins it (two would apply the policy twice); ours goes.
+        if ours.is_empty() || !is_list {
+            return Ok(Vec::new());
+        }
+        for &i in ours.iter().rev() {
+            plugins.remove(i);
+        }
+        return Ok(vec![Step::Write {
+            name: primary.name.clone(),
+            bytes: render(&Value::Object(obj)),
+            mode_from: primary.name.clone(),
+        }]);
+    }
     let unchanged = ours.len() == 1 && render(&plugins[ours[0]]) == render(&desired);
     if is_list && unchanged {
         return Ok(Vec::new());
@@ -171,10 +249,9 @@ pub fn insert(
         // Ours: it holds our entry, or it is a conversion of this very
         // file that an interrupted run left behind. Either way nothing of
         // anyone else's is lost by replacing it.
-        let ours = serde_json::from_slice::<Value>(&existing.bytes)
-            .ok()
+        let ours = parse(&existing.bytes)
             .and_then(|v| v.get("plugins").and_then(Value::as_array).cloned())
-            .is_some_and(|p| p.iter().any(is_ours) || others(&p) == [&single]);
+            .is_some_and(|p| p.iter().any(is_installed) || others(&p) == [&single]);
         if !ours {
             return Err(EditError::TargetExists {
                 file: primary.name.clone(),
@@ -201,7 +278,11 @@ pub fn insert(
 /// from a `.conf`/`.json` (its backup is in `files`), the original comes
 /// back byte for byte when nothing else changed in the list.
 pub fn remove(files: &[ConfFile], file: &ConfFile) -> Vec<Step> {
-    let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(&file.bytes) else {
+    if file.unread.is_some() || file.raw_name.is_some() {
+        // Not read, or not ours to name: never written.
+        return Vec::new();
+    }
+    let Some(Value::Object(mut obj)) = parse(&file.bytes) else {
         return Vec::new();
     };
     let backup = (extension(&file.name) == Some("conflist"))
@@ -217,7 +298,8 @@ pub fn remove(files: &[ConfFile], file: &ConfFile) -> Vec<Step> {
         return Vec::new();
     };
     let before = plugins.len();
-    plugins.retain(|p| !is_ours(p));
+    // Only what the installer wrote; a hand-written entry stays.
+    plugins.retain(|p| !is_installed(p));
     if plugins.len() == before {
         return Vec::new();
     }
@@ -230,7 +312,7 @@ pub fn remove(files: &[ConfFile], file: &ConfFile) -> Vec<Step> {
             files
                 .iter()
                 .find(|f| f.name == name)
-                .and_then(|f| serde_json::from_slice::<Value>(&f.bytes).ok())
+                .and_then(|f| parse(&f.bytes))
                 .is_some_and(|orig| plugins.len() == 1 && plugins[0] == orig)
         });
         if restored {
@@ -241,9 +323,31 @@ pub fn remove(files: &[ConfFile], file: &ConfFile) -> Vec<Step> {
     }
     if let Some(backup) = backup {
         let original_name = backup.name[..backup.name.len() - BACKUP_SUFFIX.len()].to_string();
-        let restorable = serde_json::from_slice::<Value>(&backup.bytes)
-            .ok()
-            .is_some_and(|orig| plugins.len() == 1 && plugins[0] == orig);
+        let restorable =
+            parse(&backup.bytes).is_some_and(|orig| plugins.len() == 1 && plugins[0] == orig);
+        // The primary CNI wrote its original again meanwhile: that file is
+        // the runtime's now (it sorts before our list), and moving the old
+        // copy over it would lose the new one. Our list is a leftover.
+        let rewritten = files.iter().any(|f| f.name == original_name);
+        if rewritten && restorable {
+            return vec![
+                Step::Remove {
+                    name: file.name.clone(),
+                },
+                Step::Remove {
+                    name: backup.name.clone(),
+                },
+            ];
+        }
+        if backup.unread.is_some() {
+            // Not readable now: it cannot be compared, so it stays, and the
+            // list only loses our entry.
+            return vec![Step::Write {
+                name: file.name.clone(),
+                bytes: render(&Value::Object(obj)),
+                mode_from: file.name.clone(),
+            }];
+        }
         if restorable {
             // The original back first, then our list away.
             return vec![
@@ -387,7 +491,7 @@ mod tests {
         want["plugins"]
             .as_array_mut()
             .unwrap()
-            .push(json!({"type": "csum-offload", "hostDriver": "txgbe", "logLevel": "debug"}));
+            .push(json!({"type": "csum-offload", "managedBy": MANAGED_BY, "hostDriver": "txgbe", "logLevel": "debug"}));
         assert_eq!(v, want);
         // Key order kept at every level, ours last.
         let text = String::from_utf8(dir[0].bytes.clone()).unwrap();
@@ -440,7 +544,7 @@ mod tests {
                 list,
                 json!({"cniVersion": "1.0.0", "name": "mynet", "plugins": [
                     orig,
-                    {"type": "csum-offload", "hostDriver": "txgbe", "logLevel": "debug"}
+                    {"type": "csum-offload", "managedBy": MANAGED_BY, "hostDriver": "txgbe", "logLevel": "debug"}
                 ]})
             );
             // The wrapped plugin keeps its key order.
@@ -524,9 +628,9 @@ mod tests {
     fn existing_entry_is_updated_in_place_never_duplicated() {
         let list = json!({"cniVersion": "1.0.0", "name": "n", "plugins": [
             {"type": "bridge"},
-            {"type": "csum-offload", "hostDriver": "i40e"},
+            {"type": "csum-offload", "managedBy": MANAGED_BY, "hostDriver": "i40e"},
             {"type": "tuning", "sysctl": {}},
-            {"type": "csum-offload"}
+            {"type": "csum-offload", "managedBy": MANAGED_BY}
         ]});
         let mut dir = vec![ConfFile::new("10-n.conflist", render(&list))];
         assert_eq!(install(&mut dir, &entry()).unwrap(), 1);
@@ -535,7 +639,7 @@ mod tests {
             v["plugins"],
             json!([
                 {"type": "bridge"},
-                {"type": "csum-offload", "hostDriver": "txgbe", "logLevel": "debug"},
+                {"type": "csum-offload", "managedBy": MANAGED_BY, "hostDriver": "txgbe", "logLevel": "debug"},
                 {"type": "tuning", "sysctl": {}}
             ])
         );
@@ -545,7 +649,48 @@ mod tests {
         install(&mut dir, &other).unwrap();
         assert_eq!(
             read(&dir, "10-n.conflist")["plugins"][1],
-            json!({"type": "csum-offload", "apply": "container"})
+            json!({"type": "csum-offload", "managedBy": MANAGED_BY, "apply": "container"})
+        );
+    }
+
+    #[test]
+    fn a_hand_written_entry_stays_and_is_never_joined_by_a_second() {
+        // Written by an operator (Cilium customConf): no mark.
+        let hand = json!({"type": "csum-offload", "drivers": {"ngbe": {"tx": false}}});
+        let list = |plugins: Value| {
+            ConfFile::new(
+                "10-cilium.conflist",
+                render(&json!({"cniVersion": "1.0.0", "name": "cilium", "plugins": plugins})),
+            )
+        };
+        let dir = vec![list(json!([{"type": "cilium-cni"}, hand.clone()]))];
+        assert!(
+            insert(&dir, &dir[0], &entry()).unwrap().is_empty(),
+            "not overwritten, not joined"
+        );
+        assert!(has_entry(&dir, &dir[0], &entry()).unwrap());
+        assert_eq!(hand_written(&dir[0]), vec![hand.clone()]);
+        assert!(remove_all(&dir).is_empty(), "uninstall leaves it");
+        // One of ours next to it (installed before the operator added
+        // theirs): ours goes, theirs stays.
+        let mut dir = vec![list(
+            json!([{"type": "cilium-cni"}, entry().as_value(), hand.clone()]),
+        )];
+        assert_eq!(install(&mut dir, &entry()).unwrap(), 1);
+        assert_eq!(
+            read(&dir, "10-cilium.conflist")["plugins"],
+            json!([{"type": "cilium-cni"}, hand])
+        );
+        // An installer from before the mark wrote unmarked entries: at an
+        // upgrade they are adopted (updated in place, marked).
+        let legacy = json!({"type": "csum-offload", "hostDriver": "i40e"});
+        let dir = vec![list(json!([{"type": "cilium-cni"}, legacy]))];
+        let plan = insert_as(&dir, &dir[0], &entry(), Owned::AlsoUnmarked).unwrap();
+        let mut after = dir.clone();
+        apply(&mut after, &plan);
+        assert_eq!(
+            read(&after, "10-cilium.conflist")["plugins"],
+            json!([{"type": "cilium-cni"}, entry().as_value()])
         );
     }
 
@@ -612,7 +757,12 @@ mod tests {
         let cases = [
             r#"{"cniVersion":"0.2.0","name":"n","plugins":[{"type":"bridge"}]}"#,
             r#"{"name":"n","plugins":[{"type":"bridge"}]}"#,
-            r#"{"cniVersion":"1.1.0","cniVersions":["1.1.0","9.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+            // libcni 1.2+ would run it at 1.1.0, older libcni at 0.2.0.
+            r#"{"cniVersion":"0.2.0","cniVersions":["1.1.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+            // libcni 1.2+ skips 9.0.0 and runs it at 0.2.0.
+            r#"{"cniVersion":"0.1.0","cniVersions":["0.2.0","9.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+            // No cniVersion: older libcni runs the chain at 0.1.0.
+            r#"{"cniVersions":["1.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
         ];
         for text in cases {
             let dir = vec![f("10-n.conflist", text)];
@@ -627,6 +777,20 @@ mod tests {
                 format!(r#"{{"cniVersion":"{v}","name":"n","plugins":[{{"type":"bridge"}}]}}"#);
             let dir = vec![f("10-n.conflist", &text)];
             assert_eq!(insert(&dir, &dir[0], &entry()).unwrap().len(), 1, "{v}");
+        }
+        // libcni's cniVersions rule: versions it does not know are
+        // skipped, the highest of the rest is used, so these load and run
+        // at a version the plugin speaks on every runtime.
+        for text in [
+            r#"{"cniVersion":"1.1.0","cniVersions":["1.1.0","9.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+            r#"{"cniVersion":"1.0.0","cniVersions":["0.4.0","1.1.0","2.0.0"],"name":"n","plugins":[{"type":"bridge"}]}"#,
+        ] {
+            let dir = vec![f("10-n.conflist", text)];
+            assert_eq!(
+                select_primary(&dir).primary.map(|p| p.name.as_str()),
+                Some("10-n.conflist")
+            );
+            assert_eq!(insert(&dir, &dir[0], &entry()).unwrap().len(), 1, "{text}");
         }
     }
 
@@ -651,12 +815,13 @@ mod tests {
             serde_json::from_str::<Value>(KINDNET).unwrap()
         );
         // Entries in every file go, not only the primary's.
+        let ours = entry().as_value();
         let mut dir = vec![
-            with_entry(json!([{"type": "bridge"}, {"type": "csum-offload"}])),
+            with_entry(json!([{"type": "bridge"}, ours])),
             ConfFile::new(
                 "20-m.conflist",
                 render(
-                    &json!({"cniVersion": "1.0.0", "name": "m", "plugins": [{"type": "csum-offload"}, {"type": "ptp"}]}),
+                    &json!({"cniVersion": "1.0.0", "name": "m", "plugins": [ours, {"type": "ptp"}]}),
                 ),
             ),
         ];
@@ -671,7 +836,7 @@ mod tests {
             json!([{"type": "ptp"}])
         );
         // A list of only our entry is removed rather than left empty.
-        let dir = vec![with_entry(json!([{"type": "csum-offload"}]))];
+        let dir = vec![with_entry(json!([ours]))];
         assert_eq!(
             remove_all(&dir),
             vec![Step::Remove {

@@ -7,6 +7,12 @@ use serde_json::{Map, Value};
 
 /// The plugin type (and binary name) of our entry.
 pub const PLUGIN_TYPE: &str = "csum-offload";
+/// The field that marks an entry the installer wrote, and its value. The
+/// plugin accepts and ignores it; the installer updates and removes only
+/// entries that carry it, so one an operator wrote by hand (for example
+/// through Cilium's customConf) is left alone.
+pub const MANAGED_KEY: &str = "managedBy";
+pub const MANAGED_BY: &str = "csum-offload-installer";
 
 /// Why a `--config` file cannot be the entry.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +25,8 @@ pub enum EntryError {
     WrongType(String),
     #[error("\"prevResult\" is set by the runtime, not by config")]
     PrevResult,
+    #[error("\"{MANAGED_KEY}\" is set by the installer on the entries it writes, not by config")]
+    Managed,
     #[error("{0} (libcni could not load a conflist with this entry)")]
     Undecodable(String),
     #[error(transparent)]
@@ -32,8 +40,9 @@ pub struct Entry(Map<String, Value>);
 
 impl Entry {
     /// Parses and validates the config. `type` comes first and must be
-    /// ours if given; `cniVersion` and `name` are dropped because the
-    /// runtime injects the list's own; `prevResult` belongs to the runtime.
+    /// ours if given, then the installer's mark; `cniVersion` and `name`
+    /// are dropped because the runtime injects the list's own;
+    /// `prevResult` belongs to the runtime, `managedBy` to the installer.
     pub fn from_config(text: &str) -> Result<Self, EntryError> {
         let value: Value = serde_json::from_str(text).map_err(EntryError::Json)?;
         let Value::Object(obj) = value else {
@@ -48,7 +57,11 @@ impl Entry {
         if obj.contains_key("prevResult") {
             return Err(EntryError::PrevResult);
         }
+        if obj.contains_key(MANAGED_KEY) {
+            return Err(EntryError::Managed);
+        }
         entry.insert("type".into(), Value::String(PLUGIN_TYPE.into()));
+        entry.insert(MANAGED_KEY.into(), Value::String(MANAGED_BY.into()));
         for (k, v) in obj {
             if !matches!(k.as_str(), "type" | "cniVersion" | "name") {
                 entry.insert(k, v);
@@ -69,7 +82,16 @@ impl Entry {
     pub fn default_entry() -> Self {
         let mut m = Map::new();
         m.insert("type".into(), Value::String(PLUGIN_TYPE.into()));
+        m.insert(MANAGED_KEY.into(), Value::String(MANAGED_BY.into()));
         Entry(m)
+    }
+
+    /// The entry without the installer's mark: what a hand-written entry
+    /// is compared with.
+    pub fn unmarked(&self) -> Value {
+        let mut m = self.0.clone();
+        m.shift_remove(MANAGED_KEY);
+        Value::Object(m)
     }
 
     pub fn as_value(&self) -> Value {
@@ -103,10 +125,13 @@ mod tests {
     #[test]
     fn config_file_validation() {
         let ok = [
-            ("{}", json!({"type": "csum-offload"})),
+            (
+                "{}",
+                json!({"type": "csum-offload", "managedBy": MANAGED_BY}),
+            ),
             (
                 r#"{"cniVersion":"0.4.0","name":"x","type":"csum-offload","drivers":{"veth":{"tx":false}}}"#,
-                json!({"type": "csum-offload", "drivers": {"veth": {"tx": false}}}),
+                json!({"type": "csum-offload", "managedBy": MANAGED_BY, "drivers": {"veth": {"tx": false}}}),
             ),
         ];
         for (text, want) in ok {
@@ -117,6 +142,7 @@ mod tests {
             ("[]", "must be a JSON object"),
             (r#"{"type":"tuning"}"#, "\"type\" must be \"csum-offload\""),
             (r#"{"prevResult":{}}"#, "prevResult"),
+            (r#"{"managedBy":"me"}"#, "set by the installer"),
             (
                 r#"{"hostInterfce":"eth0"}"#,
                 "unknown field \"hostInterfce\"",
@@ -138,6 +164,10 @@ mod tests {
         }
         assert_eq!(
             Entry::default_entry().as_value(),
+            json!({"type": "csum-offload", "managedBy": MANAGED_BY})
+        );
+        assert_eq!(
+            Entry::default_entry().unmarked(),
             json!({"type": "csum-offload"})
         );
     }

@@ -1,21 +1,24 @@
-//! The installer's filesystem side: reading the conf dir, running a plan
-//! with atomic writes, and copying the binary.
+//! Running a plan against the conf dir, and copying the binary.
 //!
-//! Every write goes to a temp file in the same directory (a name runtimes
-//! never load: no `.conf`/`.conflist`/`.json` ending), is fsynced, then
-//! renamed over the target, so a runtime or a crash never sees half a file.
+//! A plan is made from a `Snapshot`; each step touches a file only if it
+//! is still the version the snapshot read (checked first by its stamp,
+//! then for a rewrite by what `commit::replace` swaps out), so a rewrite by
+//! the primary CNI is never overwritten with an edit of its old content:
+//! the caller plans again. A symlinked config is edited at its target, the
+//! link kept; owner, group and mode stay as they were.
 
+use super::commit::{self, current_owner};
 use super::edit::{Step, BACKUP_SUFFIX};
-use super::select::{is_config_name, ConfFile};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use super::snapshot::Snapshot;
+use crate::fsread;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// Config files larger than this are not network configs.
-const MAX_CONFIG_BYTES: u64 = 1 << 20;
-/// Prefix of our temp files; also how stale ones are recognised.
-pub const TEMP_PREFIX: &str = ".csum-offload.tmp-";
+/// The binary is copied only from this process's own executable: a bound
+/// far above its size (a few MiB).
+const MAX_BINARY_BYTES: u64 = 256 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -24,109 +27,25 @@ pub enum FsError {
     /// The file changed between our read and our write: plan again.
     #[error("{0} changed while it was being edited; will read it again")]
     Changed(PathBuf),
+    #[error("{path}: cannot give the rewritten file the owner {uid}:{gid} the original has ({source}); csum-offload never changes a file's owner, so it leaves this file alone")]
+    Owner {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        source: io::Error,
+    },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
+pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
     move |source| FsError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-/// What identifies one version of a file: a rewrite or replacement
-/// changes at least one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime_ns: i128,
-}
-
-impl Stamp {
-    fn of(meta: &fs::Metadata) -> Self {
-        Self {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        }
-    }
-}
-
-/// The conf dir as read at one moment: config files and our backups.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub files: Vec<ConfFile>,
-    stamps: Vec<(String, Stamp)>,
-    /// Age of each file's content (for "just being written" checks).
-    pub ages: Vec<(String, std::time::Duration)>,
-}
-
 impl Snapshot {
-    pub fn read(dir: &Path) -> Result<Self, FsError> {
-        let mut snap = Snapshot::default();
-        for dirent in fs::read_dir(dir).map_err(io_err(dir))? {
-            let dirent = dirent.map_err(io_err(dir))?;
-            let Ok(name) = dirent.file_name().into_string() else {
-                continue;
-            };
-            if !is_config_name(&name) && !name.ends_with(BACKUP_SUFFIX) {
-                continue;
-            }
-            let path = dir.join(&name);
-            let mut file = match File::open(&path) {
-                Ok(f) => f,
-                // Gone since the listing, or a dangling link: not a config.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(&path)(e)),
-            };
-            let meta = file.metadata().map_err(io_err(&path))?;
-            if meta.is_dir() {
-                continue;
-            }
-            let mut bytes = Vec::new();
-            Read::by_ref(&mut file)
-                .take(MAX_CONFIG_BYTES)
-                .read_to_end(&mut bytes)
-                .map_err(io_err(&path))?;
-            if let Ok(modified) = meta.modified() {
-                let age = modified.elapsed().unwrap_or_default();
-                snap.ages.push((name.clone(), age));
-            }
-            snap.stamps.push((name.clone(), Stamp::of(&meta)));
-            snap.files.push(ConfFile { name, bytes });
-        }
-        snap.files.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(snap)
-    }
-
-    pub fn age(&self, name: &str) -> Option<std::time::Duration> {
-        self.ages.iter().find(|(n, _)| n == name).map(|(_, a)| *a)
-    }
-
-    /// Fails if `name` is not the version this snapshot read.
-    fn check_unchanged(&self, dir: &Path, name: &str) -> Result<(), FsError> {
-        let path = dir.join(name);
-        let now = match fs::metadata(&path) {
-            Ok(m) => Some(Stamp::of(&m)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err(&path)(e)),
-        };
-        let then = self.stamps.iter().find(|(n, _)| n == name).map(|(_, s)| *s);
-        if now == then {
-            Ok(())
-        } else {
-            Err(FsError::Changed(path))
-        }
-    }
-
-    /// Runs a plan made from this snapshot. Before each step touches a
-    /// file, it checks the file is still the version that was read, so a
-    /// concurrent rewrite by the primary CNI is never overwritten with an
-    /// edit of its old content (the caller plans again instead).
+    /// Runs a plan made from this snapshot (see the module doc).
     pub fn execute(&self, dir: &Path, plan: &[Step]) -> Result<(), FsError> {
-        let mut touched: Vec<&str> = Vec::new();
         for step in plan {
             match step {
                 Step::Write {
@@ -134,33 +53,38 @@ impl Snapshot {
                     bytes,
                     mode_from,
                 } => {
-                    if !touched.contains(&name.as_str()) {
-                        self.check_unchanged(dir, name)?;
+                    // The owner and mode of the file the content came from
+                    // (itself, or the .conf it was converted from).
+                    let own = self
+                        .seen(mode_from)
+                        .map(|s| s.ownership)
+                        .unwrap_or(current_owner(0o644));
+                    match (self.seen(name), self.bytes(name)) {
+                        (Some(seen), Some(expected)) => {
+                            self.check_unchanged(dir, name)?;
+                            commit::replace(&seen.target, bytes, expected, own)?;
+                        }
+                        _ => commit::create(&dir.join(name), bytes, own)?,
                     }
-                    let mode = fs::metadata(dir.join(mode_from))
-                        .map(|m| m.permissions().mode() & 0o7777)
-                        .unwrap_or(0o644);
-                    write_atomic(dir, name, bytes, mode)?;
-                    touched.push(name);
                 }
                 Step::Rename { from, to } => {
                     self.check_unchanged(dir, from)?;
-                    let (src, dst) = (dir.join(from), dir.join(to));
-                    fs::rename(&src, &dst).map_err(io_err(&src))?;
-                    sync_dir(dir)?;
-                    touched.push(to);
+                    // Setting an original aside replaces an older backup
+                    // of it (ours); bringing it back never replaces a file
+                    // the primary CNI has written since.
+                    commit::rename(dir, from, to, to.ends_with(BACKUP_SUFFIX))?;
                 }
                 Step::Remove { name } => {
-                    if !touched.contains(&name.as_str()) {
-                        self.check_unchanged(dir, name)?;
+                    self.check_unchanged(dir, name)?;
+                    match (self.seen(name), self.bytes(name)) {
+                        // A link goes; what it points to stays.
+                        (Some(seen), _) if seen.is_symlink => {
+                            remove_if_there(&dir.join(name))?;
+                            commit::sync_dir(dir)?;
+                        }
+                        (Some(_), Some(expected)) => commit::remove(&dir.join(name), expected)?,
+                        _ => {}
                     }
-                    let path = dir.join(name);
-                    match fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io_err(&path)(e)),
-                    }
-                    sync_dir(dir)?;
                 }
             }
         }
@@ -168,95 +92,43 @@ impl Snapshot {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<(), FsError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
-}
-
-/// Writes `dir/name` atomically with `mode`: temp file, fsync, rename,
-/// fsync of the directory.
-pub fn write_atomic(dir: &Path, name: &str, bytes: &[u8], mode: u32) -> Result<(), FsError> {
-    let (tmp_path, mut tmp) = create_temp(dir, mode)?;
-    let result = (|| {
-        tmp.write_all(bytes).map_err(io_err(&tmp_path))?;
-        // The umask may have narrowed the mode given at creation.
-        tmp.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err(&tmp_path))?;
-        tmp.sync_all().map_err(io_err(&tmp_path))?;
-        let target = dir.join(name);
-        fs::rename(&tmp_path, &target).map_err(io_err(&target))?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp_path);
-    }
-    result
-}
-
-/// A new temp file in `dir`, named so no runtime loads it.
-fn create_temp(dir: &Path, mode: u32) -> Result<(PathBuf, File), FsError> {
-    let mut last = None;
-    for attempt in 0..100u32 {
-        let path = dir.join(format!("{TEMP_PREFIX}{}-{attempt}", std::process::id()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&path)
-        {
-            Ok(f) => return Ok((path, f)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
-            Err(e) => return Err(io_err(&path)(e)),
-        }
-    }
-    Err(io_err(dir)(
-        last.unwrap_or_else(|| io::Error::other("no temp name")),
-    ))
-}
-
-/// Removes temp files a killed installer left behind (older than a minute,
-/// so a concurrent installer's file in flight is left alone).
-pub fn remove_stale_temps(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let stale = e
-            .metadata()
-            .ok()
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age.as_secs() > 60);
-        if name.to_string_lossy().starts_with(TEMP_PREFIX) && stale {
-            let _ = fs::remove_file(e.path());
-        }
+fn remove_if_there(path: &Path) -> Result<(), FsError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err(path)(e)),
     }
 }
 
 /// Copies `src` to `dir/name` (mode 0755) unless it already has the same
 /// bytes. Returns whether it wrote. A runtime executing the plugin during
-/// the copy runs the old file or the new one, never a partial one.
+/// the copy runs the old file or the new one, never a partial one, and
+/// never fails with ETXTBSY (see `commit`).
 pub fn install_binary(src: &Path, dir: &Path, name: &str) -> Result<bool, FsError> {
-    let new = fs::read(src).map_err(io_err(src))?;
+    let new = fsread::read_regular(src, MAX_BINARY_BYTES).map_err(|e| read_err(src, e))?;
     let target = dir.join(name);
-    match fs::read(&target) {
-        Ok(old) if old == new => {
-            let mode = fs::metadata(&target)
-                .map_err(io_err(&target))?
-                .permissions()
-                .mode();
-            if mode & 0o111 == 0o111 {
-                return Ok(false);
-            }
+    // A FIFO or a device in its place is not read (it could block); it is
+    // replaced like any other stale file.
+    if let Ok(old) = fsread::read_regular(&target, new.len() as u64) {
+        let executable = fs::metadata(&target)
+            .map_err(io_err(&target))?
+            .permissions()
+            .mode()
+            & 0o111
+            == 0o111;
+        if old == new && executable {
+            return Ok(false);
         }
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&target)(e)),
     }
-    write_atomic(dir, name, &new, 0o755)?;
+    commit::write_atomic(dir, name, &new, 0o755)?;
     Ok(true)
+}
+
+fn read_err(path: &Path, e: fsread::ReadError) -> FsError {
+    match e {
+        fsread::ReadError::Io(source) => io_err(path)(source),
+        other => io_err(path)(io::Error::other(other.to_string())),
+    }
 }
 
 /// Whether `dir/name` is an executable regular file.
@@ -277,6 +149,7 @@ pub fn remove_binary(dir: &Path, name: &str) -> Result<bool, FsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{symlink, MetadataExt};
 
     fn tempdir(tag: &str) -> PathBuf {
         let dir =
@@ -286,26 +159,35 @@ mod tests {
         dir
     }
 
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        n.sort();
+        n
+    }
+
+    fn write(name: &str, bytes: &[u8]) -> Step {
+        Step::Write {
+            name: name.into(),
+            bytes: bytes.to_vec(),
+            mode_from: name.into(),
+        }
+    }
+
     #[test]
     fn atomic_write_keeps_mode_and_leaves_no_temp() {
         let dir = tempdir("mode");
         fs::write(dir.join("10-a.conflist"), "{}").unwrap();
         fs::set_permissions(dir.join("10-a.conflist"), fs::Permissions::from_mode(0o600)).unwrap();
         let snap = Snapshot::read(&dir).unwrap();
-        let step = Step::Write {
-            name: "10-a.conflist".into(),
-            bytes: b"{\"x\":1}\n".to_vec(),
-            mode_from: "10-a.conflist".into(),
-        };
-        snap.execute(&dir, &[step]).unwrap();
+        snap.execute(&dir, &[write("10-a.conflist", b"{\"x\":1}\n")])
+            .unwrap();
         let meta = fs::metadata(dir.join("10-a.conflist")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
         assert_eq!(fs::read(dir.join("10-a.conflist")).unwrap(), b"{\"x\":1}\n");
-        let names: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, ["10-a.conflist"]);
+        assert_eq!(names(&dir), ["10-a.conflist"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -317,16 +199,69 @@ mod tests {
         // Another writer replaces the file after our read.
         fs::write(dir.join("x"), "{\"new\":1}").unwrap();
         fs::rename(dir.join("x"), dir.join("10-a.conflist")).unwrap();
-        let step = Step::Write {
-            name: "10-a.conflist".into(),
-            bytes: b"{}".to_vec(),
-            mode_from: "10-a.conflist".into(),
-        };
         assert!(matches!(
-            snap.execute(&dir, &[step]),
+            snap.execute(&dir, &[write("10-a.conflist", b"{}")]),
             Err(FsError::Changed(_))
         ));
         assert_eq!(fs::read(dir.join("10-a.conflist")).unwrap(), b"{\"new\":1}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlinked_config_is_edited_at_its_target_and_stays_a_link() {
+        let dir = tempdir("link");
+        let real = dir.join("real");
+        fs::create_dir_all(&real).unwrap();
+        fs::write(real.join("calico.conflist"), "{}").unwrap();
+        fs::set_permissions(
+            real.join("calico.conflist"),
+            fs::Permissions::from_mode(0o640),
+        )
+        .unwrap();
+        let conf = dir.join("net.d");
+        fs::create_dir_all(&conf).unwrap();
+        symlink("../real/calico.conflist", conf.join("10-calico.conflist")).unwrap();
+        let snap = Snapshot::read(&conf).unwrap();
+        snap.execute(&conf, &[write("10-calico.conflist", b"{\"edited\":1}")])
+            .unwrap();
+        let link = fs::symlink_metadata(conf.join("10-calico.conflist")).unwrap();
+        assert!(link.file_type().is_symlink(), "the link stays a link");
+        assert_eq!(
+            fs::read(real.join("calico.conflist")).unwrap(),
+            b"{\"edited\":1}"
+        );
+        let meta = fs::metadata(real.join("calico.conflist")).unwrap();
+        assert_eq!(meta.mode() & 0o7777, 0o640);
+        assert_eq!(
+            names(&real),
+            ["calico.conflist"],
+            "no temp left next to the target"
+        );
+        // Removing a linked list removes the link, not its target.
+        let snap = Snapshot::read(&conf).unwrap();
+        snap.execute(
+            &conf,
+            &[Step::Remove {
+                name: "10-calico.conflist".into(),
+            }],
+        )
+        .unwrap();
+        assert!(names(&conf).is_empty());
+        assert!(real.join("calico.conflist").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn owner_and_group_are_kept() {
+        let dir = tempdir("owner");
+        let path = dir.join("10-a.conflist");
+        fs::write(&path, "{}").unwrap();
+        std::os::unix::fs::chown(&path, Some(4242), Some(4343)).unwrap();
+        let snap = Snapshot::read(&dir).unwrap();
+        snap.execute(&dir, &[write("10-a.conflist", b"{\"x\":2}")])
+            .unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -340,6 +275,15 @@ mod tests {
         fs::write(dir.join("src"), b"\x7fELF v2").unwrap();
         assert!(install_binary(&dir.join("src"), &dir, "plugin").unwrap());
         assert_eq!(fs::read(dir.join("plugin")).unwrap(), b"\x7fELF v2");
+        // A FIFO in its place is replaced, never opened.
+        fs::remove_file(dir.join("plugin")).unwrap();
+        nix::unistd::mkfifo(
+            &dir.join("plugin"),
+            nix::sys::stat::Mode::from_bits_truncate(0o755),
+        )
+        .unwrap();
+        assert!(install_binary(&dir.join("src"), &dir, "plugin").unwrap());
+        assert!(binary_present(&dir, "plugin"));
         assert!(remove_binary(&dir, "plugin").unwrap());
         assert!(!remove_binary(&dir, "plugin").unwrap());
         fs::remove_dir_all(&dir).unwrap();

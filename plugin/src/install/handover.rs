@@ -1,23 +1,47 @@
-//! One active installer per node, and a clean handover during upgrades.
+//! Who is in charge of a node: which installers are alive on it, and which
+//! one of them edits.
 //!
-//! The DaemonSet rolls with `maxSurge: 1, maxUnavailable: 0`: the new pod
-//! starts while the old one still runs. The newest installer claims the
-//! node by writing its token into the conf dir; an older one that sees a
-//! token not its own stops editing (no fight over two configs) and, on
-//! SIGTERM, leaves the entry to its successor instead of removing it. So
-//! an upgrade never leaves the node without the entry, and deleting the
-//! DaemonSet still removes it: the active installer does that.
+//! The DaemonSet rolls with `maxSurge: 1, maxUnavailable: 0`, so during an
+//! update or a rollback two installers run on a node at once, and either
+//! may be the one deleted first. Two locks in the conf dir decide:
+//!
+//! - **Presence** (`.csum-offload.lock`): every installer holds a shared
+//!   flock on it for its lifetime. On exit it converts that to an
+//!   exclusive one without waiting, which succeeds only when no other
+//!   installer holds the file: that one is the last, and removes the
+//!   entry (so deleting the DaemonSet still removes it); any other leaves
+//!   the entry to the ones still running. The kernel converts one lock at
+//!   a time and a failed conversion drops the lock, so of several
+//!   installers exiting at once exactly one finds itself last. A killed
+//!   installer's lock goes with its process.
+//! - **Activity** (`.csum-offload.active`): the newest installer claims the
+//!   node by writing its token there, holding an exclusive flock on that
+//!   file for its lifetime. An installer that finds a token not its own
+//!   stands by (no edits: two installers never fight over two configs),
+//!   and reclaims the node as soon as the holder is gone: its token file
+//!   removed (it exited) or no longer locked (it was killed).
 //!
 //! A new installer whose config is invalid exits before it claims, so a
 //! bad rollout leaves the old installer in charge.
 
-use super::files::{write_atomic, FsError};
-use std::io::Read;
-use std::path::Path;
+use super::commit::{self, flock, write_atomic_locked};
+use super::files::{io_err, FsError};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// In the conf dir; not a name any runtime loads.
+/// In the conf dir; not names any runtime loads.
 pub const TOKEN_FILE: &str = ".csum-offload.active";
+pub const LOCK_FILE: &str = ".csum-offload.lock";
+/// How tokens of this installer start; an installer from before the
+/// activity lock wrote "pid ..." and never locks its token.
+const TOKEN_PREFIX: &str = "installer/2 ";
+
+fn would_block(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::EWOULDBLOCK)
+}
 
 /// A token unique to this installer process: pid namespaces repeat pids,
 /// so the start time and random bytes are part of it.
@@ -27,52 +51,174 @@ pub fn new_token() -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     let mut random = [0u8; 8];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random));
+    let _ = File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random));
     let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    format!("pid {} started {nanos} id {hex}", std::process::id())
+    format!(
+        "{TOKEN_PREFIX}pid {} started {nanos} id {hex}",
+        std::process::id()
+    )
+}
+
+/// This installer's presence on the node.
+#[derive(Debug)]
+pub struct Presence {
+    file: File,
+    path: PathBuf,
+}
+
+/// Why an installer could not join yet.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    /// The last installer is removing the entry; try again shortly.
+    #[error("the installer that exited last is still removing the entry")]
+    Busy,
+    #[error(transparent)]
+    Fs(#[from] FsError),
+}
+
+impl Presence {
+    /// Takes a shared lock on the presence file, creating it if needed.
+    pub fn join(conf_dir: &Path) -> Result<Presence, JoinError> {
+        let path = conf_dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+            Ok(()) => {}
+            Err(e) if would_block(&e) => return Err(JoinError::Busy),
+            Err(e) => return Err(io_err(&path)(e).into()),
+        }
+        // The last installer removes the file when it is done: a lock on
+        // a file that is no longer there counts for nobody.
+        let same = fs::symlink_metadata(&path)
+            .ok()
+            .zip(file.metadata().ok())
+            .is_some_and(|(named, held)| named.ino() == held.ino() && named.dev() == held.dev());
+        if !same {
+            return Err(JoinError::Busy);
+        }
+        Ok(Presence { file, path })
+    }
+
+    /// At exit: whether this is the last installer on the node (see the
+    /// module doc). The last one keeps the file locked until `Last` is
+    /// dropped, so an installer that starts meanwhile waits for the entry
+    /// to be removed before it puts it back.
+    pub fn leave(self) -> Leave {
+        match flock(&self.file, libc::LOCK_EX | libc::LOCK_NB) {
+            Ok(()) => Leave::Last(LastOne(self)),
+            Err(_) => Leave::Others,
+        }
+    }
+}
+
+/// What `Presence::leave` found.
+#[derive(Debug)]
+pub enum Leave {
+    Last(LastOne),
+    Others,
+}
+
+/// The last installer of a node, holding the presence file exclusively.
+#[derive(Debug)]
+pub struct LastOne(Presence);
+
+impl Drop for LastOne {
+    fn drop(&mut self) {
+        // Removed while still held; see Presence::join.
+        let _ = fs::remove_file(&self.0.path);
+    }
+}
+
+/// This installer's claim on the node: its token file, locked.
+#[derive(Debug)]
+pub struct Claim {
+    _lock: File,
 }
 
 /// Makes `token` the active installer of this node.
-pub fn claim(conf_dir: &Path, token: &str) -> Result<(), FsError> {
-    write_atomic(conf_dir, TOKEN_FILE, format!("{token}\n").as_bytes(), 0o644)
+pub fn claim(conf_dir: &Path, token: &str) -> Result<Claim, FsError> {
+    let lock = write_atomic_locked(conf_dir, TOKEN_FILE, format!("{token}\n").as_bytes(), 0o644)?;
+    Ok(Claim { _lock: lock })
 }
 
-/// The active installer's token, if any.
-pub fn holder(conf_dir: &Path) -> Option<String> {
-    std::fs::read_to_string(conf_dir.join(TOKEN_FILE))
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+/// Who holds the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Holder {
+    /// No token.
+    Nobody,
+    /// Its installer runs (or, for an installer from before the activity
+    /// lock, may run: it cannot be told).
+    Alive(String),
+    /// Its installer is gone (killed): nobody holds the lock.
+    Gone(String),
+}
+
+/// The token on disk and whether its installer is still there.
+pub fn holder(conf_dir: &Path) -> Holder {
+    let path = conf_dir.join(TOKEN_FILE);
+    let Ok(bytes) = crate::fsread::read_regular(&path, 4096) else {
+        return Holder::Nobody;
+    };
+    let token = String::from_utf8_lossy(&bytes).trim().to_string();
+    if token.is_empty() {
+        return Holder::Nobody;
+    }
+    if !token.starts_with(TOKEN_PREFIX) {
+        return Holder::Alive(token);
+    }
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(&path)
+    else {
+        return Holder::Nobody;
+    };
+    match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
+        Err(e) if would_block(&e) => Holder::Alive(token),
+        _ => Holder::Gone(token),
+    }
+}
+
+/// Whether a token was written by an installer from before the entry's
+/// `managedBy` mark (whose entries carry no mark).
+pub fn is_legacy(token: &str) -> bool {
+    !token.starts_with(TOKEN_PREFIX)
 }
 
 /// Removes the token if it is still `token` (None: whatever it is).
 pub fn release(conf_dir: &Path, token: Option<&str>) {
-    if token.is_none() || holder(conf_dir).as_deref() == token {
-        let _ = std::fs::remove_file(conf_dir.join(TOKEN_FILE));
+    let on_disk = match holder(conf_dir) {
+        Holder::Nobody => return,
+        Holder::Alive(t) | Holder::Gone(t) => t,
+    };
+    if token.is_none_or(|t| t == on_disk) {
+        let _ = fs::remove_file(conf_dir.join(TOKEN_FILE));
+        let _ = commit::sync_dir(conf_dir);
     }
 }
 
-/// What a pass should do, given this installer's state and the token on
-/// disk.
+/// What a pass should do, given the token on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
     /// Ours: edit.
     Active,
-    /// The token vanished while we were active (an uninstall by hand, the
-    /// directory recreated): claim again, then edit.
-    Reclaim,
-    /// A newer installer took over: stop editing, for good.
-    HandedOver,
-    /// Already handed over.
+    /// Another live installer's: stand by.
     Standby,
+    /// Nobody's, or a gone installer's: claim, then edit.
+    Claim,
 }
 
-pub fn role(was_active: bool, mine: &str, on_disk: Option<&str>) -> Role {
-    match (was_active, on_disk) {
-        (false, _) => Role::Standby,
-        (true, Some(t)) if t == mine => Role::Active,
-        (true, None) => Role::Reclaim,
-        (true, Some(_)) => Role::HandedOver,
+pub fn role(mine: &str, holder: &Holder) -> Role {
+    match holder {
+        Holder::Alive(t) if t == mine => Role::Active,
+        Holder::Alive(_) => Role::Standby,
+        Holder::Nobody | Holder::Gone(_) => Role::Claim,
     }
 }
 
@@ -80,42 +226,85 @@ pub fn role(was_active: bool, mine: &str, on_disk: Option<&str>) -> Role {
 mod tests {
     use super::*;
 
+    fn tempdir(tag: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("csum-offload-hand-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
     fn roles() {
         let cases = [
-            (true, Some("a"), Role::Active),
-            (true, None, Role::Reclaim),
-            (true, Some("b"), Role::HandedOver),
-            (false, Some("a"), Role::Standby),
-            (false, None, Role::Standby),
-            (false, Some("b"), Role::Standby),
+            (Holder::Alive("a".into()), Role::Active),
+            (Holder::Alive("b".into()), Role::Standby),
+            (Holder::Gone("a".into()), Role::Claim),
+            (Holder::Gone("b".into()), Role::Claim),
+            (Holder::Nobody, Role::Claim),
         ];
-        for (was_active, on_disk, want) in cases {
-            assert_eq!(
-                role(was_active, "a", on_disk),
-                want,
-                "{was_active} {on_disk:?}"
-            );
+        for (holder, want) in cases {
+            assert_eq!(role("a", &holder), want, "{holder:?}");
         }
     }
 
     #[test]
-    fn tokens_differ_and_round_trip() {
-        let dir = std::env::temp_dir().join(format!("csum-offload-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn a_token_is_alive_while_its_claim_is_held() {
+        let dir = tempdir("token");
         let (a, b) = (new_token(), new_token());
         assert_ne!(a, b);
-        assert_eq!(holder(&dir), None);
-        claim(&dir, &a).unwrap();
-        assert_eq!(holder(&dir).as_deref(), Some(a.as_str()));
+        assert_eq!(holder(&dir), Holder::Nobody);
+        let claim_a = claim(&dir, &a).unwrap();
+        assert_eq!(holder(&dir), Holder::Alive(a.clone()));
         release(&dir, Some(&b));
-        assert_eq!(
-            holder(&dir).as_deref(),
-            Some(a.as_str()),
-            "not b's to release"
-        );
-        release(&dir, Some(&a));
-        assert_eq!(holder(&dir), None);
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(holder(&dir), Holder::Alive(a.clone()), "not b's to release");
+        drop(claim_a);
+        assert_eq!(holder(&dir), Holder::Gone(a.clone()), "a killed holder");
+        let _claim_b = claim(&dir, &b).unwrap();
+        assert_eq!(holder(&dir), Holder::Alive(b.clone()));
+        release(&dir, Some(&b));
+        assert_eq!(holder(&dir), Holder::Nobody);
+        // An installer from before the lock: taken as alive.
+        fs::write(dir.join(TOKEN_FILE), "pid 1 started 2 id 3\n").unwrap();
+        assert_eq!(holder(&dir), Holder::Alive("pid 1 started 2 id 3".into()));
+        assert!(is_legacy("pid 1 started 2 id 3") && !is_legacy(&a));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_conversion_drops_the_shared_lock_at_once() {
+        // What the exit decision rests on: of two installers exiting at
+        // the same moment, the second finds itself last even while the
+        // first still has the file open.
+        let dir = tempdir("convert");
+        let a = Presence::join(&dir).unwrap();
+        let b = Presence::join(&dir).unwrap();
+        assert!(flock(&a.file, libc::LOCK_EX | libc::LOCK_NB).is_err());
+        assert!(matches!(b.leave(), Leave::Last(_)));
+        drop(a);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn of_several_leaving_exactly_one_is_last() {
+        let dir = tempdir("presence");
+        let a = Presence::join(&dir).unwrap();
+        let b = Presence::join(&dir).unwrap();
+        let c = Presence::join(&dir).unwrap();
+        // Leaving one after the other: only the very last is last.
+        assert!(matches!(a.leave(), Leave::Others));
+        assert!(matches!(b.leave(), Leave::Others));
+        let last = match c.leave() {
+            Leave::Last(l) => l,
+            Leave::Others => panic!("c was the last"),
+        };
+        // While it removes the entry, nobody joins...
+        assert!(matches!(Presence::join(&dir), Err(JoinError::Busy)));
+        drop(last);
+        // ...and afterwards a new one starts afresh.
+        assert!(!dir.join(LOCK_FILE).exists());
+        let d = Presence::join(&dir).unwrap();
+        assert!(matches!(d.leave(), Leave::Last(_)));
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

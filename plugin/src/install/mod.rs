@@ -6,35 +6,39 @@
 //! - `select`: which config file the runtime uses (libcni's rules).
 //! - `entry`: the entry, from the `--config` file.
 //! - `edit`: the steps that put the entry in or take it out (pure).
-//! - `files`: reading the conf dir and running steps atomically.
+//! - `snapshot`: reading the conf dir without blocking.
+//! - `files`: running the steps; `commit`: how each write lands.
+//! - `pass`: one pass over the conf dir (install, `--once`, `--check`).
+//! - `readiness`: `--check`, and detection as the plugin runs it.
 //! - `watch`: the DaemonSet's loop; `handover`, `throttle`: its helpers.
 
+mod commit;
 pub mod edit;
 pub mod entry;
 mod files;
 mod handover;
+mod pass;
+mod readiness;
 pub mod select;
+mod snapshot;
 mod throttle;
 mod watch;
 
 use crate::args::{Args, ArgsError};
 use crate::config::{self, LoadError};
 use crate::logger::{self, LevelError};
-use crate::offload::decision::decide;
-use edit::{EditError, Step};
+use edit::EditError;
 use entry::{Entry, EntryError, PLUGIN_TYPE};
-use files::{FsError, Snapshot};
-use select::{select_primary, SkipReason};
+use files::FsError;
+use pass::{Mode, PassOutcome};
+use readiness::Unready;
+use select::Runtime;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_CONF_DIR: &str = "/host/etc/cni/net.d";
 pub const DEFAULT_BIN_DIR: &str = "/host/opt/cni/bin";
-/// A file before the primary that is invalid and younger than this is
-/// probably being written right now (non-atomically): wait for it instead
-/// of editing the next file.
-const FRESH: Duration = Duration::from_secs(2);
 
 /// Why an installer command failed (or, for `--check`, why the node is not
 /// ready); printed after "csum-offload: ".
@@ -46,6 +50,8 @@ pub enum InstallError {
     ConfFileName(String),
     #[error("--log-level {0}")]
     LogLevel(#[from] LevelError),
+    #[error("--runtime must be one of {}, got {:?}", Runtime::NAMES.join(", "), .0)]
+    Runtime(String),
     #[error(transparent)]
     ReadConfig(#[from] LoadError),
     #[error("{}: {source}", path.display())]
@@ -66,19 +72,14 @@ pub enum InstallError {
     Blocked(String),
     #[error("{}: files kept changing; try again", .0.display())]
     KeptChanging(PathBuf),
-    #[error("{} is missing", .0.display())]
-    BinaryMissing(PathBuf),
-    #[error("no network config in {} yet", .0.display())]
-    NoConfigYet(PathBuf),
-    #[error("{} does not have the current csum-offload entry", .0.display())]
-    EntryMissing(PathBuf),
+    /// The readiness check's answer: every reason at once.
+    #[error("not ready: {0}")]
+    NotReady(Unready),
     #[error("{what}: {source}")]
     System {
         what: &'static str,
         source: nix::errno::Errno,
     },
-    #[error("cannot claim the node: {0}")]
-    Claim(#[source] FsError),
 }
 
 /// Installer settings from flags, then environment, then defaults.
@@ -89,6 +90,8 @@ pub struct Options {
     pub config: Option<PathBuf>,
     /// Edit this file instead of the first one (Multus setups).
     pub conf_file: Option<String>,
+    /// Whose rule picks the primary file (see `select::Runtime`).
+    pub runtime: Runtime,
     pub remove_binary: bool,
 }
 
@@ -113,11 +116,17 @@ impl Options {
                 return Err(InstallError::ConfFileName(name.clone()));
             }
         }
+        let runtime = args
+            .value("--runtime")?
+            .or_else(|| env("CSUM_OFFLOAD_RUNTIME"))
+            .unwrap_or_default();
+        let runtime = Runtime::parse(&runtime).ok_or(InstallError::Runtime(runtime))?;
         Ok(Self {
             conf_dir: pick(conf_dir, "CSUM_OFFLOAD_CNI_CONF_DIR", DEFAULT_CONF_DIR),
             bin_dir: pick(bin_dir, "CSUM_OFFLOAD_CNI_BIN_DIR", DEFAULT_BIN_DIR),
             config: None,
             conf_file,
+            runtime,
             remove_binary: args.flag("--remove-binary"),
         })
     }
@@ -158,7 +167,7 @@ pub fn install_command(mut args: Args) -> Result<String, InstallError> {
     }
     if check {
         args.finish()?;
-        return check_installed(&opts);
+        return readiness::check_installed(&opts);
     }
     init_logger(&mut args)?;
     args.finish()?;
@@ -171,25 +180,27 @@ pub fn install_command(mut args: Args) -> Result<String, InstallError> {
         opts.bin_dir.display(),
         entry.as_value()
     );
-    log_detection(&entry);
+    readiness::log_detection(&entry);
+    if !once {
+        // The DaemonSet's loop: no file system problem ends it (the pod
+        // would only crash-loop); it waits, retries and says why.
+        return watch::run(&opts, entry);
+    }
     std::fs::create_dir_all(&opts.conf_dir).map_err(|source| InstallError::Dir {
         path: opts.conf_dir.clone(),
         source,
     })?;
-    files::remove_stale_temps(&opts.conf_dir);
-    files::remove_stale_temps(&opts.bin_dir);
+    commit::remove_stale_temps(&opts.conf_dir);
+    commit::remove_stale_temps(&opts.bin_dir);
     copy_binary(&opts.bin_dir)?;
-    if once {
-        return install_once(&opts, &entry);
-    }
-    watch::run(&opts, entry)
+    install_once(&opts, &entry)
 }
 
 pub fn uninstall_command(mut args: Args) -> Result<String, InstallError> {
     let opts = Options::from_args(&mut args, env)?;
     init_logger(&mut args)?;
     args.finish()?;
-    let mut done = remove_entries(&opts.conf_dir)?;
+    let mut done = pass::remove_entries(&opts.conf_dir)?;
     handover::release(&opts.conf_dir, None);
     if opts.remove_binary {
         done.push(remove_binary(&opts.bin_dir)?);
@@ -225,111 +236,18 @@ fn remove_binary(bin_dir: &Path) -> Result<String, InstallError> {
     }
 }
 
-/// Logs what the plugin will find on this node, so `kubectl logs` on the
-/// DaemonSet tells an operator what each node does.
-fn log_detection(entry: &Entry) {
-    let config = match entry.config() {
-        Ok(c) => c,
-        Err(e) => return log::warn!("detection skipped: {e}"),
-    };
-    match decide(&config) {
-        Ok(d) => {
-            for line in d.to_string().lines() {
-                log::info!("detect: {line}");
-            }
-        }
-        Err(e) => log::warn!(
-            "detect: {e} (pods on this node will get the same error from the plugin; \
-             the installer needs hostNetwork to see the node's uplink)"
-        ),
-    }
-}
-
-/// What one pass over the conf dir found or did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PassOutcome {
-    /// The entry is in `file`; `wrote` says whether this pass put it there.
-    Installed { file: String, wrote: bool },
-    /// No loadable network config yet.
-    NoConfig,
-    /// The entry cannot go in (e.g. an unsupported cniVersion); nothing
-    /// was written. Retried when the directory changes.
-    Blocked(String),
-    /// Something is mid-write; look again shortly.
-    Retry(String),
-}
-
-/// One pass: find the primary config and make it hold `entry`. `notes`
-/// gets one line per file the runtime would skip.
-pub fn reconcile(
-    conf_dir: &Path,
-    conf_file: Option<&str>,
-    entry: &Entry,
-    notes: &mut Vec<String>,
-) -> Result<PassOutcome, FsError> {
-    let snap = Snapshot::read(conf_dir)?;
-    let selection = match conf_file {
-        Some(name) => select::select_named(&snap.files, name),
-        None => select_primary(&snap.files),
-    };
-    for (file, why) in &selection.skipped {
-        let fresh = snap.age(&file.name).is_some_and(|age| age < FRESH);
-        if fresh && matches!(why, SkipReason::Empty | SkipReason::Invalid(_)) {
-            return Ok(PassOutcome::Retry(format!(
-                "{} is being written ({why})",
-                file.name
-            )));
-        }
-        notes.push(format!(
-            "{}: skipped, as the runtime skips it: {why}",
-            file.name
-        ));
-    }
-    let Some(primary) = selection.primary else {
-        return Ok(PassOutcome::NoConfig);
-    };
-    if conf_file.is_none() {
-        if let Some(meta) = select::delegating_plugin(primary) {
-            return Ok(PassOutcome::Blocked(format!(
-                "{}: the runtime's first config is {meta}, which runs other configs for the pod; \
-                 run the installer with --conf-file set to the default network's .conflist \
-                 (docs/install.md, Multus)",
-                primary.name
-            )));
-        }
-    }
-    let plan = match edit::insert(&snap.files, primary, entry) {
-        Ok(plan) => plan,
-        Err(e @ EditError::Unreadable { .. }) => return Ok(PassOutcome::Retry(e.to_string())),
-        Err(e) => return Ok(PassOutcome::Blocked(e.to_string())),
-    };
-    let file = match plan.first() {
-        Some(Step::Write { name, .. }) => name.clone(),
-        _ => primary.name.clone(),
-    };
-    if plan.is_empty() {
-        return Ok(PassOutcome::Installed { file, wrote: false });
-    }
-    match snap.execute(conf_dir, &plan) {
-        Ok(()) => Ok(PassOutcome::Installed { file, wrote: true }),
-        Err(FsError::Changed(path)) => Ok(PassOutcome::Retry(format!(
-            "{} changed while being edited",
-            path.display()
-        ))),
-        Err(e) => Err(e),
-    }
-}
-
 fn install_once(opts: &Options, entry: &Entry) -> Result<String, InstallError> {
     let conf_dir = opts.conf_dir.as_path();
     // A few quick retries cover a file caught mid-write.
     for _ in 0..20 {
-        let mut notes = Vec::new();
-        let outcome = reconcile(conf_dir, opts.conf_file.as_deref(), entry, &mut notes)?;
-        for n in &notes {
+        let pass = pass::reconcile(opts, entry, Mode::Apply)?;
+        for n in &pass.notes {
             log::warn!("{n}");
         }
-        match outcome {
+        for p in &pass.problems {
+            log::warn!("not ready: {p}");
+        }
+        match pass.outcome {
             PassOutcome::Installed { file, wrote } => {
                 let path = conf_dir.join(file);
                 return Ok(if wrote {
@@ -340,77 +258,14 @@ fn install_once(opts: &Options, entry: &Entry) -> Result<String, InstallError> {
             }
             PassOutcome::NoConfig => return Err(InstallError::NoConfig(conf_dir.to_path_buf())),
             PassOutcome::Blocked(why) => return Err(InstallError::Blocked(why)),
-            PassOutcome::Retry(why) => {
+            // Only a dry run plans without writing.
+            PassOutcome::Retry(why) | PassOutcome::WouldWrite { file: why } => {
                 log::info!("{why}; retrying");
                 std::thread::sleep(Duration::from_millis(250));
             }
         }
     }
     Err(InstallError::KeptChanging(conf_dir.to_path_buf()))
-}
-
-/// Takes our entry out of every config file; returns what it did.
-pub fn remove_entries(conf_dir: &Path) -> Result<Vec<String>, FsError> {
-    let mut last = None;
-    for _ in 0..20 {
-        let snap = match Snapshot::read(conf_dir) {
-            Ok(s) => s,
-            Err(FsError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e),
-        };
-        let plan = edit::remove_all(&snap.files);
-        match snap.execute(conf_dir, &plan) {
-            Ok(()) => return Ok(plan.iter().map(|s| describe_step(conf_dir, s)).collect()),
-            Err(e @ FsError::Changed(_)) => {
-                last = Some(e);
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(last.unwrap_or(FsError::Changed(conf_dir.to_path_buf())))
-}
-
-fn describe_step(dir: &Path, step: &Step) -> String {
-    match step {
-        Step::Write { name, .. } => {
-            format!(
-                "removed the csum-offload entry from {}",
-                dir.join(name).display()
-            )
-        }
-        Step::Rename { from, to } => format!(
-            "restored {} (from {})",
-            dir.join(to).display(),
-            dir.join(from).display()
-        ),
-        Step::Remove { name } => format!("removed {}", dir.join(name).display()),
-    }
-}
-
-/// The readiness check: the binary is in place and the primary config
-/// holds exactly the entry the config file asks for.
-fn check_installed(opts: &Options) -> Result<String, InstallError> {
-    let entry = load_entry(opts.config.as_deref())?;
-    if !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
-        return Err(InstallError::BinaryMissing(opts.bin_dir.join(PLUGIN_TYPE)));
-    }
-    let snap = Snapshot::read(&opts.conf_dir)?;
-    let selection = match &opts.conf_file {
-        Some(name) => select::select_named(&snap.files, name),
-        None => select_primary(&snap.files),
-    };
-    let primary = selection
-        .primary
-        .ok_or_else(|| InstallError::NoConfigYet(opts.conf_dir.clone()))?;
-    let path = opts.conf_dir.join(&primary.name);
-    if edit::has_entry(&snap.files, primary, &entry)? {
-        Ok(format!("ok: {} has the csum-offload entry", path.display()))
-    } else {
-        Err(InstallError::EntryMissing(path))
-    }
 }
 
 #[cfg(test)]

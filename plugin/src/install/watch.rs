@@ -1,20 +1,25 @@
 //! The DaemonSet's main loop: keep the entry in the primary config while
-//! the primary CNI rewrites it, and take it out on SIGTERM/SIGINT.
+//! the primary CNI rewrites it, and take it out on SIGTERM/SIGINT when
+//! this is the last installer on the node (see handover.rs).
 //!
-//! One thread, one `poll` over an inotify fd (conf dir and config dir) and
-//! a signalfd: no signal handler races, and a SIGTERM that arrives during
-//! an edit waits until that edit is complete.
+//! One thread, one `poll` over a signalfd and an inotify fd (conf dir and
+//! config dir): no signal handler races, and a SIGTERM that arrives during
+//! an edit waits until that edit is complete. Once running, nothing ends
+//! the loop but a signal, because an exit would only make the DaemonSet
+//! crash-loop: when inotify instances or watches run out it polls the conf
+//! dir every second instead (and says so); a conf dir it cannot read or
+//! write means retrying and saying why; a binary that cannot be copied
+//! means retrying, and the entry never goes in while the binary is missing.
 
-use super::edit::BACKUP_SUFFIX;
+use super::commit;
+use super::edit::{Owned, BACKUP_SUFFIX};
 use super::entry::{Entry, PLUGIN_TYPE};
 use super::files;
-use super::handover::{self, Role, TOKEN_FILE};
+use super::handover::{self, Claim, Holder, JoinError, Leave, Presence, Role, TOKEN_FILE};
+use super::pass::{reconcile_as, remove_entries, Mode, PassOutcome};
 use super::select::is_config_name;
 use super::throttle::Throttle;
-use super::{
-    copy_binary, load_entry, reconcile, remove_binary, remove_entries, InstallError, Options,
-    PassOutcome,
-};
+use super::{copy_binary, load_entry, remove_binary, InstallError, Options};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signal::{SigSet, Signal};
@@ -26,10 +31,16 @@ use std::time::{Duration, Instant};
 /// Events arriving together (write + rename + chmod) make one pass.
 const DEBOUNCE: Duration = Duration::from_millis(100);
 /// A full pass even without events: covers missed events on odd
-/// filesystems and lets the throttle see a settled file.
+/// filesystems, lets the throttle see a settled file, and removes temp
+/// files a killed installer left.
 const RESYNC: Duration = Duration::from_secs(10);
+/// How often the conf dir is looked at without a watch on it, and how
+/// often a standby installer checks that the active one is still there (a
+/// killed installer leaves no event behind).
+const POLL: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_millis(300);
 const ERROR_RETRY: Duration = Duration::from_secs(2);
+const JOIN_RETRY: Duration = Duration::from_millis(100);
 
 fn conf_dir_events() -> AddWatchFlags {
     AddWatchFlags::IN_CLOSE_WRITE
@@ -65,17 +76,167 @@ impl StatusLog {
     }
 }
 
-fn watch_conf_dir(inotify: &Inotify, dir: &Path) -> Option<WatchDescriptor> {
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        log::warn!("{}: {e}", dir.display());
-        return None;
-    }
-    match inotify.add_watch(dir, conf_dir_events()) {
-        Ok(wd) => Some(wd),
-        Err(e) => {
-            log::warn!("cannot watch {}: {e}", dir.display());
-            None
+/// What an inotify read said.
+#[derive(Default)]
+struct Events {
+    conf: bool,
+    config: bool,
+}
+
+/// The inotify side, or its absence: without an instance or a watch, the
+/// loop polls.
+struct Watcher {
+    inotify: Option<Inotify>,
+    conf_wd: Option<WatchDescriptor>,
+    config_wd: Option<WatchDescriptor>,
+    warned: bool,
+}
+
+impl Watcher {
+    fn new(opts: &Options) -> Self {
+        let inotify = match Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                log::warn!(
+                    "inotify is not available ({e}; fs.inotify.max_user_instances counts per user, \
+                     shared by every root daemon on the node): polling {} every {}s instead",
+                    opts.conf_dir.display(),
+                    POLL.as_secs()
+                );
+                None
+            }
+        };
+        let mut w = Watcher {
+            inotify,
+            conf_wd: None,
+            config_wd: None,
+            warned: false,
+        };
+        // The config file is a ConfigMap volume: kubelet swaps a `..data`
+        // symlink in its directory when the ConfigMap changes.
+        let dir = opts
+            .config
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|d| !d.as_os_str().is_empty());
+        if let (Some(inotify), Some(dir)) = (&w.inotify, dir) {
+            let flags = AddWatchFlags::IN_CLOSE_WRITE
+                | AddWatchFlags::IN_MOVED_TO
+                | AddWatchFlags::IN_CREATE;
+            w.config_wd = inotify
+                .add_watch(dir, flags)
+                .map_err(|e| {
+                    log::warn!(
+                        "cannot watch {} for config changes ({e}); it is read again every {}s",
+                        dir.display(),
+                        RESYNC.as_secs()
+                    )
+                })
+                .ok();
         }
+        w
+    }
+
+    /// Watches the conf dir if it is not watched yet; false if it cannot.
+    fn watch_conf_dir(&mut self, dir: &Path) -> bool {
+        if self.conf_wd.is_some() {
+            return true;
+        }
+        let Some(inotify) = &self.inotify else {
+            return false;
+        };
+        match inotify.add_watch(dir, conf_dir_events()) {
+            Ok(wd) => {
+                if self.warned {
+                    log::info!("watching {} again", dir.display());
+                    self.warned = false;
+                }
+                self.conf_wd = Some(wd);
+                true
+            }
+            Err(e) => {
+                if !self.warned {
+                    log::warn!(
+                        "cannot watch {} ({e}): polling it every {}s",
+                        dir.display(),
+                        POLL.as_secs()
+                    );
+                    self.warned = true;
+                }
+                false
+            }
+        }
+    }
+
+    fn polling(&self) -> bool {
+        self.conf_wd.is_none()
+    }
+
+    fn read(&mut self, conf_dir: &Path) -> Events {
+        let mut seen = Events::default();
+        let Some(inotify) = &self.inotify else {
+            return seen;
+        };
+        let events = match inotify.read_events() {
+            Ok(e) => e,
+            Err(nix::errno::Errno::EAGAIN) => return seen,
+            Err(e) => {
+                log::warn!("inotify: {e}; polling {} instead", conf_dir.display());
+                self.inotify = None;
+                self.conf_wd = None;
+                self.config_wd = None;
+                seen.conf = true;
+                return seen;
+            }
+        };
+        for ev in events {
+            if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                seen.conf = true;
+                seen.config = self.config_wd.is_some();
+            } else if Some(ev.wd) == self.conf_wd {
+                if ev.mask.intersects(
+                    AddWatchFlags::IN_IGNORED
+                        | AddWatchFlags::IN_DELETE_SELF
+                        | AddWatchFlags::IN_MOVE_SELF,
+                ) {
+                    log::warn!(
+                        "{} was removed or moved; watching for it again",
+                        conf_dir.display()
+                    );
+                    if let Some(wd) = self.conf_wd.take() {
+                        let _ = inotify.rm_watch(wd);
+                    }
+                    seen.conf = true;
+                    continue;
+                }
+                let name = ev.name.as_ref().map(|n| n.to_string_lossy().into_owned());
+                seen.conf |= name.is_some_and(|n| {
+                    is_config_name(&n) || n.ends_with(BACKUP_SUFFIX) || n == TOKEN_FILE
+                });
+            } else if Some(ev.wd) == self.config_wd {
+                seen.config = true;
+            }
+        }
+        seen
+    }
+}
+
+/// Waits up to `wait` for a signal; returns its name if one came.
+fn wait_for_signal(signals: &SignalFd, wait: Duration) -> Option<&'static str> {
+    let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+    let _ = poll(&mut fds, timeout);
+    read_signal(signals)
+}
+
+fn read_signal(signals: &SignalFd) -> Option<&'static str> {
+    match signals.read_signal() {
+        Ok(Some(info)) => Some(
+            Signal::try_from(info.ssi_signo as i32)
+                .map(|s| s.as_str())
+                .unwrap_or("signal"),
+        ),
+        _ => None,
     }
 }
 
@@ -89,31 +250,48 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
         .map_err(system("cannot block signals"))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(system("signalfd"))?;
-    let inotify =
-        Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).map_err(system("inotify"))?;
     let conf_dir = opts.conf_dir.as_path();
-    let mut conf_wd = watch_conf_dir(&inotify, conf_dir);
-    // The config file is a ConfigMap volume: kubelet swaps a `..data`
-    // symlink in its directory when the ConfigMap changes.
-    let config_wd = opts.config.as_deref().and_then(|path| {
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
-        inotify
-            .add_watch(
-                dir,
-                AddWatchFlags::IN_CLOSE_WRITE
-                    | AddWatchFlags::IN_MOVED_TO
-                    | AddWatchFlags::IN_CREATE,
-            )
-            .map_err(|e| log::warn!("cannot watch {} for config changes: {e}", dir.display()))
-            .ok()
-    });
-
-    // Newest installer wins: claim the node (see handover.rs).
-    let token = handover::new_token();
-    handover::claim(conf_dir, &token).map_err(InstallError::Claim)?;
-    log::info!("active installer on this node ({token})");
-    let mut active = true;
     let mut status = StatusLog::default();
+    let mut watcher = Watcher::new(opts);
+
+    // Present on the node (see handover.rs), waiting while the installer
+    // that exited last is still taking the entry out.
+    let presence = loop {
+        if let Err(e) = std::fs::create_dir_all(conf_dir) {
+            status.set(
+                log::Level::Warn,
+                format!("{}: {e}; retrying", conf_dir.display()),
+            );
+        }
+        let wait = match Presence::join(conf_dir) {
+            Ok(p) => break p,
+            Err(e @ JoinError::Busy) => {
+                status.set(log::Level::Info, format!("{e}; waiting"));
+                JOIN_RETRY
+            }
+            Err(JoinError::Fs(e)) => {
+                status.set(log::Level::Warn, format!("{e}; retrying"));
+                ERROR_RETRY
+            }
+        };
+        if let Some(name) = wait_for_signal(&signals, wait) {
+            log::info!("{name} received before start-up finished");
+            return Ok("csum-offload installer stopped before it started".into());
+        }
+    };
+    commit::remove_stale_temps(conf_dir);
+    commit::remove_stale_temps(&opts.bin_dir);
+
+    // Newest installer wins: claim the node. An installer from before the
+    // entry's mark wrote unmarked entries: the first pass adopts them.
+    let token = handover::new_token();
+    let mut adopt =
+        matches!(handover::holder(conf_dir), Holder::Alive(t) if handover::is_legacy(&t));
+    let mut claim: Option<Claim> = None;
+    // Until the first claim succeeds, this installer claims whatever is on
+    // disk (it is the newest); after that, only a free node.
+    let mut claimed_once = false;
+    let mut active = false;
     let mut config_error = String::new();
     let mut throttle = Throttle::default();
     let mut due = Some(Instant::now());
@@ -123,7 +301,12 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
         let now = Instant::now();
         if due.is_some_and(|d| d <= now) || now >= next_resync {
             due = None;
-            next_resync = now + RESYNC;
+            if now >= next_resync {
+                next_resync = now + RESYNC;
+                commit::remove_stale_temps(conf_dir);
+                commit::remove_stale_temps(&opts.bin_dir);
+                reload |= watcher.config_wd.is_none() && opts.config.is_some();
+            }
             if reload {
                 reload = false;
                 match load_entry(opts.config.as_deref()) {
@@ -140,59 +323,101 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                     Err(_) => {}
                 }
             }
-            if conf_wd.is_none() {
-                conf_wd = watch_conf_dir(&inotify, conf_dir);
-            }
-            match handover::role(active, &token, handover::holder(conf_dir).as_deref()) {
-                Role::Active | Role::Standby => {}
-                Role::Reclaim => {
-                    log::warn!("{TOKEN_FILE} disappeared; claiming the node again");
-                    if let Err(e) = handover::claim(conf_dir, &token) {
-                        log::warn!("cannot claim the node: {e}");
+            watcher.watch_conf_dir(conf_dir);
+
+            let holder = handover::holder(conf_dir);
+            let role = match claimed_once {
+                false => Role::Claim,
+                true => handover::role(&token, &holder),
+            };
+            match role {
+                Role::Active => {}
+                Role::Standby => {
+                    if active {
+                        log::info!(
+                            "a newer installer took over this node ({}); standing by: no edits \
+                             until it is gone",
+                            match &holder {
+                                Holder::Alive(t) | Holder::Gone(t) => t.as_str(),
+                                Holder::Nobody => "",
+                            }
+                        );
                     }
-                }
-                Role::HandedOver => {
                     active = false;
-                    log::info!(
-                        "a newer installer took over this node ({}); standing by: \
-                         no more edits, and the entry stays when this one exits",
-                        handover::holder(conf_dir).unwrap_or_default()
-                    );
+                    claim = None;
                 }
-            }
-            // The entry must never name a missing binary: put it back if
-            // someone deleted it.
-            if active && !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
-                log::warn!(
-                    "{} is missing; copying it again",
-                    opts.bin_dir.join(PLUGIN_TYPE).display()
-                );
-                if let Err(e) = copy_binary(&opts.bin_dir) {
-                    log::error!("{e}");
-                }
+                Role::Claim => match handover::claim(conf_dir, &token) {
+                    Ok(c) => {
+                        match &holder {
+                            _ if !claimed_once => {
+                                log::info!("active installer on this node ({token})")
+                            }
+                            Holder::Gone(t) => log::warn!(
+                                "the active installer ({t}) is gone without handing over; \
+                                 this one ({token}) takes over"
+                            ),
+                            _ => log::warn!(
+                                "{TOKEN_FILE} was removed; this installer ({token}) takes over"
+                            ),
+                        }
+                        claim = Some(c);
+                        claimed_once = true;
+                        active = true;
+                        // Our own binary, whatever the one before put there.
+                        if let Err(e) = copy_binary(&opts.bin_dir) {
+                            status.set(log::Level::Error, format!("{e}; retrying"));
+                        }
+                    }
+                    Err(e) => {
+                        status.set(
+                            log::Level::Warn,
+                            format!("cannot claim the node: {e}; retrying"),
+                        );
+                        active = false;
+                        due = Some(now + ERROR_RETRY);
+                    }
+                },
             }
             if !active {
-                // Standing by: the newer installer does the work.
+                // Standing by, or not able to claim: the active installer
+                // does the work; the poll below checks that it is there.
+            } else if !files::binary_present(&opts.bin_dir, PLUGIN_TYPE)
+                && copy_binary(&opts.bin_dir)
+                    .map_err(|e| status.set(log::Level::Error, format!("{e}; retrying")))
+                    .is_err()
+            {
+                // The entry must never name a missing binary.
+                due = Some(now + ERROR_RETRY);
             } else if let Some(t) = throttle.not_before(now) {
                 due = Some(t);
             } else {
-                let mut notes = Vec::new();
-                let outcome = reconcile(conf_dir, opts.conf_file.as_deref(), &entry, &mut notes);
-                status.notes(notes);
+                let owned = if adopt {
+                    Owned::AlsoUnmarked
+                } else {
+                    Owned::Marked
+                };
+                let outcome = reconcile_as(opts, &entry, Mode::Apply, owned).map(|pass| {
+                    let mut notes = pass.notes;
+                    notes.extend(pass.problems.iter().map(|p| format!("not ready: {p}")));
+                    status.notes(notes);
+                    pass.outcome
+                });
                 match outcome {
-                    Ok(PassOutcome::Installed { file, wrote: true }) => {
-                        log::info!(
-                            "csum-offload entry written to {}",
-                            conf_dir.join(&file).display()
-                        );
-                        status.last = format!("entry in place in {file}");
-                        if let Some(warning) = throttle.record(now) {
-                            log::warn!("{}: {warning}", conf_dir.join(&file).display());
+                    Ok(PassOutcome::Installed { file, wrote }) => {
+                        adopt = false;
+                        if wrote {
+                            log::info!(
+                                "csum-offload entry written to {}",
+                                conf_dir.join(&file).display()
+                            );
+                            status.last = format!("entry in place in {file}");
+                            if let Some(warning) = throttle.record(now) {
+                                log::warn!("{}: {warning}", conf_dir.join(&file).display());
+                            }
+                        } else {
+                            throttle.settled(now);
+                            status.set(log::Level::Info, format!("entry in place in {file}"));
                         }
-                    }
-                    Ok(PassOutcome::Installed { file, wrote: false }) => {
-                        throttle.settled(now);
-                        status.set(log::Level::Info, format!("entry in place in {file}"));
                     }
                     Ok(PassOutcome::NoConfig) => status.set(
                         log::Level::Info,
@@ -208,7 +433,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                         },
                     ),
                     Ok(PassOutcome::Blocked(why)) => status.set(log::Level::Error, why),
-                    Ok(PassOutcome::Retry(why)) => {
+                    Ok(PassOutcome::Retry(why) | PassOutcome::WouldWrite { file: why }) => {
                         log::debug!("{why}; looking again shortly");
                         due = Some(now + RETRY);
                     }
@@ -220,84 +445,67 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
             }
         }
 
-        let wake = due.map_or(next_resync, |d| d.min(next_resync));
+        let mut wake = due.map_or(next_resync, |d| d.min(next_resync));
+        if watcher.polling() || !active {
+            wake = wake.min(Instant::now() + POLL);
+            due = Some(due.map_or(wake, |d| d.min(wake)));
+        }
         let wait = wake.saturating_duration_since(Instant::now());
         let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
-        let mut fds = [
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(inotify.as_fd(), PollFlags::POLLIN),
-        ];
-        match poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(system("poll")(e)),
-        }
-        let signal_ready = fds[0].any().unwrap_or(false);
-        let inotify_ready = fds[1].any().unwrap_or(false);
+        let (signal_ready, inotify_ready) = {
+            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+            if let Some(i) = &watcher.inotify {
+                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+            }
+            match poll(&mut fds, timeout) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(system("poll")(e)),
+            }
+            let ready = |i: usize| fds.get(i).and_then(|f| f.any()).unwrap_or(false);
+            (ready(0), ready(1))
+        };
         if signal_ready {
-            if let Ok(Some(info)) = signals.read_signal() {
-                let name = Signal::try_from(info.ssi_signo as i32)
-                    .map(|s| s.as_str())
-                    .unwrap_or("signal");
+            if let Some(name) = read_signal(&signals) {
                 log::info!("{name} received");
-                return shut_down(opts, active, &token);
+                return shut_down(opts, presence, &token, claim);
             }
         }
         if inotify_ready {
-            let events = match inotify.read_events() {
-                Ok(e) => e,
-                Err(nix::errno::Errno::EAGAIN) => Vec::new(),
-                Err(e) => return Err(system("inotify")(e)),
-            };
+            let seen = watcher.read(conf_dir);
             let soon = Instant::now() + DEBOUNCE;
-            for ev in events {
-                if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
-                    due = Some(due.map_or(soon, |d| d.min(soon)));
-                    reload = config_wd.is_some();
-                    continue;
-                }
-                if Some(ev.wd) == conf_wd {
-                    if ev.mask.intersects(
-                        AddWatchFlags::IN_IGNORED
-                            | AddWatchFlags::IN_DELETE_SELF
-                            | AddWatchFlags::IN_MOVE_SELF,
-                    ) {
-                        log::warn!(
-                            "{} was removed or moved; watching for it again",
-                            conf_dir.display()
-                        );
-                        let _ = conf_wd.take().map(|wd| inotify.rm_watch(wd));
-                        due = Some(Instant::now() + ERROR_RETRY);
-                        continue;
-                    }
-                    let name = ev.name.as_ref().map(|n| n.to_string_lossy().into_owned());
-                    let relevant = name.is_some_and(|n| {
-                        is_config_name(&n) || n.ends_with(BACKUP_SUFFIX) || n == TOKEN_FILE
-                    });
-                    if relevant {
-                        due = Some(due.map_or(soon, |d| d.min(soon)));
-                    }
-                } else if Some(ev.wd) == config_wd {
-                    reload = true;
-                    due = Some(due.map_or(soon, |d| d.min(soon)));
-                }
+            if seen.config {
+                reload = true;
+            }
+            if seen.conf || seen.config {
+                due = Some(due.map_or(soon, |d| d.min(soon)));
             }
         }
     }
 }
 
-/// The SIGTERM path: entry out (original `.conf` restored), binary kept
-/// unless asked: pods that exist still need it for their DEL. An installer
-/// that handed over leaves everything to its successor.
-fn shut_down(opts: &Options, active: bool, token: &str) -> Result<String, InstallError> {
-    let holder = handover::holder(&opts.conf_dir);
-    if !active || holder.as_deref().is_some_and(|h| h != token) {
-        log::info!("a newer installer is active on this node; leaving the entry to it");
-        return Ok("csum-offload installer stopped; entry left to the newer installer".into());
-    }
-    log::info!("removing the csum-offload entry");
-    let mut done = remove_entries(&opts.conf_dir)
-        .inspect_err(|e| log::error!("cannot remove the entry: {e}"))?;
+/// The SIGTERM path. The last installer on the node takes the entry out
+/// (the original `.conf` restored) and keeps the binary unless asked: pods
+/// that exist still need it for their DEL. Any other leaves the entry to
+/// the installers still running, which reclaim the node if it was theirs.
+fn shut_down(
+    opts: &Options,
+    presence: Presence,
+    token: &str,
+    claim: Option<Claim>,
+) -> Result<String, InstallError> {
+    let conf_dir = opts.conf_dir.as_path();
+    let last = match presence.leave() {
+        Leave::Others => {
+            handover::release(conf_dir, Some(token));
+            drop(claim);
+            log::info!("another installer runs on this node; leaving the entry to it");
+            return Ok("csum-offload installer stopped; entry left to the other installer".into());
+        }
+        Leave::Last(last) => last,
+    };
+    log::info!("the last installer on this node: removing the csum-offload entry");
+    let mut done =
+        remove_entries(conf_dir).inspect_err(|e| log::error!("cannot remove the entry: {e}"))?;
     if opts.remove_binary {
         done.push(remove_binary(&opts.bin_dir)?);
     } else {
@@ -306,7 +514,10 @@ fn shut_down(opts: &Options, active: bool, token: &str) -> Result<String, Instal
             opts.bin_dir.join(PLUGIN_TYPE).display()
         );
     }
-    handover::release(&opts.conf_dir, Some(token));
+    // Nobody else is alive: whoever's token it is goes.
+    handover::release(conf_dir, None);
+    drop(claim);
+    drop(last);
     for line in &done {
         log::info!("{line}");
     }

@@ -450,3 +450,254 @@ impl Drop for LogDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Waits for `child` until `timeout`, then kills it and panics: a hang
+/// becomes a test failure instead of a stuck suite. Returns its output.
+pub fn finish_within(
+    mut child: std::process::Child,
+    timeout: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    use std::io::Read;
+    // Pipes are drained on their own threads, so a chatty child never
+    // blocks on a full pipe while we wait for it.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {timeout:?} (a hang)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    std::process::Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    }
+}
+
+/// Runs `cmd` (stdin closed, stdout and stderr captured) as `finish_within`.
+pub fn output_within(
+    cmd: &mut Command,
+    timeout: std::time::Duration,
+    what: &str,
+) -> std::process::Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    finish_within(child, timeout, what)
+}
+
+/// A CNI conf dir and bin dir for installer tests, under the temp dir
+/// (never the host's), removed on drop.
+pub struct InstallDirs {
+    pub root: std::path::PathBuf,
+}
+
+impl InstallDirs {
+    pub fn new(tag: &str) -> Self {
+        let root = std::env::temp_dir().join(format!("csum-offload-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(root.join("net.d")).unwrap();
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        InstallDirs { root }
+    }
+
+    pub fn conf(&self) -> std::path::PathBuf {
+        self.root.join("net.d")
+    }
+
+    pub fn bin(&self) -> std::path::PathBuf {
+        self.root.join("bin")
+    }
+
+    /// `BINARY VERB --cni-conf-dir .. --cni-bin-dir ..`, outside any CNI
+    /// invocation.
+    pub fn command_with(&self, binary: &Path, verb: &str) -> Command {
+        let mut cmd = Command::new(binary);
+        cmd.arg(verb)
+            .arg("--cni-conf-dir")
+            .arg(self.conf())
+            .arg("--cni-bin-dir")
+            .arg(self.bin())
+            .env_remove("CNI_COMMAND");
+        cmd
+    }
+
+    /// `csum-offload VERB` on these dirs.
+    pub fn command(&self, verb: &str) -> Command {
+        self.command_with(Path::new(BIN), verb)
+    }
+}
+
+impl Drop for InstallDirs {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// kindnet's conflist, as the primary CNI of most installer tests.
+pub fn kindnet_conflist() -> Value {
+    serde_json::json!({
+        "cniVersion": "0.3.1",
+        "name": "kindnet",
+        "plugins": [
+            {"type": "ptp", "ipMasq": false, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}, "mtu": 1500},
+            {"type": "portmap", "capabilities": {"portMappings": true}}
+        ]
+    })
+}
+
+/// Runs `cmd` in a network namespace of its own (only `lo`, no routes),
+/// as on a node without a default route: detection finds no uplink.
+pub fn in_empty_netns(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: unshare(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| match libc::unshare(libc::CLONE_NEWNET) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        })
+    }
+}
+
+/// Capabilities by number (linux/capability.h).
+pub const CAP_CHOWN: u32 = 0;
+pub const CAP_DAC_OVERRIDE: u32 = 1;
+pub const CAP_DAC_READ_SEARCH: u32 = 2;
+
+/// Runs `cmd` without `caps`, dropped from the bounding set so the exec
+/// cannot get them back: the DaemonSet's `capabilities: drop: [ALL]`.
+pub fn without_caps<'a>(cmd: &'a mut Command, caps: &'static [u32]) -> &'a mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &cap in caps {
+                if libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            let clear = libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong;
+            libc::prctl(libc::PR_CAP_AMBIENT, clear, 0, 0, 0);
+            Ok(())
+        })
+    }
+}
+
+/// Without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH, root reads and
+/// writes only what the mode bits let a file's owner do.
+pub fn without_dac_override(cmd: &mut Command) -> &mut Command {
+    without_caps(cmd, &[CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH])
+}
+
+/// A long-running installer (`install` without `--once`) with its stderr
+/// in a log file; killed on drop if the test did not stop it.
+pub struct Daemon {
+    child: Option<std::process::Child>,
+    pub log: std::path::PathBuf,
+}
+
+impl Daemon {
+    pub fn spawn(cmd: &mut Command, log: std::path::PathBuf) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start the installer");
+        Daemon {
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Sends `signal` and does not wait.
+    pub fn send(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.pid(), signal) }, 0);
+    }
+
+    /// Waits for the exit (after a signal), at most `timeout`.
+    pub fn wait(mut self, timeout: std::time::Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().unwrap();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "the installer did not exit within {timeout:?}:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM, then the exit status within 10 s.
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.send(libc::SIGTERM);
+        self.wait(std::time::Duration::from_secs(10))
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `cond` every 20 ms; panics after `timeout` with `what`.
+pub fn wait_until(what: &str, timeout: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

@@ -37,12 +37,19 @@ impl<'de> Deserialize<'de> for Members {
 }
 
 impl Members {
-    /// The members of a decoded object (duplicates already merged, as
-    /// libcni merges them when it re-encodes a conflist's plugins).
+    /// The members of a decoded object as libcni hands a conflist's plugin
+    /// to its NetConf decoder: it decoded the list into Go maps and encodes
+    /// each plugin again, so duplicates are merged (last wins) and the keys
+    /// come in sorted order (Go sorts map keys), which decides which of
+    /// `Type` and `type` wins.
     pub fn of(value: &Value) -> Option<Self> {
-        value
-            .as_object()
-            .map(|m| Members(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        let mut members: Vec<(String, Value)> = value
+            .as_object()?
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        Some(Members(members))
     }
 
     /// The value Go would end up with in string field `field`.
@@ -275,6 +282,23 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_conflists_plugin_is_decoded_with_sorted_keys() {
+        // Go encodes the plugin's map with "Type" before "type": the last
+        // one decoded, "type", wins, whatever order the file has.
+        for text in [
+            r#"{"type":"bridge","Type":""}"#,
+            r#"{"Type":"","type":"bridge"}"#,
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            let m = Members::of(&v).unwrap();
+            assert_eq!(m.string_field("type"), Some("bridge"), "{text}");
+            assert_eq!(check(&m), Ok(()), "{text}");
+        }
+        let v: Value = serde_json::from_str(r#"{"type":"","Type":"bridge"}"#).unwrap();
+        assert_eq!(check(&Members::of(&v).unwrap()), Err(Undecodable::NoType));
     }
 
     #[test]
