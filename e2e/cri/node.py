@@ -180,6 +180,7 @@ def inventory(work):
         ),
         "libcni cache": sorted(os.path.basename(p) for p in glob.glob(f"{CNI_CACHE}/*")),
         "shims": sorted(shim_pids(work)),
+        "pod processes": sorted(cgroup_pids()),
         "cgroups": sorted(
             d for d in glob.glob(f"/sys/fs/cgroup/*/{os.environ.get('CGROUP_ROOT', 'e2ecri')}/*")
             if os.path.isdir(d)
@@ -196,4 +197,17 @@ def shim_pids(work):
             continue
         if cmd and cmd[0].endswith(b"containerd-shim-runc-v2") and work.encode() in b" ".join(cmd):
             out.append(f.split("/")[2])
+    return out
+
+
+def cgroup_pids():
+    """Processes in the suite's pod cgroups (containers and pause)."""
+    root = os.environ.get("CGROUP_ROOT", "e2ecri")
+    out = []
+    for f in glob.glob("/proc/[0-9]*/cgroup"):
+        try:
+            if f":/{root}/" in open(f).read():
+                out.append(f.split("/")[2])
+        except OSError:
+            continue
     return out

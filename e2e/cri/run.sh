@@ -9,7 +9,8 @@
 # Needs root, `make build` (target/release/csum-offload) and the packages of
 # e2e/install-deps.sh; installs its pinned Python client into
 # target/cri-pyenv on first use. Environment: E2E_CRI_TIMEOUT (seconds,
-# default 300), E2E_KEEP=1 keeps the work directory. See docs/testing.md.
+# default 240), E2E_KEEP=1 keeps the work directory, E2E_CRI_SKIP="PATTERN..."
+# leaves cases out. See docs/testing.md.
 set -uo pipefail
 # shellcheck source=e2e/cri/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -36,7 +37,7 @@ outer() {
 # mount and network namespace (the node) for at most E2E_CRI_TIMEOUT
 # seconds, clear up again.
 locked() {
-    local limit=${E2E_CRI_TIMEOUT:-300} rc=0
+    local limit=${E2E_CRI_TIMEOUT:-240} rc=0
     reap_stale_runs
     E2E_CRI_INNER=1 timeout --kill-after=20 "$limit" \
         unshare --mount --net --propagation private bash "$0" "$@" || rc=$?
