@@ -16,6 +16,7 @@ import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -107,7 +108,10 @@ class Ctx:
         tmpl = ds["spec"]["template"]
         meta = dict(tmpl["metadata"], namespace=ds["metadata"]["namespace"])
         name = f"{ds['metadata']['name']}-{''.join(random.choices('bcdfghjklmnpqrstvwxz2456789', k=5))}"
-        images = {tmpl["spec"]["containers"][0]["name"]: image} if image else None
+        # A new image tag replaces the project image in every container
+        # that runs it, as a new template would.
+        project = tmpl["spec"]["containers"][0]["image"]
+        images = {c["name"]: image for c in tmpl["spec"]["containers"] if c["image"] == project} if image else None
         pod = kubelet.Pod(self.cri, meta, tmpl["spec"], {cm["metadata"]["name"]: cm}, images, name=name)
         self.pods.append(pod)
         return pod.start()
@@ -394,6 +398,45 @@ def test_cri_facts(ctx):
 
 
 @case
+def test_pause_image(ctx):
+    """The pause image built from source is a sandbox's PID 1 and ends on
+    SIGTERM; a PID 1 without a handler ignores it (the control), which is
+    why the pause program needs one."""
+    node.write_primary()
+    pod = ctx.workload("e2ecri-pause", containers=False)
+    _, info = ctx.cri.sandbox_status(pod.sandbox_id)
+    pid = info["pid"]
+    ctx.expect(info.get("image") == os.environ.get("PAUSE_IMAGE"), f"sandbox image {info.get('image')}")
+    ctx.expect(proc_status(pid)["NSpid"].split()[-1] == "1", f"pause is not PID 1 of its namespace: {proc_status(pid)['NSpid']}")
+    os.kill(pid, signal.SIGTERM)
+    gone = wait_until_quiet(lambda: not os.path.exists(f"/proc/{pid}") or proc_status(pid)["State"].startswith("Z"), 5)
+    ctx.expect(gone, "the pause process ignored SIGTERM")
+    if gone:
+        state = wait_until_quiet(lambda: ctx.cri.sandbox_status(pod.sandbox_id)[0].state == 1, 5)  # SANDBOX_NOTREADY
+        ctx.expect(state, "the sandbox is not NOTREADY after its pause process ended")
+    spec = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "workload.yaml")))["spec"]
+    spec["containers"][0]["command"] = ["/bin/sleep", "60"]
+    control = kubelet.Pod(ctx.cri, {"name": "e2ecri-nohandler"}, spec, name="e2ecri-nohandler")
+    ctx.pods.append(control)
+    control.start()
+    cpid = control.container_info("main")["pid"]
+    os.kill(cpid, signal.SIGTERM)
+    time.sleep(1)
+    alive = os.path.exists(f"/proc/{cpid}") and not proc_status(cpid)["State"].startswith("Z")
+    ctx.expect(alive, "control: a PID 1 without a SIGTERM handler ended on SIGTERM (the pause check proves nothing)")
+    os.kill(cpid, signal.SIGKILL)
+    ctx.note(f"pause ({os.environ.get('PAUSE_IMAGE')}, static, FROM scratch) is PID 1 of the sandbox and exited on SIGTERM; "
+             f"control: busybox sleep as PID 1 {'ignored' if alive else 'did not ignore'} SIGTERM")
+
+
+def wait_until_quiet(predicate, seconds):
+    try:
+        return wait_until("condition", predicate, seconds, 0.05)
+    except TimeoutError:
+        return False
+
+
+@case
 def test_install(ctx):
     """The DaemonSet's pod, run as kubelet runs it: the installer adds the
     entry, turns Ready through its readiness probe, and runs with the
@@ -412,7 +455,7 @@ def test_install(ctx):
     ctx.note(f"{pod.name} Ready {secs:.1f} s after RunPodSandbox; readiness probe (ExecSync) {probes[-1][1]}: {probes[-1][2][:80]}; "
              f"{node.PRIMARY} ends with the ConfigMap's entry; binary in {node.BIN_DIR}")
     # What the runtime applied, read from the kernel.
-    c = pod.spec["containers"][0]
+    c = next(c for c in pod.spec["containers"] if c["name"] == "install")
     info = pod.container_info("install")
     st = proc_status(info["pid"])
     ro = "ro" in root_mount_options(info["pid"])
@@ -446,8 +489,12 @@ def test_install(ctx):
     expect_offload(ctx, after, "off", "off")
     p, h = expect_offload(ctx, before, "on", "on", " (still, created before)")
     ctx.note(f"a pod started after: tx-checksumming off on both veth ends; the pod from before keeps {p}/{h} (not repaired: node agent's job)")
+    # containerd writes the container's stderr to the pod's log path in
+    # the CRI log format, which is what `kubectl logs` reads.
     logs = pod.log("install")
-    ctx.expect("csum-offload entry written" in logs or "entry" in logs, "the installer's log (CRI log file) says nothing about the entry")
+    lines = [l for l in logs.splitlines() if " stderr F " in l and "csum-offload" in l]
+    ctx.expect(bool(lines), f"no installer line in {pod.log_dir}/install/0.log (CRI log format)")
+    ctx.note(f"installer's log ({len(lines)} lines in {pod.log_dir.split('/')[-1][:40]}.../install/0.log), last: {lines[-1].split(' F ', 1)[1][:110] if lines else None!r}")
     ctx.debug(f"installer log:\n{logs}")
     ctx.note(expect_network_ready(ctx, t0, "install"))
 
