@@ -278,6 +278,12 @@ def expand(value, env):
 # --- a pod on this node --------------------------------------------------------
 
 
+# RunPodSandbox calls that succeeded in this process (the leak case
+# checks containerd's log against it).
+SANDBOXES_STARTED = 0
+_started_lock = threading.Lock()
+
+
 class Probe(threading.Thread):
     """A readinessProbe (exec), run through ExecSync on its period, with
     kubelet's thresholds. `results` keeps every run."""
@@ -536,6 +542,9 @@ class Pod:
         self.sandbox_config = self._sandbox_config()
         os.makedirs(self.log_dir, exist_ok=True)
         self.sandbox_id = self.cri.run_pod_sandbox(self.sandbox_config)
+        with _started_lock:
+            global SANDBOXES_STARTED
+            SANDBOXES_STARTED += 1
         for c in self.spec["containers"] if containers else []:
             config = self._container_config(c, image_refs[c["name"]])
             os.makedirs(os.path.join(self.log_dir, c["name"]), exist_ok=True)
