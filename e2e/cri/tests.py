@@ -411,7 +411,9 @@ def test_pause_image(ctx):
     # RunPodSandbox can return while runc's init (a Go program that
     # catches everything) has not yet exec'ed /pause, or before pause
     # installed its handlers: a SIGTERM then is lost or ignored.
+    first = (open(f"/proc/{pid}/comm").read().strip(), proc_status(pid)["SigCgt"])
     catches = wait_until_quiet(lambda: open(f"/proc/{pid}/comm").read().strip() == "pause" and catches_sigterm(pid), 5)
+    ctx.debug(f"right after RunPodSandbox the sandbox's pid 1 was {first[0]!r} (SigCgt {first[1]})")
     ctx.expect(catches, f"the pause process does not catch SIGTERM (SigCgt {proc_status(pid)['SigCgt']})")
     os.kill(pid, signal.SIGTERM)
     gone = wait_until_quiet(lambda: not os.path.exists(f"/proc/{pid}") or proc_status(pid)["State"].startswith("Z"), 5)
