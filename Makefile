@@ -22,7 +22,7 @@ unit: deps
 	# Replays the fuzz corpus's saved crashers and seeds (no libFuzzer needed).
 	CARGO_TARGET_DIR=target/fuzz cargo test --locked --manifest-path plugin/fuzz/Cargo.toml
 
-test: deps lint build unit e2e e2e-docker manifests-check
+test: deps lint build unit e2e e2e-cri e2e-docker manifests-check
 
 demo: deps build
 	bash e2e/demo.sh
@@ -72,17 +72,39 @@ e2e: deps build
 e2e-docker: deps build
 	bash e2e/docker/run.sh
 
-# Container image with the static binary (docs/install.md). Needs docker.
+# End-to-end through containerd's CRI plugin, driven over the CRI v1 gRPC
+# API as kubelet drives it: the DaemonSet's pod from manifests/ (image
+# built with buildah, pause image from source), workload pods through
+# RunPodSandbox, rewrites, upgrade, ConfigMap update, uninstall, leaks.
+# Needs root; see docs/testing.md. `bash e2e/cri/run.sh PATTERN` runs a subset.
+.PHONY: e2e-cri
+e2e-cri: deps build
+	bash e2e/cri/run.sh
+
+# Container image with the static binary (docs/install.md): docker when
+# its daemon answers, else buildah (e2e/images/build.sh; the image lands in
+# buildah's storage as localhost/$(IMAGE)). IMAGE_ARCHIVE=FILE also writes
+# an OCI archive named docker.io/library/$(IMAGE) for
+# `ctr -n k8s.io images import` (buildah only).
 # IMAGE_ARCH names the platform of $(TARGET) in the Docker sense.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' plugin/Cargo.toml | head -n1)
 IMAGE ?= csum-offload:$(VERSION)
 IMAGE_ARCH ?= amd64
+IMAGE_ARCHIVE ?=
 .PHONY: image e2e-kind manifests-check
 image: build
-	@command -v docker >/dev/null || { echo "make image: docker is not installed" >&2; exit 1; }
 	mkdir -p target/image/linux-$(IMAGE_ARCH)
 	cp $(BIN) target/image/linux-$(IMAGE_ARCH)/csum-offload
-	docker build --platform linux/$(IMAGE_ARCH) -t $(IMAGE) .
+	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
+		echo "make image: docker build"; \
+		docker build --platform linux/$(IMAGE_ARCH) -t $(IMAGE) .; \
+	elif command -v buildah >/dev/null; then \
+		echo "make image: docker $$(command -v docker >/dev/null && echo 'daemon not reachable' || echo 'not installed'); building with buildah"; \
+		bash e2e/images/build.sh project --tag $(IMAGE) --platform linux/$(IMAGE_ARCH) \
+			$(if $(IMAGE_ARCHIVE),--archive $(IMAGE_ARCHIVE)); \
+	else \
+		echo "make image: needs docker (with a running daemon) or buildah" >&2; exit 1; \
+	fi
 
 # kind-cluster e2e for machines with docker, kind and kubectl (not part of
 # `make test`; exits 77 with a message when they are missing).

@@ -21,6 +21,13 @@ have g++ || need+=(g++)   # make fuzz builds libFuzzer
 have unshare || need+=(util-linux)
 have nsenter || need+=(util-linux)
 have mount || need+=(mount)
+# make e2e-cri: images without docker (buildah), the pause program built
+# static from source, the CRI client's venv (Debian's python3).
+have buildah || need+=(buildah)
+have gcc || need+=(gcc)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+[ -x /usr/bin/python3 ] || need+=(python3)
+/usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

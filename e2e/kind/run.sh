@@ -18,7 +18,14 @@
 #     and a pod created afterwards still gets the settings; a rolling
 #     restart of the DaemonSet never leaves a node without the entry;
 #  6. deleting the DaemonSet removes the entry from every node, keeps the
-#     binary, and existing pods still delete cleanly.
+#     binary, and existing pods still delete cleanly; a pod created
+#     afterwards is untouched (TX checksum on at both veth ends).
+# As in the CRI suite (make e2e-cri, which CI runs instead): the installer
+# process runs with no capabilities, no_new_privs and a seccomp filter;
+# the node's NetworkReady (crictl info) stays true in every sample during
+# the rolling restart and the uninstall; pods created throughout the
+# rolling restart all get the settings; a ConfigMap change reaches new
+# pods.
 #
 # Environment: KIND_CLUSTER_NAME (default csum-offload-e2e); KEEP_CLUSTER=1
 # keeps the cluster afterwards; REUSE_CLUSTER=1 uses an existing one.
@@ -136,9 +143,10 @@ no_node_has_an_entry() {
     done
 }
 
-# Asserts TX checksum is off on both ends of a pod's eth0 veth.
+# Asserts a pod's eth0 veth has tx-checksum-ip-generic WANT_CONTAINER on
+# the container end and WANT_HOST on the host end (default: off, off).
 check_pod_offload() {
-    local pod=$1 node id pid out sides
+    local pod=$1 want_c=${2:-off} want_h=${3:-off} node id pid out sides
     node=$(k get pod "$pod" -o jsonpath='{.spec.nodeName}')
     id=$(docker exec "$node" crictl pods --namespace default --name "^$pod\$" --state ready -q | head -n1)
     [ -n "$id" ] || fail "no sandbox for pod $pod on $node"
@@ -146,11 +154,38 @@ check_pod_offload() {
     out=$(docker exec "$node" "$PLUGIN" inspect --netns "/proc/$pid/ns/net" --ifname eth0)
     sides=$(awk '/^container interface/ {s = "container"} /^host interface/ {s = "host"}
                  $1 == "tx-checksum-ip-generic:" {print s "=" $2}' <<<"$out" | sort | tr '\n' ' ')
-    if [ "$sides" != "container=off host=off " ]; then
+    if [ "$sides" != "container=$want_c host=$want_h " ]; then
         echo "$out" >&2
-        fail "$pod on $node: tx-checksum-ip-generic is '$sides', want off on both veth ends"
+        fail "$pod on $node: tx-checksum-ip-generic is '$sides', want container=$want_c host=$want_h"
     fi
-    echo "   $pod on $node: tx-checksum-ip-generic off on the container and host veth ends"
+    echo "   $pod on $node: tx-checksum-ip-generic $want_c on the container end, $want_h on the host end"
+}
+
+# The node's NetworkReady condition as containerd's CRI reports it.
+network_ready() {
+    docker exec "$1" crictl info -o go-template \
+        --template '{{range .status.conditions}}{{if eq .type "NetworkReady"}}{{.status}}{{end}}{{end}}' 2>/dev/null || echo error
+}
+
+# The installer process on NODE as the kernel sees it: no capabilities,
+# no_new_privs, a seccomp filter (the DaemonSet's securityContext).
+check_installer_process() {
+    local node=$1 id pid status
+    id=$(docker exec "$node" crictl ps --name '^install$' --label io.kubernetes.pod.namespace=kube-system -q | head -n1)
+    [ -n "$id" ] || fail "no running installer container on $node"
+    pid=$(docker exec "$node" crictl inspect -o go-template --template '{{.info.pid}}' "$id")
+    status=$(docker exec "$node" cat "/proc/$pid/status")
+    grep -qx $'CapEff:\t0000000000000000' <<<"$status" || fail "$node: the installer has capabilities: $(grep CapEff <<<"$status")"
+    grep -qx $'NoNewPrivs:\t1' <<<"$status" || fail "$node: the installer runs without no_new_privs"
+    grep -qx $'Seccomp:\t2' <<<"$status" || fail "$node: the installer runs without a seccomp filter"
+    echo "   $node: installer pid $pid: no capabilities, no_new_privs, seccomp filter"
+}
+
+# Starts pod NAME (busybox, sleeping) on NODE without waiting.
+start_probe_pod() {
+    k run "$1" --image=busybox:1.36 --restart=Never --labels=e2e=csum-probe-pod \
+        --overrides="{\"apiVersion\": \"v1\", \"spec\": {\"nodeName\": \"$2\", \"terminationGracePeriodSeconds\": 1}}" \
+        -- sleep 3600 >/dev/null
 }
 
 # Fetches the 4 MiB blob from URL in the client pod and compares hashes.
@@ -197,6 +232,9 @@ detected=$(grep -c 'detect: nic: eth0 driver: veth -> tx off' <<<"$logs" || true
     fail "the installer did not log 'eth0 driver: veth -> tx off' on every node"
 }
 echo "   installer logs: uplink eth0, driver veth -> tx off on ${#NODES[@]} nodes"
+for node in "${NODES[@]}"; do
+    check_installer_process "$node"
+done
 
 step "workload: two pods on two nodes and a Service"
 sed -e "s/SERVER_NODE/${NODES[1]}/" -e "s/CLIENT_NODE/${NODES[0]}/" e2e/kind/workload.yaml >"$TMP/workload.yaml"
@@ -244,23 +282,58 @@ check_transfer "http://csum-server.default.svc.cluster.local:8080/blob"
 step "rolling restart of the DaemonSet: the entry never leaves"
 # Samples every node's primary conflist while the new pods take over
 # (maxSurge: the old installer hands over instead of removing the entry).
+# Samples each node's entry count and NetworkReady until told to stop
+# (bounded: at most 10 minutes).
 sample() {
-    while [ ! -e "$TMP/stop-sampling" ]; do
+    local deadline=$((SECONDS + 600))
+    while [ ! -e "$TMP/stop-sampling" ] && [ "$SECONDS" -lt "$deadline" ]; do
         primary_entries "$1" >>"$TMP/samples-$1" || true
+        network_ready "$1" >>"$TMP/ready-$1"
         sleep 0.2
     done
 }
-samplers=()
-for node in "${NODES[@]}"; do
-    : >"$TMP/samples-$node"
-    sample "$node" &
-    samplers+=($!)
-done
+start_samplers() {
+    rm -f "$TMP/stop-sampling"
+    samplers=()
+    for node in "${NODES[@]}"; do
+        : >"$TMP/samples-$node"
+        : >"$TMP/ready-$node"
+        sample "$node" &
+        samplers+=($!)
+    done
+}
+stop_samplers() {
+    touch "$TMP/stop-sampling"
+    wait "${samplers[@]}"
+}
+# NetworkReady must be true in every sample of WHAT.
+check_network_ready() {
+    local what=$1 node total bad
+    for node in "${NODES[@]}"; do
+        total=$(wc -l <"$TMP/ready-$node")
+        bad=$(grep -cvx true "$TMP/ready-$node" || true)
+        [ "$total" -ge 5 ] || fail "$node: only $total NetworkReady samples during $what"
+        [ "$bad" = 0 ] || fail "$node: NetworkReady not true in $bad of $total samples during $what"
+        echo "   $node: NetworkReady true in all $total samples during $what"
+    done
+}
+start_samplers
+# Pods created all through the rollout, alternating nodes (at most 40).
+(
+    i=0
+    while [ ! -e "$TMP/stop-pods" ] && [ "$i" -lt 40 ]; do
+        start_probe_pod "csum-roll-$i" "${NODES[$((i % ${#NODES[@]}))]}" || true
+        i=$((i + 1))
+        sleep 1
+    done
+) &
+pod_starter=$!
 k -n "$NS" rollout restart ds/csum-offload
 k -n "$NS" rollout status ds/csum-offload --timeout=300s
 sleep 2
-touch "$TMP/stop-sampling"
-wait "${samplers[@]}"
+touch "$TMP/stop-pods"
+wait "$pod_starter"
+stop_samplers
 for node in "${NODES[@]}"; do
     total=$(wc -l <"$TMP/samples-$node")
     bad=$(grep -cvx 1 "$TMP/samples-$node" || true)
@@ -268,10 +341,41 @@ for node in "${NODES[@]}"; do
     [ "$bad" = 0 ] || fail "$node: the entry was missing or duplicated in $bad of $total samples during the rolling restart"
     echo "   $node: entry present once in all $total samples during the rollout"
 done
+check_network_ready "the rolling restart"
+k wait --for=condition=Ready pod -l e2e=csum-probe-pod --timeout=180s
+roll_pods=$(k get pods -l e2e=csum-probe-pod -o name | sed 's|^pod/||')
+[ "$(wc -w <<<"$roll_pods")" -ge 5 ] || fail "only $(wc -w <<<"$roll_pods") pods were created during the rollout"
+for pod in $roll_pods; do
+    check_pod_offload "$pod"
+done
+echo "   all $(wc -w <<<"$roll_pods") pods created during the rollout got the settings"
+k delete pods -l e2e=csum-probe-pod --wait=true --timeout=120s >/dev/null
+
+step "a ConfigMap change reaches new pods"
+# apply: container (host ends keep offload). The kubelet delivers the
+# change through the ..data symlink swap within its sync period.
+k -n "$NS" patch configmap csum-offload-config --type merge \
+    -p '{"data": {"config.json": "{\"drivers\": {\"veth\": {\"tx\": false}}, \"apply\": \"container\", \"logLevel\": \"debug\"}"}}'
+entry_applies_container() {
+    local node
+    for node in "${NODES[@]}"; do
+        docker exec "$node" cat "$CONF_DIR/$(primary "$node")" | grep -qE '"apply": *"container"' || return 1
+    done
+}
+wait_until 180 "the new entry on every node" entry_applies_container
+k -n "$NS" rollout status ds/csum-offload --timeout=120s
+start_probe_pod csum-cm "${NODES[0]}"
+k wait --for=condition=Ready pod/csum-cm --timeout=180s
+check_pod_offload csum-cm off on
+k delete pod csum-cm --wait=true >/dev/null
 
 step "uninstall: delete the DaemonSet"
+start_samplers
 k delete -k e2e/kind --wait=true
 wait_until 60 "the entry to leave every node" no_node_has_an_entry
+sleep 2
+stop_samplers
+check_network_ready "the uninstall"
 for node in "${NODES[@]}"; do
     file=$(primary "$node")
     [ -n "$file" ] || fail "$node has no network config left"
@@ -283,5 +387,10 @@ done
 # the cached chain, which needs the binary.
 k delete -f "$TMP/workload.yaml" --wait=true --timeout=120s
 echo "   pods created with csum-offload deleted cleanly"
+start_probe_pod csum-after "${NODES[0]}"
+k wait --for=condition=Ready pod/csum-after --timeout=180s
+check_pod_offload csum-after on on
+k delete pod csum-after --wait=true >/dev/null
+echo "   a pod created after the uninstall is untouched"
 
 echo "e2e-kind: ok"
