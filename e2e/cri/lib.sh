@@ -133,7 +133,7 @@ kill_tree() {
 
 # The node is this run's own mount and network namespace (run.sh starts
 # the inner stage under `unshare --mount --net`). There:
-#  - /etc, /opt, /var/lib and /run are overlays whose upper layers are in
+#  - /etc, /opt, /var/lib, /var/log and /run are overlays whose upper layers are in
 #    WORK, so /etc/cni/net.d, /opt/cni/bin, /var/lib/cni and
 #    /run/containerd (the paths kubelet's nodes use, and that containerd's
 #    shims and libcni use whatever the config says) can be created and
@@ -147,12 +147,12 @@ setup_node() {
     mkdir -p "$WORK/logs" "$WORK/ovl" "$WORK/node"
     mount --make-rprivate /
     local d n
-    for d in /etc /opt /var/lib /run; do
+    for d in /etc /opt /var/lib /var/log /run; do
         n=${d//\//_}
         mkdir -p "$WORK/ovl/$n/upper" "$WORK/ovl/$n/work"
         mount -t overlay "e2ecri$n" -o "lowerdir=$d,upperdir=$WORK/ovl/$n/upper,workdir=$WORK/ovl/$n/work" "$d"
     done
-    for d in /etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd /var/lib/kubelet /var/log/pods; do
+    for d in /etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd /var/lib/kubelet /var/log/pods /var/log/csum-offload-e2ecri; do
         n=${d//\//_}
         mkdir -p "$d" "$WORK/node/$n"
         mount --bind "$WORK/node/$n" "$d"

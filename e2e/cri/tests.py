@@ -35,7 +35,9 @@ WORK = os.environ.get("WORK", "")
 REPO = os.environ.get("REPO", os.path.join(os.path.dirname(os.path.abspath(__file__)), "../.."))
 PROJECT_IMAGE = os.environ.get("PROJECT_IMAGE", "")
 NEXT_IMAGE = os.environ.get("NEXT_IMAGE", "")
-CSUM_LOG = f"{WORK}/logs/csum-offload.log"
+# The plugin's logFile must be under /var/log; /var/log is an overlay of
+# the run's (lib.sh), so nothing lands on the host.
+CSUM_LOG = "/var/log/csum-offload-e2ecri/csum-offload.log"
 # What the target behaviour on a node without a default route says.
 DETECTION_FAILED = "host NIC detection failed on this node"
 
@@ -219,7 +221,9 @@ def expect_entry_matches(ctx, cm):
     ctx.require(got is not None, f"{node.PRIMARY} is not readable JSON")
     ctx.require(len(got) == 1, f"{node.PRIMARY} has {len(got)} csum-offload entries, want 1")
     entry = {k: v for k, v in got[0].items() if k != "type"}
-    ctx.expect(entry == want, f"the entry {entry} is not the ConfigMap's {want}")
+    # The installer marks the entries it writes (docs/install.md).
+    want = dict(want, managedBy="csum-offload-installer")
+    ctx.expect(entry == want, f"the entry {entry} is not the ConfigMap's {want} with the installer's mark")
     plugins = json.load(open(os.path.join(node.CONF_DIR, node.PRIMARY)))["plugins"]
     ctx.expect(plugins[-1].get("type") == "csum-offload", "the entry is not the last plugin")
 
@@ -820,8 +824,11 @@ def main(argv):
         t0 = time.monotonic()
         try:
             fn(ctx)
-        except Failed:
-            pass
+        except Failed as e:
+            # Every way out of a case by Failed is a failure of the case,
+            # recorded once (require() has already).
+            if str(e) not in ctx.failures:
+                ctx.failures.append(str(e))
         except Exception:
             ctx.failures.append(traceback.format_exc().strip().splitlines()[-1])
             print(traceback.format_exc(), file=ctx.log, flush=True)
