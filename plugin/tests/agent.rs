@@ -345,3 +345,38 @@ fn the_daemon_fixes_new_pairs_repairs_drift_counts_and_holds_the_lock() {
     assert_eq!(daemon.stop(), 0);
     run("ip", &["netns", "del", &pod]);
 }
+
+#[test]
+fn the_daemon_follows_its_config_file_and_keeps_the_last_valid_one() {
+    let lab = Lab::with_pods("ac", 1);
+    let s = Scratch::new("reload");
+    let config = s.config(json!({"hostDriver": "i40e"}));
+    let daemon = Daemon::start(
+        &[
+            "--config",
+            &config,
+            "--state-file",
+            &s.state(),
+            "--resync",
+            "0",
+        ],
+        s.0.join("agent.log"),
+    );
+    daemon.wait_log("watching container veth pairs");
+    assert_eq!(tx(&lab, 0), (true, true), "i40e: nothing to change");
+    // An invalid config is refused, the last valid one kept.
+    let write = |v: &str| {
+        let tmp = s.0.join("config.tmp");
+        std::fs::write(&tmp, v).unwrap();
+        std::fs::rename(&tmp, &config).unwrap();
+    };
+    write(r#"{"hostDriver": "txgbe", "apply": "pod"}"#);
+    daemon.wait_log("keeping the previous config");
+    assert_eq!(tx(&lab, 0), (true, true));
+    // As kubelet updates a ConfigMap volume: the file is replaced.
+    write(r#"{"hostDriver": "txgbe"}"#);
+    daemon.wait_log("changed; applying it");
+    daemon.wait_log("changed container eth0");
+    assert_eq!(tx(&lab, 0), (false, false));
+    assert_eq!(daemon.stop(), 0);
+}

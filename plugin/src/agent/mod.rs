@@ -95,6 +95,9 @@ fn io(what: &'static str) -> impl FnOnce(std::io::Error) -> AgentError {
 /// The agent's settings from the command line.
 struct Options {
     config: Config,
+    /// Where `config` came from: watched, and read again when it changes
+    /// (a ConfigMap update swaps kubelet's `..data` link in its directory).
+    config_path: Option<PathBuf>,
     once: bool,
     dry_run: bool,
     scope: Scope,
@@ -133,8 +136,9 @@ fn state_file(args: &mut Args) -> Result<PathBuf, ArgsError> {
 
 impl Options {
     fn parse(args: &mut Args) -> Result<Self, AgentError> {
-        let config = match args.value("--config")? {
-            Some(path) => config::load_file(Path::new(&path))?,
+        let config_path = args.value("--config")?.map(PathBuf::from);
+        let config = match &config_path {
+            Some(path) => config::load_file(path)?,
             None => Config::default(),
         };
         let resync = match args.value("--resync")? {
@@ -147,6 +151,7 @@ impl Options {
         };
         Ok(Self {
             config,
+            config_path,
             once: args.flag("--once"),
             dry_run: args.flag("--dry-run"),
             scope: Scope {
@@ -317,12 +322,22 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
             None => String::new(),
         }
     );
+    let mut config_watch = ConfigWatch::new(opts.config_path.as_deref());
+    let mut reload_at: Option<Instant> = None;
     let mut peers = Peers::default();
     let mut full_pass_due = Some(Instant::now());
     let mut redetect_at: Option<Instant> = None;
     let mut next_resync = resync.map(|r| Instant::now() + r);
     loop {
         let now = Instant::now();
+        if reload_at.is_some_and(|t| t <= now) {
+            reload_at = None;
+            if let (Some(path), Some(watch)) = (&opts.config_path, &mut config_watch) {
+                if watch.reload(&mut agent, path) {
+                    full_pass_due = Some(now);
+                }
+            }
+        }
         if redetect_at.is_some_and(|t| t <= now) {
             redetect_at = None;
             if agent.redecide() {
@@ -363,7 +378,7 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
                 write_textfile(&agent, path);
             }
         }
-        let wake = [full_pass_due, redetect_at, next_resync]
+        let wake = [full_pass_due, redetect_at, next_resync, reload_at]
             .into_iter()
             .flatten()
             .min();
@@ -372,10 +387,13 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
                 .unwrap_or(PollTimeout::MAX),
             None => PollTimeout::NONE,
         };
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(signals.as_fd(), PollFlags::POLLIN),
             PollFd::new(monitor.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(watch) = &config_watch {
+            fds.push(PollFd::new(watch.inotify.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
@@ -388,6 +406,13 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
                     .unwrap_or("signal");
                 log::info!("{name} received; stopping");
                 return Ok("csum-offload agent stopped".into());
+            }
+        }
+        if fds.get(2).is_some_and(|f| f.any().unwrap_or(false)) {
+            if let Some(watch) = &config_watch {
+                // Events arrive in bursts (kubelet's swap): wait for quiet.
+                let _ = watch.inotify.read_events();
+                reload_at = Some(Instant::now() + REDETECT_DELAY);
             }
         }
         if !fds[1].any().unwrap_or(false) {
@@ -467,6 +492,67 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
         }
         if let Some(path) = &opts.textfile {
             write_textfile(&agent, path);
+        }
+    }
+}
+
+/// The config file's directory, watched: the agent and the plugin must
+/// decide alike, and both read the same ConfigMap.
+struct ConfigWatch {
+    inotify: nix::sys::inotify::Inotify,
+    /// The text last applied, so that an event that changed nothing is
+    /// nothing.
+    applied: String,
+}
+
+impl ConfigWatch {
+    fn new(path: Option<&Path>) -> Option<Self> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let path = path?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .map_err(|e| log::warn!("cannot watch {} for changes: {e}", path.display()))
+            .ok()?;
+        inotify
+            .add_watch(
+                dir,
+                AddWatchFlags::IN_CLOSE_WRITE
+                    | AddWatchFlags::IN_MOVED_TO
+                    | AddWatchFlags::IN_CREATE
+                    | AddWatchFlags::IN_DELETE,
+            )
+            .map_err(|e| log::warn!("cannot watch {} for changes: {e}", dir.display()))
+            .ok()?;
+        let applied = config::read_file(path).unwrap_or_default();
+        Some(Self { inotify, applied })
+    }
+
+    /// Reads the config again; applies it when it is valid and new (an
+    /// invalid one is refused, and the last valid one kept, as the
+    /// installer does). Returns whether the agent's config changed.
+    fn reload(&mut self, agent: &mut Agent, path: &Path) -> bool {
+        let text = match config::read_file(path) {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("{e}; keeping the previous config");
+                return false;
+            }
+        };
+        if self.applied == text {
+            return false;
+        }
+        match Config::from_json(&text) {
+            Ok(config) => {
+                log::info!("{} changed; applying it", path.display());
+                agent.config = config;
+                self.applied = text;
+                agent.redecide();
+                true
+            }
+            Err(e) => {
+                log::error!("{}: {e}; keeping the previous config", path.display());
+                false
+            }
         }
     }
 }
