@@ -380,3 +380,54 @@ fn the_daemon_follows_its_config_file_and_keeps_the_last_valid_one() {
     assert_eq!(tx(&lab, 0), (false, false));
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn a_second_daemon_waits_for_the_first_and_takes_over() {
+    // A DaemonSet's surge update: the new pod's agent starts while the old
+    // one runs, and must neither act beside it nor crash-loop.
+    let lab = Lab::with_pods("aw", 1);
+    let s = Scratch::new("takeover");
+    let config = s.config(json!({"hostDriver": "txgbe"}));
+    let args = [
+        "--config",
+        &config,
+        "--state-file",
+        &s.state(),
+        "--resync",
+        "0",
+    ];
+    let first = Daemon::start(&args, s.0.join("first.log"));
+    first.wait_log("changed container eth0");
+    let second = Daemon::start(&args, s.0.join("second.log"));
+    second.wait_log("waiting for it to stop");
+    // --once does not wait: it says who holds the lock.
+    let (code, _, err) = agent(&["--once", "--config", &config, "--state-file", &s.state()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("another csum-offload agent is running"),
+        "{err}"
+    );
+    // Drift while the first runs is the first's to repair; then it stops
+    // and the second takes over with a full pass of its own.
+    assert_eq!(first.stop(), 0);
+    second.wait_log("taking over");
+    run(
+        "ip",
+        &[
+            "netns", "exec", &lab.pod, "ethtool", "-K", "eth0", "tx", "on",
+        ],
+    );
+    second.wait_log("(drift repaired)");
+    assert_eq!(tx(&lab, 0), (false, false));
+    assert_eq!(second.stop(), 0);
+    // A waiting daemon stops on SIGTERM too.
+    let holder = Daemon::start(&args, s.0.join("holder.log"));
+    holder.wait_log("watching container veth pairs");
+    let waiter = Daemon::start(&args, s.0.join("waiter.log"));
+    waiter.wait_log("waiting for it to stop");
+    let waiter_log = waiter.1.clone();
+    assert_eq!(waiter.stop(), 0);
+    let text = std::fs::read_to_string(waiter_log).unwrap();
+    assert!(text.contains("received while waiting"), "{text}");
+    assert_eq!(holder.stop(), 0);
+}

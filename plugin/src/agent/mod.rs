@@ -44,6 +44,9 @@ use std::time::{Duration, Instant};
 /// burst before detecting again.
 const REDETECT_DELAY: Duration = Duration::from_millis(200);
 
+/// How often a daemon waiting for another agent's lock tries again.
+const LOCK_RETRY_MS: u16 = 500;
+
 /// Why an agent command failed; printed after "csum-offload: ".
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -188,10 +191,20 @@ pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
         return Err(ArgsError::Conflict("--dry-run", "the daemon (use it with --once)").into());
     }
     // Only one agent acts at a time, and restore waits for none to run.
-    let _lock = if opts.dry_run {
+    // The daemon waits its turn (a DaemonSet's surge update runs the new
+    // pod beside the old one); --once does not.
+    let signals = if opts.once {
         None
     } else {
-        Some(lock(&opts.state_file)?)
+        Some(stop_signals()?)
+    };
+    let _lock = match (&signals, opts.dry_run) {
+        (_, true) => None,
+        (None, false) => Some(lock(&opts.state_file)?),
+        (Some(signals), false) => match wait_for_lock(&opts.state_file, signals)? {
+            Some(lock) => Some(lock),
+            None => return Ok("csum-offload agent stopped".into()),
+        },
     };
     let state = if opts.dry_run {
         None
@@ -207,10 +220,73 @@ pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
         state,
     )
     .map_err(io("netlink socket"))?;
-    if opts.once {
-        return once(&mut agent, opts.textfile.as_deref());
+    match signals {
+        None => once(&mut agent, opts.textfile.as_deref()),
+        Some(signals) => daemon(agent, &opts, signals),
     }
-    daemon(agent, &opts)
+}
+
+/// SIGTERM and SIGINT, blocked and read from a signalfd, so the daemon
+/// stops between two steps, never in the middle of one.
+fn stop_signals() -> Result<SignalFd, AgentError> {
+    let system = |what| move |source| AgentError::System { what, source };
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    // An ignored signal is dropped before it could wait in the signalfd,
+    // and a shell's `&` starts its job with SIGINT ignored: take both back.
+    for signal in [Signal::SIGTERM, Signal::SIGINT] {
+        // SAFETY: setting a default disposition installs no handler.
+        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
+    }
+    mask.thread_block()
+        .map_err(system("cannot block signals"))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(system("signalfd"))
+}
+
+/// The name of a stop signal waiting in `signals`, if one is.
+fn stop_requested(signals: &SignalFd) -> Option<&'static str> {
+    match signals.read_signal() {
+        Ok(Some(info)) => Some(
+            Signal::try_from(info.ssi_signo as i32)
+                .map(|s| s.as_str())
+                .unwrap_or("signal"),
+        ),
+        _ => None,
+    }
+}
+
+/// The daemon's lock, once the agent holding it stops; None when asked to
+/// stop first.
+fn wait_for_lock(state_file: &Path, signals: &SignalFd) -> Result<Option<File>, AgentError> {
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        match lock(state_file) {
+            Ok(file) => {
+                if let Some(since) = waiting_since {
+                    log::info!(
+                        "the other agent stopped; taking over after {:.1} s",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(Some(file));
+            }
+            Err(AgentError::Locked(why)) => {
+                if waiting_since.is_none() {
+                    log::warn!("{why}; waiting for it to stop (as in a DaemonSet's surge update)");
+                    waiting_since = Some(Instant::now());
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        let _ = poll(&mut fds, PollTimeout::from(LOCK_RETRY_MS));
+        if let Some(name) = stop_requested(signals) {
+            log::info!("{name} received while waiting for the other agent; stopping");
+            return Ok(None);
+        }
+    }
 }
 
 /// `--once`: one full pass and a summary.
@@ -269,21 +345,8 @@ fn write_textfile(agent: &Agent, path: &Path) {
 }
 
 /// The daemon: a full pass, then events until SIGTERM or SIGINT.
-fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
+fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String, AgentError> {
     let system = |what| move |source| AgentError::System { what, source };
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGTERM);
-    mask.add(Signal::SIGINT);
-    // An ignored signal is dropped before it could wait in the signalfd,
-    // and a shell's `&` starts its job with SIGINT ignored: take both back.
-    for signal in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: setting a default disposition installs no handler.
-        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
-    }
-    mask.thread_block()
-        .map_err(system("cannot block signals"))?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(system("signalfd"))?;
     // Subscribed before the first pass, so nothing between the two is missed.
     let mut monitor = Monitor::open().map_err(io("event socket"))?;
     // Events from containers' netns reach a listener only with
@@ -400,10 +463,7 @@ fn daemon(mut agent: Agent, opts: &Options) -> Result<String, AgentError> {
             Err(e) => return Err(system("poll")(e)),
         }
         if fds[0].any().unwrap_or(false) {
-            if let Ok(Some(info)) = signals.read_signal() {
-                let name = Signal::try_from(info.ssi_signo as i32)
-                    .map(|s| s.as_str())
-                    .unwrap_or("signal");
+            if let Some(name) = stop_requested(&signals) {
                 log::info!("{name} received; stopping");
                 return Ok("csum-offload agent stopped".into());
             }
