@@ -130,8 +130,24 @@ cfg_mount = next(m for m in mounts.values() if config_arg.startswith(m["mountPat
 key = config_arg[len(cfg_mount["mountPath"]) + 1:]
 assert vols[cfg_mount["name"]]["configMap"]["name"] == cm["metadata"]["name"], "ConfigMap name"
 assert key in cm["data"], f"ConfigMap has no key {key}"
-host_paths = sorted(v["hostPath"]["path"] for v in vols.values() if "hostPath" in v)
-assert host_paths == ["/etc/cni/net.d", "/opt/cni/bin"], f"host paths: {host_paths}"
+# The installer mounts only the CNI directories from the host; the agent
+# only the pods' netns files (read-only) and its own state directory.
+host_paths = sorted(v["hostPath"]["path"] for n, v in vols.items() if "hostPath" in v and n in mounts)
+assert host_paths == ["/etc/cni/net.d", "/opt/cni/bin"], f"installer's host paths: {host_paths}"
+agents = [x for x in pod["containers"] if x["name"] == "agent"]
+assert len(agents) == 1 and agents[0]["image"] == c["image"], "one agent container, the installer's image"
+agent = agents[0]
+assert agent["args"][agent["args"].index("--config") + 1] == config_arg, "agent and installer read different configs"
+amounts = {m["name"]: m for m in agent["volumeMounts"]}
+agent_paths = sorted(vols[n]["hostPath"]["path"] for n in amounts if "hostPath" in vols[n])
+assert agent_paths == ["/run/csum-offload", "/run/netns"], f"agent's host paths: {agent_paths}"
+netns_mount = next(m for n, m in amounts.items() if vols[n].get("hostPath", {}).get("path") == "/run/netns")
+assert netns_mount.get("readOnly") and netns_mount.get("mountPropagation") == "HostToContainer", netns_mount
+asc = agent["securityContext"]
+assert asc["capabilities"]["drop"] == ["ALL"], asc
+assert sorted(asc["capabilities"]["add"]) == ["NET_ADMIN", "NET_BROADCAST", "SYS_ADMIN"], asc
+assert asc["readOnlyRootFilesystem"] and not asc["allowPrivilegeEscalation"] and not asc["privileged"]
+assert all(set(v) <= {"name", "hostPath", "configMap"} for v in vols.values())
 env = {e["name"]: e["value"] for e in c.get("env", [])}
 for var, vol in [("CSUM_OFFLOAD_CNI_CONF_DIR", "cni-conf"), ("CSUM_OFFLOAD_CNI_BIN_DIR", "cni-bin")]:
     assert env[var] == mounts[vol]["mountPath"], f"{var} is not where {vol} is mounted"
@@ -148,7 +164,7 @@ assert arch["operator"] == "In" and arch["values"] == sys.argv[4].split(","), f"
 json.loads(cm["data"][key])
 open(sys.argv[2], "w").write(cm["data"][key])
 EOF
-say "DaemonSet, ConfigMap, probe and image tag (csum-offload:$VERSION) agree; only /etc/cni/net.d and /opt/cni/bin from the host; scheduled on linux/$IMAGE_ARCH only"
+say "DaemonSet, ConfigMap, probe and image tag (csum-offload:$VERSION) agree; the installer takes only /etc/cni/net.d and /opt/cni/bin from the host, the agent /run/netns (read-only) and /run/csum-offload with NET_ADMIN, SYS_ADMIN, NET_BROADCAST; scheduled on linux/$IMAGE_ARCH only"
 
 [ -x "$BIN" ] || die "$BIN is missing; run make build first"
 mkdir -p "$TMP/net.d" "$TMP/bin"

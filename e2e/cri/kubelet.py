@@ -57,7 +57,14 @@ HANDLED_CONTAINER = {
         "readOnlyRootFilesystem": LEAF,
         "capabilities": {"drop": LEAF, "add": LEAF},
     },
-    "volumeMounts": [{"name": LEAF, "mountPath": LEAF, "readOnly": LEAF}],
+    "volumeMounts": [{"name": LEAF, "mountPath": LEAF, "readOnly": LEAF, "mountPropagation": LEAF}],
+}
+# kubelet's mapping of mountPropagation to the CRI's.
+PROPAGATION = {
+    None: "PROPAGATION_PRIVATE",
+    "None": "PROPAGATION_PRIVATE",
+    "HostToContainer": "PROPAGATION_HOST_TO_CONTAINER",
+    "Bidirectional": "PROPAGATION_BIDIRECTIONAL",
 }
 NODE_SELECTOR_TERM = {"matchExpressions": [{"key": LEAF, "operator": LEAF, "values": LEAF}]}
 HANDLED_POD_SPEC = {
@@ -467,12 +474,15 @@ class Pod:
         for m in c.get("volumeMounts", []):
             vol = next(v for v in spec["volumes"] if v["name"] == m["name"])
             read_only = bool(m.get("readOnly")) or "configMap" in vol
+            propagation = m.get("mountPropagation")
+            if propagation not in PROPAGATION:
+                raise Unhandled(f"mountPropagation {propagation!r} of {c['name']}")
             mounts.append(
                 pb.Mount(
                     container_path=m["mountPath"],
                     host_path=self.volume_paths[vol["name"]],
                     readonly=read_only,
-                    propagation=pb.PROPAGATION_PRIVATE,
+                    propagation=getattr(pb, PROPAGATION[propagation]),
                 )
             )
         # kubelet's termination message file (terminationMessagePath).

@@ -146,12 +146,23 @@ setup_node() {
     export WORK
     mkdir -p "$WORK/logs" "$WORK/ovl" "$WORK/node"
     mount --make-rprivate /
+    # The host's own /run/netns mount (ip-netns makes one) would stay
+    # listed under the /run overlay, and runc judges a HostToContainer
+    # source by the first listed mount at its path: unmount it here, in
+    # this run's private mount namespace only.
+    if mountpoint -q /run/netns; then umount -R -l /run/netns; fi
     local d n
     for d in /etc /opt /var/lib /var/log /run; do
         n=${d//\//_}
         mkdir -p "$WORK/ovl/$n/upper" "$WORK/ovl/$n/work"
         mount -t overlay "e2ecri$n" -o "lowerdir=$d,upperdir=$WORK/ovl/$n/upper,workdir=$WORK/ovl/$n/work" "$d"
     done
+    # A node's /run is shared, as systemd makes it: runc lets a pod's
+    # HostToContainer mount (the agent's view of /run/netns, where pods'
+    # netns files are mounted later) follow the node only from a shared
+    # or slave mount. Shared within this mount namespace only: its mounts
+    # are private copies of the host's.
+    mount --make-rshared /run
     for d in /etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd /var/lib/kubelet /var/log/pods /var/log/csum-offload-e2ecri; do
         n=${d//\//_}
         mkdir -p "$d" "$WORK/node/$n"

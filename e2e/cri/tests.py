@@ -460,7 +460,8 @@ def wait_until_quiet(predicate, seconds):
 def test_install(ctx):
     """The DaemonSet's pod, run as kubelet runs it: the installer adds the
     entry, turns Ready through its readiness probe, and runs with the
-    securityContext and resources of the manifest."""
+    securityContext and resources of the manifest; its agent container
+    gives a pod from before the DaemonSet the policy."""
     node.write_primary()
     before = ctx.workload("e2ecri-before")
     p, h = expect_offload(ctx, before, "on", "on", " (before the DaemonSet)")
@@ -507,8 +508,24 @@ def test_install(ctx):
     ctx.note(f"negative control: a workload container without a securityContext reads CapEff {w['CapEff']}, NoNewPrivs {w['NoNewPrivs']}, Seccomp {w['Seccomp']}")
     after = ctx.workload("e2ecri-after", containers=False)
     expect_offload(ctx, after, "off", "off")
-    p, h = expect_offload(ctx, before, "on", "on", " (still, created before)")
-    ctx.note(f"a pod started after: tx-checksumming off on both veth ends; the pod from before keeps {p}/{h} (not repaired: node agent's job)")
+    # The pod from before the DaemonSet: the plugin never sees it; the
+    # agent container of the same pod gives it the policy.
+    try:
+        wait_until("the agent fixing the earlier pod", lambda: node.offload_of(before)[:2] == ("off", "off"), 20, 0.1)
+    except TimeoutError:
+        pass
+    expect_offload(ctx, before, "off", "off", " (created before the DaemonSet, fixed by the agent container)")
+    agent_log = pod.log("agent")
+    ctx.expect("changed container eth0" in agent_log, f"the agent's log does not say it changed the earlier pod:\n{agent_log[-600:]}")
+    ainfo = pod.container_info("agent")
+    ast = proc_status(ainfo["pid"])
+    # NET_ADMIN (12), SYS_ADMIN (21), NET_BROADCAST (11): 0x201800.
+    ctx.expect(ast["CapEff"] == ast["CapBnd"] == "0000000000201800", f"agent capabilities {ast['CapEff']}/{ast['CapBnd']}, want NET_ADMIN, SYS_ADMIN, NET_BROADCAST only")
+    ctx.expect(ast["NoNewPrivs"] == "1" and ast["Seccomp"] == "2", f"agent NoNewPrivs {ast['NoNewPrivs']} Seccomp {ast['Seccomp']}")
+    ctx.expect("ro" in root_mount_options(ainfo["pid"]), "the agent's root filesystem is writable")
+    ctx.expect("no CAP_NET_BROADCAST" not in agent_log, "the agent container lacks CAP_NET_BROADCAST: drift inside pods is found by polling only")
+    ctx.note(f"a pod started after: tx-checksumming off on both veth ends (the plugin); the pod from before: off/off too, set by the agent container "
+             f"(CapEff {ast['CapEff']}, NoNewPrivs {ast['NoNewPrivs']}, Seccomp {ast['Seccomp']}, root ro, /run/netns HostToContainer)")
     # containerd writes the container's stderr to the pod's log path in
     # the CRI log format, which is what `kubectl logs` reads.
     logs = pod.log("install")
@@ -639,11 +656,18 @@ def test_configmap_update(ctx):
         raise Failed(f"the entry did not change within 30 s: {node.entries()}")
     took = time.monotonic() - t0
     expect_entry_matches(ctx, new)
+    # The agent container reads the same file: a pod started before it
+    # reloads gets the old policy from it (docs/agent.md#kubernetes).
+    try:
+        wait_until("the agent applying the new config", lambda: "changed; applying it" in pod.log("agent"), 10, 0.05)
+    except TimeoutError:
+        raise Failed(f"the agent did not reload the ConfigMap within 10 s:\n{pod.log('agent')[-600:]}")
+    agent_took = time.monotonic() - t0
     second = ctx.workload("e2ecri-cm-2", containers=False)
     expect_offload(ctx, second, "off", "on", " (apply: container)")
     expect_offload(ctx, first, "off", "off", " (created before the change)")
     wait_until("Ready with the new entry", pod.ready, 15, 0.2)
-    ctx.note(f"ConfigMap apply both -> container (..data swap; volume {', '.join(layout)}): entry updated {took * 1000:.0f} ms later; "
+    ctx.note(f"ConfigMap apply both -> container (..data swap; volume {', '.join(layout)}): entry updated {took * 1000:.0f} ms later, the agent's config {agent_took * 1000:.0f} ms; "
              f"a new pod: eth0 off, node end on; the earlier pod keeps off/off; installer Ready")
     ctx.note(expect_network_ready(ctx, t0, "ConfigMap update"))
     # An invalid edit: the installer keeps the previous entry and the
@@ -658,10 +682,11 @@ def test_configmap_update(ctx):
         ctx.expect(False, "the installer stayed Ready with an invalid ConfigMap")
     unready = time.monotonic() - t1
     ctx.expect((node.entries() or [{}])[0].get("apply") == "container", f"the invalid edit changed the entry: {node.entries()}")
+    ctx.expect("keeping the previous config" in pod.log("agent"), f"the agent did not refuse the invalid ConfigMap:\n{pod.log('agent')[-600:]}")
     last = probe.results[-1]
     third = ctx.workload("e2ecri-cm-3", containers=False)
     expect_offload(ctx, third, "off", "on", " (invalid ConfigMap: last valid entry)")
-    ctx.note(f"invalid ConfigMap (apply: pod): entry kept, installer unready {unready:.1f} s later (probe exit {last[1]}: {last[2][:90]!r}); new pods keep the last valid policy")
+    ctx.note(f"invalid ConfigMap (apply: pod): entry kept, installer unready {unready:.1f} s later (probe exit {last[1]}: {last[2][:90]!r}); new pods keep the last valid policy; the agent logs the error and keeps it too")
 
 
 @case
@@ -702,6 +727,16 @@ def test_upgrade(ctx):
     ctx.expect(not errors, f"{len(errors)} pods failed: {[r[5][:120] for r in errors[:3]]}")
     ctx.expect(len(started) >= 5 and not missing, f"{len(missing)} of {len(started)} pods started during the upgrade lack the policy: {missing[:5]}")
     ctx.expect(new.ready(), "the new installer is not Ready after the old one stopped")
+    # The new pod's agent waited for the old one's lock, then took over.
+    try:
+        wait_until("the new agent taking over", lambda: "taking over" in new.log("agent"), 10, 0.1)
+    except TimeoutError:
+        pass
+    new_agent = new.log("agent")
+    ctx.expect("waiting for it to stop" in new_agent and "taking over" in new_agent,
+               f"the new agent did not wait for the old one and take over:\n{new_agent[-600:]}")
+    state = ctx.cri.container_status(new.containers["agent"])[0].state
+    ctx.expect(state == 1, f"the new agent container is in state {state}, not running (CONTAINER_RUNNING = 1)")
     expect_entry_matches(ctx, cm)
     img = ctx.cri.container_status(new.containers["install"])[0].image_ref
     old_log = old.log("install")

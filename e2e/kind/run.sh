@@ -68,7 +68,7 @@ diagnostics() {
     echo "---- diagnostics" >&2
     k get pods -A -o wide >&2 || true
     k -n "$NS" describe ds csum-offload >&2 || true
-    k -n "$NS" logs -l app.kubernetes.io/name=csum-offload --tail=100 --prefix >&2 || true
+    k -n "$NS" logs -l app.kubernetes.io/name=csum-offload --all-containers --tail=100 --prefix >&2 || true
     for node in $(nodes); do
         echo "-- $node: $CONF_DIR" >&2
         docker exec "$node" sh -c "ls -la $CONF_DIR; for f in $CONF_DIR/*; do echo \"# \$f\"; cat \"\$f\"; done" >&2 || true
