@@ -59,7 +59,7 @@ register_cases() {
     add_case wire-txgbe test_wire txgbe 42
     add_case broken-nic test_brokennic
     add_case invalid-feature test_invalid feature '"drivers": {"txgbe": {"txcsum": false}}' 'unknown offload feature "txcsum"'
-    add_case invalid-apply test_invalid apply '"apply": "pod"' 'apply must be "both", "container" or "host", got "pod"'
+    add_case invalid-apply test_invalid apply '"apply": "pod"' 'apply must be "both", "container", "host" or "uplink", got "pod"'
     add_case failure-policy test_ignore
     add_case parallel-20 test_parallel
     add_case agent-existing test_agent

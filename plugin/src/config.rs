@@ -15,20 +15,26 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Where the settings go: which ends of the veth pair.
+/// Where the settings go: which ends of the veth pair, or the host NIC(s)
+/// instead of any veth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
     Both,
     Container,
     Host,
+    /// The NIC(s) detection found (the leaves under a bond, vlan, bridge
+    /// or macvlan): node-wide state, see `offload::nics`.
+    Uplink,
 }
 
 impl Placement {
+    /// Whether the container end of a pod's veth gets the settings.
     pub fn container(self) -> bool {
-        self != Placement::Host
+        matches!(self, Placement::Both | Placement::Container)
     }
+    /// Whether the host end of a pod's veth gets the settings.
     pub fn host(self) -> bool {
-        self != Placement::Container
+        matches!(self, Placement::Both | Placement::Host)
     }
 }
 
@@ -119,6 +125,10 @@ pub enum ConfigError {
         options: &'static [&'static str],
         got: String,
     },
+    #[error("{0} turns TX checksum off and GRO on, and apply puts it on the host end of the veth: there GRO merges the pod's segments into packets with partial checksums that the node forwards to the NIC, the failure the fix is for; turn GRO on only for the container end, with a second entry (apply \"container\"; see docs/performance.md#cheaper-veth-settings)")]
+    GroOnHostEnd(String),
+    #[error("apply \"uplink\" sets the NIC itself, so it needs detection to find the device; hostDriver {0:?} skips detection: remove it (hostInterface chooses where detection starts)")]
+    UplinkNeedsDetection(String),
     #[error(transparent)]
     LogFile(#[from] LogPathError),
     #[error("logLevel {0}")]
@@ -214,9 +224,25 @@ impl Config {
         use Placement::*;
         let placement = fields.one_of(
             "apply",
-            &["both", "container", "host"],
-            &[Both, Container, Host],
+            &["both", "container", "host", "uplink"],
+            &[Both, Container, Host, Uplink],
         )?;
+        if placement.host() {
+            if let Some((context, _)) = policy
+                .every_settings()
+                .into_iter()
+                .find(|(_, s)| s.merges_over_checksum_off())
+            {
+                return Err(ConfigError::GroOnHostEnd(context));
+            }
+        }
+        // The uplink placement changes the NIC itself: it needs the device,
+        // which only detection finds; hostDriver skips detection.
+        if placement == Uplink {
+            if let Some(driver) = &host_driver {
+                return Err(ConfigError::UplinkNeedsDetection(json::clip(driver)));
+            }
+        }
         let failure_policy = fields.one_of(
             "failurePolicy",
             &["fail", "ignore"],
@@ -440,7 +466,19 @@ mod tests {
             (json!({"default": []}), "default must be an object"),
             (
                 json!({"apply": "pod"}),
-                "apply must be \"both\", \"container\" or \"host\", got \"pod\"",
+                "apply must be \"both\", \"container\", \"host\" or \"uplink\", got \"pod\"",
+            ),
+            (
+                json!({"apply": "uplink", "hostDriver": "txgbe"}),
+                "apply \"uplink\" sets the NIC itself, so it needs detection",
+            ),
+            (
+                json!({"drivers": {"txgbe": {"tx": false, "gro": true}}}),
+                "drivers.txgbe turns TX checksum off and GRO on, and apply puts it on the host end",
+            ),
+            (
+                json!({"apply": "host", "default": {"tx": false, "rx-gro-list": true}}),
+                "default turns TX checksum off and GRO on",
             ),
             (json!({"apply": true}), "apply must be a string"),
             (

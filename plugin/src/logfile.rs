@@ -112,8 +112,7 @@ impl LogFile {
         if !file.metadata().is_ok_and(|m| m.len() >= MAX_LOG_BYTES) {
             return;
         }
-        // SAFETY: flock on an fd this struct owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        if crate::kernel::lock::flock(file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
             return;
         }
         let mut backup = self.name.as_bytes().to_vec();

@@ -21,11 +21,13 @@ mod state;
 
 use crate::args::{Args, ArgsError};
 use crate::config::{self, Config, DetectionFailure, LoadError};
-use crate::kernel::ethtool;
 use crate::kernel::monitor::{Event, Monitor};
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
 use crate::logger::{self, LevelError};
+use crate::offload::nic_record::RECORD_FILE;
+use crate::offload::nics;
+use crate::offload::tune;
 use crate::offload::veth;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -110,6 +112,9 @@ struct Options {
     metrics_address: Option<String>,
     textfile: Option<PathBuf>,
     resync: Option<Duration>,
+    /// Put the uplink NICs back when this agent stops and no other agent
+    /// runs on the node (the DaemonSet's deletion, never its surge update).
+    restore_uplink_on_exit: bool,
 }
 
 /// Takes every `--name VALUE` given.
@@ -168,6 +173,7 @@ impl Options {
             metrics_address: args.value("--metrics-address")?,
             textfile: args.value("--textfile")?.map(PathBuf::from),
             resync,
+            restore_uplink_on_exit: args.flag("--restore-uplink-on-exit"),
         })
     }
 }
@@ -193,12 +199,21 @@ pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
     // Only one agent acts at a time, and restore waits for none to run.
     // The daemon waits its turn (a DaemonSet's surge update runs the new
     // pod beside the old one); --once does not.
+    if opts.restore_uplink_on_exit && opts.once {
+        return Err(ArgsError::Conflict("--restore-uplink-on-exit", "--once").into());
+    }
     let signals = if opts.once {
         None
     } else {
         Some(stop_signals()?)
     };
-    let _lock = match (&signals, opts.dry_run) {
+    // Every daemon says it is there, waiting or acting, so that the one
+    // that stops knows whether it is the last.
+    let presence = match &signals {
+        Some(_) => Some(Presence::join(&opts.state_file)?),
+        None => None,
+    };
+    let lock = match (&signals, opts.dry_run) {
         (_, true) => None,
         (None, false) => Some(lock(&opts.state_file)?),
         (Some(signals), false) => match wait_for_lock(&opts.state_file, signals)? {
@@ -222,7 +237,72 @@ pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
     .map_err(io("netlink socket"))?;
     match signals {
         None => once(&mut agent, opts.textfile.as_deref()),
-        Some(signals) => daemon(agent, &opts, signals),
+        Some(signals) => {
+            let stopped = daemon(agent, &opts, signals)?;
+            drop(lock);
+            if opts.restore_uplink_on_exit {
+                if let Some(presence) = presence {
+                    restore_uplink_if_last(presence);
+                }
+            }
+            Ok(stopped)
+        }
+    }
+}
+
+/// A shared lock every daemon holds for its life (`<state file>.presence`):
+/// one that can take it exclusively at its exit is the last on the node.
+struct Presence(File);
+
+impl Presence {
+    fn join(state_file: &Path) -> Result<Self, AgentError> {
+        let path = state_file.with_extension("presence");
+        let err = |source| StateError {
+            path: path.clone(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            std::os::unix::fs::DirBuilderExt::mode(
+                std::fs::DirBuilder::new().recursive(true),
+                0o700,
+            )
+            .create(dir)
+            .map_err(err)?;
+        }
+        let file = File::options()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(err)?;
+        crate::kernel::lock::flock(&file, libc::LOCK_SH).map_err(err)?;
+        Ok(Self(file))
+    }
+
+    /// Leaves; whether no other agent is there. Of agents that leave at
+    /// once, each lets go before it asks, so the last to ask finds none.
+    fn leave_last(self) -> bool {
+        let _ = crate::kernel::lock::flock(&self.0, libc::LOCK_UN);
+        crate::kernel::lock::flock(&self.0, libc::LOCK_EX | libc::LOCK_NB).is_ok()
+    }
+}
+
+/// `--restore-uplink-on-exit`: the DaemonSet is going (no agent waits to
+/// take over), so the NICs `apply: "uplink"` changed go back as they were.
+fn restore_uplink_if_last(presence: Presence) {
+    if !presence.leave_last() {
+        log::info!("another agent runs on this node; leaving the uplink NICs to it");
+        return;
+    }
+    match nics::restore(Path::new(RECORD_FILE)) {
+        Ok(r) => {
+            for line in &r.lines {
+                log::info!("{line}");
+            }
+        }
+        Err(e) => log::warn!("cannot restore the uplink NICs: {e}"),
     }
 }
 
@@ -303,8 +383,9 @@ fn once(agent: &mut Agent, textfile: Option<&Path>) -> Result<String, AgentError
         }
     }
     let results = agent.full_pass().map_err(io("listing host interfaces"))?;
+    let uplink = agent.uplink_pass();
     let mut count: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, checked) in &results {
+    for (_, checked) in results.iter().chain(&uplink) {
         let (kind, line) = match checked {
             Checked::Conforming => ("already set", None),
             Checked::Changed(t) => ("changed", Some(t.clone())),
@@ -326,10 +407,16 @@ fn once(agent: &mut Agent, textfile: Option<&Path>) -> Result<String, AgentError
         .iter()
         .map(|k| format!("{} {k}", count.get(k).copied().unwrap_or(0)))
         .collect();
-    out.push(format!(
-        "{in_scope} container veth pairs: {}",
-        parts.join(", ")
-    ));
+    let subject = if agent.config.placement == crate::config::Placement::Uplink {
+        // The pairs are left as they are: say what was looked at.
+        format!(
+            "{} uplink NIC(s) (apply \"uplink\"; container veth pairs left as they are)",
+            uplink.len()
+        )
+    } else {
+        format!("{in_scope} container veth pairs")
+    };
+    out.push(format!("{subject}: {}", parts.join(", ")));
     let text = out.join("\n");
     if count.get("failed").copied().unwrap_or(0) > 0 {
         return Err(AgentError::Unmet(text));
@@ -437,6 +524,11 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
                     full_pass_due = Some(now + Duration::from_secs(2));
                 }
             }
+            for (_, checked) in agent.uplink_pass() {
+                if let Checked::Failed(why) = checked {
+                    log::warn!("{why}");
+                }
+            }
             if let Some(path) = &opts.textfile {
                 write_textfile(&agent, path);
             }
@@ -495,12 +587,25 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
                 Event::Link { nsid: None, link } if scan::is_container_veth(&link) => {
                     peers.note(&link);
                     check.insert(link.index);
+                    // A veth uplink (a kind node's eth0) looks like one.
+                    if agent.config.placement == crate::config::Placement::Uplink
+                        && agent.is_uplink_device(&link.name)
+                    {
+                        full_pass_due.get_or_insert(Instant::now());
+                    }
                 }
                 Event::Link { nsid: None, link } => {
                     // Not a container's veth: maybe the uplink (a NIC
                     // plugged, renamed, enslaved).
                     if !link.is_veth() {
                         redetect_at.get_or_insert(Instant::now() + REDETECT_DELAY);
+                    }
+                    // Under apply "uplink", a NIC's features changed (the
+                    // kernel tells every feature change): look again.
+                    if agent.config.placement == crate::config::Placement::Uplink
+                        && agent.is_uplink_device(&link.name)
+                    {
+                        full_pass_due.get_or_insert(Instant::now());
                     }
                 }
                 Event::Link {
@@ -673,14 +778,7 @@ fn lock(state_file: &Path) -> Result<File, AgentError> {
             path: path.clone(),
             source,
         })?;
-    // SAFETY: flock on a file this function owns.
-    if unsafe {
-        libc::flock(
-            std::os::fd::AsRawFd::as_raw_fd(&file),
-            libc::LOCK_EX | libc::LOCK_NB,
-        )
-    } != 0
-    {
+    if crate::kernel::lock::flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
         return Err(AgentError::Locked(format!(
             "another csum-offload agent is running on this node (it holds {})",
             path.display()
@@ -769,6 +867,18 @@ fn restore_command(mut args: Args) -> Result<String, AgentError> {
         "{} restored or gone, {failed} failed, {total} records left",
         done.len()
     ));
+    // The NICs `apply: "uplink"` changed (the plugin's or an agent's).
+    let nic_record = Path::new(RECORD_FILE);
+    match nics::restore(nic_record) {
+        Ok(r) => {
+            failed += r.failed;
+            lines.extend(r.lines);
+        }
+        Err(e) => {
+            failed += 1;
+            lines.push(format!("FAILED restoring the uplink NICs: {e}"));
+        }
+    }
     let text = lines.join("\n");
     if failed > 0 {
         return Err(AgentError::Unmet(text));
@@ -803,11 +913,6 @@ fn set_features(
     ifname: &str,
     features: &BTreeMap<String, bool>,
 ) -> Result<String, String> {
-    let names = ethtool::feature_names(fd, ifname).map_err(|e| e.to_string())?;
-    let changes: Vec<(usize, bool)> = features
-        .iter()
-        .filter_map(|(n, on)| names.iter().position(|k| k == n).map(|i| (i, *on)))
-        .collect();
-    ethtool::set_features(fd, ifname, names.len(), &changes).map_err(|e| e.to_string())?;
+    tune::restore_requested(fd, ifname, features).map_err(|e| e.to_string())?;
     Ok(ifname.to_string())
 }

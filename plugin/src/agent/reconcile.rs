@@ -5,11 +5,13 @@
 use super::metrics::{Metrics, UplinkInfo};
 use super::scan::{is_container_veth, NetnsIndex, Scope};
 use super::state::{PairId, StateFile};
-use crate::config::Config;
+use crate::config::{Config, Placement};
 use crate::kernel::link::Link;
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
 use crate::offload::decision::{decide, Decision};
+use crate::offload::nic_record::RECORD_FILE;
+use crate::offload::nics;
 use crate::offload::pair::{self, Journal, Mode, NoJournal, Pair};
 use crate::offload::tune::{End, Endpoint};
 use crate::offload::uplink::{self, DetectError};
@@ -55,6 +57,8 @@ pub struct Agent {
     /// Host ends found conforming (or made so): a later change there is
     /// drift repaired.
     conforming: BTreeSet<u32>,
+    /// The same for the uplink's NICs (`apply: "uplink"`), by name.
+    conforming_nics: BTreeSet<String>,
 }
 
 impl Agent {
@@ -79,6 +83,7 @@ impl Agent {
             decision: Err("not decided yet".into()),
             uplink: Vec::new(),
             conforming: BTreeSet::new(),
+            conforming_nics: BTreeSet::new(),
         };
         agent.redecide();
         Ok(agent)
@@ -190,6 +195,89 @@ impl Agent {
         Ok(results)
     }
 
+    /// The uplink placement: every NIC whose policy asks for something set
+    /// (unless a dry run) through the same core as the plugin's ADD, the
+    /// original state recorded first. Empty under any other placement.
+    pub fn uplink_pass(&mut self) -> Vec<(String, Checked)> {
+        let decision = match &self.decision {
+            Ok(d) if d.placement == Placement::Uplink => d.clone(),
+            _ => return Vec::new(),
+        };
+        let mode = if self.dry_run {
+            Mode::Verify
+        } else {
+            Mode::Set
+        };
+        let outcome = match nics::tune(&decision, mode, std::path::Path::new(RECORD_FILE)) {
+            Ok(o) => o,
+            Err(e) => {
+                return vec![(
+                    "uplink".into(),
+                    Checked::Failed(format!("uplink NICs: {e}")),
+                )]
+            }
+        };
+        let mut results = Vec::new();
+        for nic in &outcome.nics {
+            let label = format!("{} {}", nic.end, nic.ifname);
+            let problems: Vec<String> = outcome
+                .problems
+                .0
+                .iter()
+                .filter(
+                    |p| matches!(p, pair::Problem::Feature { ifname, .. } if *ifname == nic.ifname),
+                )
+                .map(|p| p.to_string())
+                .collect();
+            let settings = decision
+                .nics_to_set()
+                .find(|n| n.name == nic.ifname)
+                .map(|n| n.settings.clone())
+                .unwrap_or_default();
+            let checked = if self.dry_run {
+                match (nic.report.pending.is_empty(), problems.is_empty()) {
+                    (false, _) => Checked::WouldChange(format!(
+                        "{label}: -> {settings}; would change [{}]",
+                        nic.report.pending.join(", ")
+                    )),
+                    (true, true) => Checked::Conforming,
+                    (true, false) => Checked::Failed(format!("{label}: {}", problems.join("; "))),
+                }
+            } else if !problems.is_empty() {
+                Checked::Failed(format!("{label}: {}", problems.join("; ")))
+            } else if nic.report.changed.is_empty() {
+                self.conforming_nics.insert(nic.ifname.clone());
+                Checked::Conforming
+            } else {
+                let drift = !self.conforming_nics.insert(nic.ifname.clone());
+                if let Ok(mut m) = self.metrics.lock() {
+                    m.changed_total += 1;
+                    if drift {
+                        m.drift_repaired_total += 1;
+                    }
+                }
+                let text = format!(
+                    "{label}: -> {settings} (apply \"uplink\"); changed [{}]{}",
+                    nic.report.changed.join(", "),
+                    if drift { " (drift repaired)" } else { "" }
+                );
+                log::info!("{text}");
+                Checked::Changed(text)
+            };
+            if let (Checked::Failed(_), Ok(mut m)) = (&checked, self.metrics.lock()) {
+                m.failed_total += 1;
+            }
+            results.push((label, checked));
+        }
+        results
+    }
+
+    /// Whether `name` is a device of the uplink (the placement's NICs and
+    /// what stands above them).
+    pub fn is_uplink_device(&self, name: &str) -> bool {
+        self.uplink.iter().any(|d| d == name)
+    }
+
     /// Forgets a host end that went away.
     pub fn forget(&mut self, host_index: u32) {
         self.conforming.remove(&host_index);
@@ -212,6 +300,8 @@ impl Agent {
 
     fn check_inner(&mut self, host_index: u32) -> Checked {
         let decision = match &self.decision {
+            // The uplink placement leaves every veth as it is.
+            Ok(d) if d.placement == Placement::Uplink => return Checked::Skipped,
             Ok(d) => d.clone(),
             // Nothing says a fix is needed: change nothing.
             Err(_) => return Checked::Skipped,

@@ -182,6 +182,8 @@ impl Journal for StateFile {
         let end = match target.end {
             End::Host => "host",
             End::Container => "container",
+            // NICs are in the uplink record (offload::nic_record).
+            End::Nic => return Ok(()),
         };
         let known: Vec<&String> = self
             .records

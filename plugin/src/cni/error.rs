@@ -135,6 +135,12 @@ impl From<PodError> for CniError {
             }
             PodError::NotVeth(what) => Self::NotVeth(what),
             PodError::Kernel(e) => e.into(),
+            // Another process kept the record locked: the runtime retries.
+            PodError::Record(e) if e.is_busy() => Self::TryAgain(KernelError {
+                what: e.to_string(),
+                source: std::io::Error::from_raw_os_error(libc::EAGAIN),
+            }),
+            PodError::Record(e) => Self::Internal(e.to_string()),
         }
     }
 }

@@ -197,7 +197,7 @@ mod tests {
             ),
             (
                 json!({"apply": "pod"}),
-                "apply must be \"both\", \"container\" or \"host\", got \"pod\"",
+                "apply must be \"both\", \"container\", \"host\" or \"uplink\", got \"pod\"",
             ),
             (json!({"logLevel": "verbose"}), "logLevel must be one of"),
             (json!({"prevResult": [1]}), "prevResult must be an object"),

@@ -63,14 +63,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), FsError> {
     open_dir(dir)?.sync_all().map_err(io_err(dir))
 }
 
-/// flock(2): `LOCK_SH`, `LOCK_EX`, `LOCK_UN`, with `LOCK_NB` or not.
-pub fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
-    // SAFETY: flock(2) on a descriptor we own.
-    match unsafe { libc::flock(file.as_raw_fd(), op) } {
-        0 => Ok(()),
-        _ => Err(io::Error::last_os_error()),
-    }
-}
+pub use crate::kernel::lock::flock;
 
 /// A written temp file, locked until dropped (or removed).
 struct Temp {

@@ -27,6 +27,8 @@ mod watch;
 use crate::args::{Args, ArgsError};
 use crate::config::{self, LoadError};
 use crate::logger::{self, LevelError};
+use crate::offload::nic_record::RECORD_FILE;
+use crate::offload::nics;
 use edit::EditError;
 use entry::{Entry, EntryError, PLUGIN_TYPE};
 use files::FsError;
@@ -205,6 +207,7 @@ pub fn uninstall_command(mut args: Args) -> Result<String, InstallError> {
     if opts.remove_binary {
         done.push(remove_binary(&opts.bin_dir)?);
     }
+    done.extend(restore_uplink());
     if done.is_empty() {
         done.push(format!(
             "no csum-offload entry in {}; nothing to do",
@@ -212,6 +215,29 @@ pub fn uninstall_command(mut args: Args) -> Result<String, InstallError> {
         ));
     }
     Ok(done.join("\n"))
+}
+
+/// After the entry is gone: the NICs `apply: "uplink"` changed, put back
+/// (see `offload::nics`). Without CAP_NET_ADMIN (the DaemonSet's
+/// installer) this fails and says who can do it; the DaemonSet's agent
+/// container does it when it stops last (`--restore-uplink-on-exit`).
+fn restore_uplink() -> Vec<String> {
+    let record = Path::new(RECORD_FILE);
+    match nics::restore(record) {
+        Ok(restored) => {
+            if restored.failed > 0 {
+                log::warn!(
+                    "{} uplink NIC(s) not restored; run `csum-offload agent restore` on the node as root",
+                    restored.failed
+                );
+            }
+            restored.lines
+        }
+        Err(e) => {
+            log::warn!("cannot restore the uplink NICs: {e}; run `csum-offload agent restore` on the node as root");
+            vec![format!("FAILED restoring the uplink NICs: {e}")]
+        }
+    }
 }
 
 fn copy_binary(bin_dir: &Path) -> Result<(), InstallError> {

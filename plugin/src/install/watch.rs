@@ -514,6 +514,7 @@ fn shut_down(
             opts.bin_dir.join(PLUGIN_TYPE).display()
         );
     }
+    done.extend(super::restore_uplink());
     // Nobody else is alive: whoever's token it is goes.
     handover::release(conf_dir, None);
     drop(claim);

@@ -6,11 +6,13 @@
 //! - `ethtool`: the SIOCETHTOOL ioctl (driver, feature names and bits).
 //! - `netns`: network namespace handles and a thread's move into one.
 //! - `system`: the kernel release, a PCI function's id from sysfs.
+//! - `lock`: flock(2), with a bounded wait.
 //! - `monitor`: link and route events of the host and of every netns with
 //!   an id in it.
 
 pub mod ethtool;
 pub mod link;
+pub mod lock;
 pub mod monitor;
 pub mod netlink;
 pub mod netns;

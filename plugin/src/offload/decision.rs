@@ -5,7 +5,7 @@
 use super::policy::{Policy, PolicySource};
 use super::settings::FeatureSettings;
 use super::uplink::{self, DetectError, Nic, NicFacts, Uplink};
-use crate::config::Config;
+use crate::config::{Config, Placement};
 use crate::kernel::netlink::RouteSocket;
 use serde::Serialize;
 use std::fmt;
@@ -22,6 +22,10 @@ pub struct NicDecision {
     pub bus_info: String,
     pub pci_id: String,
     pub settings: String,
+    /// The same settings, to apply (the uplink placement sets each NIC to
+    /// its own).
+    #[serde(skip)]
+    pub wanted: FeatureSettings,
     /// Where the settings came from: a rule (and the facts it matched), the
     /// built-in or config table, or `default`.
     pub source: String,
@@ -50,6 +54,9 @@ pub struct Decision {
     pub settings: FeatureSettings,
     #[serde(rename = "settings")]
     settings_text: String,
+    /// Where the settings go (`apply`).
+    #[serde(skip)]
+    pub placement: Placement,
 }
 
 /// Decides for this node under `config`: `hostDriver` if set (no
@@ -66,22 +73,42 @@ pub fn decide(config: &Config) -> Result<Decision, DetectError> {
             name: String::new(),
             facts: NicFacts::of_driver(driver),
         };
-        return Ok(Decision::build(
-            Vec::new(),
-            how,
-            Vec::new(),
-            &[nic],
-            &config.policy,
-        ));
+        return Ok(
+            Decision::build(Vec::new(), how, Vec::new(), &[nic], &config.policy)
+                .placed(config.placement),
+        );
     }
     let mut socket = RouteSocket::open().map_err(DetectError::Socket)?;
     let uplink = uplink::detect(&mut socket, config.host_interface.as_deref())?;
-    Ok(Decision::from_uplink(uplink, &config.policy))
+    Ok(Decision::from_uplink(uplink, &config.policy).placed(config.placement))
 }
 
 impl Decision {
     pub fn from_uplink(uplink: Uplink, policy: &Policy) -> Self {
-        Self::build(uplink.start, uplink.how, uplink.chain, &uplink.nics, policy)
+        let mut d = Self::build(uplink.start, uplink.how, uplink.chain, &uplink.nics, policy);
+        d.devices = uplink.devices;
+        d
+    }
+
+    fn placed(mut self, placement: Placement) -> Self {
+        self.placement = placement;
+        self
+    }
+
+    /// The NICs that get settings of their own under the uplink placement:
+    /// the detected leaves whose policy asks for something.
+    pub fn nics_to_set(&self) -> impl Iterator<Item = &NicDecision> {
+        self.nics
+            .iter()
+            .filter(|n| !n.name.is_empty() && !n.wanted.is_empty())
+    }
+
+    /// Whether the policy asks anything of this node under its placement.
+    pub fn changes_nothing(&self) -> bool {
+        match self.placement {
+            Placement::Uplink => self.nics_to_set().next().is_none(),
+            _ => self.settings.is_empty(),
+        }
     }
 
     fn build(
@@ -109,6 +136,7 @@ impl Decision {
                 bus_info: n.facts.bus_info.clone(),
                 pci_id: n.facts.pci_id.clone(),
                 settings: s.to_string(),
+                wanted: s.clone(),
                 rule: match &source {
                     PolicySource::Rule { index, .. } => Some(*index),
                     _ => None,
@@ -126,6 +154,7 @@ impl Decision {
             devices: Vec::new(),
             settings,
             settings_text,
+            placement: Placement::Both,
         }
     }
 
@@ -186,7 +215,24 @@ impl fmt::Display for Decision {
         if !self.kernel.is_empty() {
             writeln!(f, "kernel: {}", self.kernel)?;
         }
-        write!(f, "settings applied to pod veths: {}", self.settings)
+        match self.placement {
+            Placement::Uplink => {
+                let nics: Vec<String> = self
+                    .nics_to_set()
+                    .map(|n| format!("{} ({})", n.name, n.settings))
+                    .collect();
+                if nics.is_empty() {
+                    write!(f, "settings applied to the uplink NIC(s): (no change)")
+                } else {
+                    write!(
+                        f,
+                        "settings applied to the uplink NIC(s): {}",
+                        nics.join(", ")
+                    )
+                }
+            }
+            _ => write!(f, "settings applied to pod veths: {}", self.settings),
+        }
     }
 }
 

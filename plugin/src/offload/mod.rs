@@ -15,10 +15,14 @@
 //!   interface, read back and judged.
 //! - `pair`: one veth pair: the ends a placement names, read before any
 //!   change, tuned with one plan, a journal told before each change.
+//! - `nics`: the uplink placement: the settings on the NIC(s) themselves,
+//!   node-wide, with `nic_record` (what they were, for a restore).
 //! - `pod`: the pod job the CNI verbs run: all of the above for one pod.
 
 pub mod decision;
 pub mod features;
+pub mod nic_record;
+pub mod nics;
 pub mod pair;
 pub mod pod;
 pub mod policy;

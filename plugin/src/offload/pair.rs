@@ -35,6 +35,9 @@ pub enum Problem {
     },
     /// The placement covers the host end, and it cannot be found.
     HostEndUnreachable(String),
+    /// The host end merges (GRO) with TX checksum off: it hands the node
+    /// merged packets with partial checksums to forward, whatever set it.
+    MergesOnHostEnd(String),
 }
 
 impl fmt::Display for Problem {
@@ -46,6 +49,10 @@ impl fmt::Display for Problem {
                 problem,
             } => write!(f, "{end} {ifname}: {problem}"),
             Self::HostEndUnreachable(why) => write!(f, "host end: {why}"),
+            Self::MergesOnHostEnd(ifname) => write!(
+                f,
+                "host {ifname}: GRO is on with TX checksum off, so it merges the pod's segments into packets with partial checksums that the node forwards to the NIC; turn GRO off there (docs/performance.md#cheaper-veth-settings)"
+            ),
         }
     }
 }
@@ -179,6 +186,12 @@ pub fn tune(
                     .map_err(|e| KernelError::new(&target.to_string(), e))?
             }
         };
+        if target.end == End::Host && report.merges_over_checksum_off {
+            outcome
+                .problems
+                .0
+                .push(Problem::MergesOnHostEnd(target.ifname.to_string()));
+        }
         outcome
             .problems
             .0

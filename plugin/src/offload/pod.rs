@@ -2,12 +2,14 @@
 //! node, and set (or verify) the features on the ends the placement names.
 
 use super::decision::decide;
+use super::nic_record::{RecordError, RECORD_FILE};
+use super::nics::{self, NicError};
 use super::pair::{self, NoJournal, Pair};
 use super::tune::{End, Endpoint};
 use super::uplink::DetectError;
 use super::veth::{self, PodInterface};
 use super::KernelError;
-use crate::config::{Config, NonVeth};
+use crate::config::{Config, NonVeth, Placement};
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
 use std::io;
@@ -37,6 +39,18 @@ pub enum PodError {
     NotVeth(String),
     #[error(transparent)]
     Kernel(#[from] KernelError),
+    /// The uplink placement could not record the NIC's state first.
+    #[error("{0}")]
+    Record(RecordError),
+}
+
+impl From<NicError> for PodError {
+    fn from(e: NicError) -> Self {
+        match e {
+            NicError::Kernel(e) => Self::Kernel(e),
+            NicError::Record(e) => Self::Record(e),
+        }
+    }
 }
 
 pub use super::pair::{Mode, Problems};
@@ -113,6 +127,11 @@ pub fn tune(
                 netns: netns.to_string(),
             })
         }
+        // The uplink placement needs no veth: a macvlan or ipvlan pod's
+        // packets leave through the same NIC.
+        PodInterface::NotVeth(_) if config.placement == Placement::Uplink => {
+            return uplink(config, mode)
+        }
         PodInterface::NotVeth(link) if config.non_veth == NonVeth::Fail => {
             return Err(PodError::NotVeth(link.describe()))
         }
@@ -120,13 +139,16 @@ pub fn tune(
             log::info!("{} is not a veth; nothing to do", link.describe());
             return Ok(PodOutcome::NotVeth);
         }
+        PodInterface::Veth { .. } if config.placement == Placement::Uplink => {
+            return uplink(config, mode)
+        }
         PodInterface::Veth { container, host } => (container, host),
     };
     let decision = match decide(config) {
         Ok(d) => d,
         Err(e) => return Ok(PodOutcome::Undetected(e)),
     };
-    if decision.settings.is_empty() {
+    if decision.changes_nothing() {
         log::info!("host NIC {}: policy changes nothing", decision.nic_list());
         return Ok(PodOutcome::NoChange);
     }
@@ -163,6 +185,39 @@ pub fn tune(
                 end.report.changed.join(", "),
                 end.report.side_effects.join(", ")
             );
+        }
+    }
+    Ok(PodOutcome::Tuned(outcome.problems))
+}
+
+/// The uplink placement at a pod's ADD or CHECK: the node's NICs, never
+/// the pod's veth.
+fn uplink(config: &Config, mode: Mode) -> Result<PodOutcome, PodError> {
+    let decision = match decide(config) {
+        Ok(d) => d,
+        Err(e) => return Ok(PodOutcome::Undetected(e)),
+    };
+    if decision.changes_nothing() {
+        log::info!("host NIC {}: policy changes nothing", decision.nic_list());
+        return Ok(PodOutcome::NoChange);
+    }
+    let outcome = nics::tune(&decision, mode, std::path::Path::new(RECORD_FILE))?;
+    for nic in &outcome.nics {
+        if mode == Mode::Set && !nic.report.changed.is_empty() {
+            log::info!(
+                "{} {}: -> {} (apply \"uplink\"); changed: [{}]; kernel also changed: [{}]",
+                nic.end,
+                nic.ifname,
+                decision
+                    .nics_to_set()
+                    .find(|n| n.name == nic.ifname)
+                    .map(|n| n.settings.as_str())
+                    .unwrap_or_default(),
+                nic.report.changed.join(", "),
+                nic.report.side_effects.join(", ")
+            );
+        } else {
+            log::debug!("{} {}: as the policy wants", nic.end, nic.ifname);
         }
     }
     Ok(PodOutcome::Tuned(outcome.problems))

@@ -115,6 +115,23 @@ impl Policy {
         Ok(self)
     }
 
+    /// Every settings object of the policy, with where it sits in the
+    /// config (`rules[0]`, `drivers.txgbe`, `default`).
+    pub fn every_settings(&self) -> Vec<(String, &FeatureSettings)> {
+        let mut all: Vec<(String, &FeatureSettings)> = self
+            .rules
+            .iter()
+            .map(|r| (format!("rules[{}]", r.index), &r.settings))
+            .collect();
+        all.extend(
+            self.drivers
+                .iter()
+                .map(|(d, (s, _))| (format!("drivers.{}", json::clip(d)), s)),
+        );
+        all.push(("default".into(), &self.default));
+        all
+    }
+
     /// The settings a NIC gets: the first rule that matches its facts,
     /// else its driver's table entry, else `default`.
     pub fn decide_for(&self, facts: &NicFacts) -> (&FeatureSettings, PolicySource) {

@@ -5,6 +5,10 @@ use crate::json;
 use serde_json::{Map, Value};
 use std::fmt;
 
+/// The receive-merging features whose merged TCP packets leave GRO
+/// marked CHECKSUM_PARTIAL.
+pub const GRO_FEATURES: &[&str] = &["rx-gro", "rx-gro-hw", "rx-gro-list"];
+
 /// One requested feature state, e.g. `tx: false`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeatureSetting {
@@ -110,18 +114,45 @@ impl FeatureSettings {
         self.0.is_empty()
     }
 
+    /// Whether these settings turn TX checksum off and receive merging
+    /// (GRO) on together. On a veth's host end that combination undoes the
+    /// fix: the host end merges the pod's valid segments into one packet
+    /// the kernel marks CHECKSUM_PARTIAL (`tcp_gro_complete`), and the node
+    /// forwards it to the NIC partial. The wire check shows it
+    /// (docs/performance.md#cheaper-veth-settings).
+    pub fn merges_over_checksum_off(&self) -> bool {
+        let turns = |on: bool, feature: &str| {
+            self.0
+                .iter()
+                .any(|s| s.enabled == on && s.selector.matches(feature))
+        };
+        turns(false, "tx-checksum-ip-generic") && GRO_FEATURES.iter().any(|f| turns(true, f))
+    }
+
     /// Combines the settings of several NICs (bond slaves, multipath
     /// uplinks). Where they disagree on a feature, `false` wins: checksum
     /// offload is off if any path needs it off. An `on` that every feature
     /// of is turned off by another NIC's settings is dropped here, so what
     /// `detect` and the log show is what is applied; a partial overlap is
     /// resolved per feature when applied (see `tune::FeaturePlan`).
+    ///
+    /// GRO asked on by one NIC is dropped where another NIC's settings turn
+    /// TX checksum off: together they would have a host end merge over
+    /// checksum off (see `merges_over_checksum_off`), which undoes the fix
+    /// the other NIC needs. One NIC's own settings that ask for both (valid
+    /// only for the container end) are kept as they are.
     pub fn merge<'a>(all: impl IntoIterator<Item = &'a FeatureSettings>) -> FeatureSettings {
+        let all: Vec<&FeatureSettings> = all.into_iter().collect();
         let mut merged: Vec<FeatureSetting> = Vec::new();
-        for s in all.into_iter().flat_map(|s| s.0.iter()) {
+        for s in all.iter().flat_map(|s| s.0.iter()) {
             if !merged.contains(s) {
                 merged.push(s.clone());
             }
+        }
+        let across = FeatureSettings(merged.clone()).merges_over_checksum_off()
+            && !all.iter().any(|s| s.merges_over_checksum_off());
+        if across {
+            merged.retain(|s| !(s.enabled && GRO_FEATURES.iter().any(|f| s.selector.matches(f))));
         }
         let overridden = |on: &FeatureSetting| {
             let mut members = KERNEL_FEATURES
@@ -179,6 +210,25 @@ mod tests {
     }
 
     #[test]
+    fn gro_with_checksum_off_is_recognised_by_any_name() {
+        for v in [
+            json!({"tx": false, "gro": true}),
+            json!({"tx-checksum-ip-generic": false, "rx-gro-list": true}),
+            json!({"tx-checksumming": false, "generic-receive-offload": true}),
+        ] {
+            assert!(settings(v.clone()).merges_over_checksum_off(), "{v}");
+        }
+        for v in [
+            json!({"tx": false}),
+            json!({"gro": true}),
+            json!({"tx": false, "gro": false}),
+            json!({"tx-checksum-sctp": false, "gro": true}),
+        ] {
+            assert!(!settings(v.clone()).merges_over_checksum_off(), "{v}");
+        }
+    }
+
+    #[test]
     fn agreeing_overlaps_are_fine() {
         settings(json!({"tx": false, "tx-checksum-ip-generic": false}));
     }
@@ -189,7 +239,11 @@ mod tests {
         let b = settings(json!({"tx": false, "gro": true}));
         let c = settings(json!({"tx-checksum-ip-generic": true}));
         let m = FeatureSettings::merge([&a, &b, &a]);
-        assert_eq!(m.to_string(), "tx off, gro on");
+        assert_eq!(m.to_string(), "tx off, gro on", "b asks for both itself");
+        // GRO from one NIC and TX checksum off from another: GRO is dropped.
+        let gro = settings(json!({"gro": true}));
+        assert_eq!(FeatureSettings::merge([&a, &gro]).to_string(), "tx off");
+        assert_eq!(FeatureSettings::merge([&gro]).to_string(), "gro on");
         // An "on" entirely turned off by another NIC's settings is dropped.
         let m = FeatureSettings::merge([&c, &a]);
         assert_eq!(m.to_string(), "tx off");

@@ -1,17 +1,19 @@
 //! Tuning one interface: settings resolved to this kernel's feature bits
 //! (`FeaturePlan`), set in one ETHTOOL_SFEATURES, read back and judged.
 
-use super::settings::FeatureSettings;
+use super::settings::{FeatureSettings, GRO_FEATURES};
 use crate::kernel::ethtool::{self, FeatureState};
 use std::fmt;
 use std::io;
 use std::os::fd::BorrowedFd;
 
-/// Which end of a veth pair an interface is.
+/// What an interface being tuned is: an end of a pod's veth pair, or a
+/// NIC of the uplink (the uplink placement).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
     Container,
     Host,
+    Nic,
 }
 
 impl fmt::Display for End {
@@ -19,8 +21,25 @@ impl fmt::Display for End {
         f.write_str(match self {
             End::Container => "container",
             End::Host => "host",
+            End::Nic => "uplink NIC",
         })
     }
+}
+
+/// Sends recorded requested states back in one SFEATURES (a restore):
+/// the features `features` names that `ifname` has.
+pub fn restore_requested(
+    fd: BorrowedFd<'_>,
+    ifname: &str,
+    features: &std::collections::BTreeMap<String, bool>,
+) -> io::Result<()> {
+    let names = ethtool::feature_names(fd, ifname)?;
+    let changes: Vec<(usize, bool)> = features
+        .iter()
+        .filter_map(|(n, on)| names.iter().position(|k| k == n).map(|i| (i, *on)))
+        .collect();
+    ethtool::set_features(fd, ifname, names.len(), &changes)?;
+    Ok(())
 }
 
 /// An interface to tune, with the socket of the netns it was found in:
@@ -141,6 +160,7 @@ impl FeaturePlan {
         };
         let mut report = EndReport {
             problems: evaluate(&self.wanted, &self.missing, &after),
+            merges_over_checksum_off: self.merges_over_checksum_off(&after),
             ..EndReport::default()
         };
         for (i, name) in self.names.iter().enumerate() {
@@ -164,8 +184,23 @@ impl FeaturePlan {
         EndReport {
             pending: self.describe(state, &changes),
             problems: evaluate(&self.wanted, &self.missing, state),
+            merges_over_checksum_off: self.merges_over_checksum_off(state),
             ..EndReport::default()
         }
+    }
+
+    /// Whether an interface in `state` merges received TCP segments (GRO)
+    /// while it checksums nothing in hardware: on a host end that forwards
+    /// to the NIC, that re-creates the partial checksums the fix removes
+    /// (see `FeatureSettings::merges_over_checksum_off`).
+    fn merges_over_checksum_off(&self, state: &FeatureState) -> bool {
+        let active = |pick: &dyn Fn(&str) -> bool| {
+            self.names
+                .iter()
+                .enumerate()
+                .any(|(i, n)| pick(n) && state.active(i))
+        };
+        active(&|n| GRO_FEATURES.contains(&n)) && !active(&|n| n.starts_with("tx-checksum-ip"))
     }
 }
 
@@ -312,6 +347,8 @@ pub struct EndReport {
     /// checksum off).
     pub side_effects: Vec<String>,
     pub problems: Vec<FeatureProblem>,
+    /// GRO on with TX checksum off, after setting (or as read).
+    pub merges_over_checksum_off: bool,
 }
 
 #[cfg(test)]
