@@ -25,6 +25,10 @@ outer() {
         [ -x "$DEBIAN_CNI_DIR/$tool" ] || die "$DEBIAN_CNI_DIR/$tool is missing (containernetworking-plugins)"
     done
     [ -x "$PLUGIN_BIN" ] || die "$PLUGIN_BIN is missing; run: make build"
+    # The image is FROM scratch: a dynamic binary (a plain `cargo build
+    # --release` writes one to the same path) would exit at once in it.
+    ldd "$PLUGIN_BIN" 2>&1 | grep -Eq 'statically linked|not a dynamic executable' \
+        || die "$PLUGIN_BIN is dynamically linked (a plain cargo build?); the image needs the static one: run make build"
     ensure_venv
     # The image's build context (Dockerfile: target/image/linux-amd64).
     mkdir -p "$REPO/target/image/linux-amd64"

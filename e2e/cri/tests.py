@@ -813,6 +813,43 @@ def test_no_default_route(ctx):
 
 
 @case
+def test_uplink_placement(ctx):
+    """apply "uplink" through the DaemonSet: the node's NIC (e2ecri-up0,
+    a veth: driver "veth" mapped to tx off) gets the settings, pods' veths
+    keep their offload, the NIC's original state is in the node's record,
+    and deleting the DaemonSet's pod (the last agent on the node) puts the
+    NIC back."""
+    uplink, record = "e2ecri-up0", "/run/csum-offload/uplink-state.json"
+    ctx.require(node.tx_checksumming(None, uplink) == "on", f"{uplink} does not start with tx-checksumming on")
+    node.write_primary()
+    cm = ctx.configmap({"apply": "uplink", "drivers": {"veth": {"tx": False}}, "logFile": CSUM_LOG, "logLevel": "debug"})
+    t0 = time.monotonic()
+    pod, _ = ctx.installer_ready(cm)
+    # The agent container sets the NIC at its start, before any pod.
+    try:
+        wait_until("the agent setting the uplink", lambda: node.tx_checksumming(None, uplink) == "off", 15, 0.1)
+    except TimeoutError:
+        raise Failed(f"{uplink} still has tx-checksumming on; agent log:\n{pod.log('agent')[-600:]}")
+    set_after = time.monotonic() - t0
+    w = ctx.workload("e2ecri-uplink", containers=False)
+    expect_offload(ctx, w, "on", "on", " (apply uplink: the pod's veth is left alone)")
+    recs = [r for r in json.load(open(record)) if r["name"] == uplink]
+    ctx.expect(len(recs) == 1 and recs[0]["features"].get("tx-checksum-ip-generic") is True,
+               f"{record} does not hold {uplink}'s original state: {recs}")
+    agent_log = pod.log("agent")
+    ctx.expect(f"uplink NIC {uplink}: -> tx off" in agent_log, f"the agent's log does not say it set {uplink}:\n{agent_log[-600:]}")
+    stopped = ctx.delete(pod)
+    ctx.expect(stopped.get("agent", (None,))[0] == 0, f"the agent exited {stopped.get('agent')} on SIGTERM")
+    ctx.expect(node.tx_checksumming(None, uplink) == "on", f"{uplink} was not put back when the DaemonSet's pod was deleted")
+    ctx.expect(not os.path.exists(record) or not [r for r in json.load(open(record)) if r["name"] == uplink],
+               f"{record} still holds {uplink} after the restore")
+    ctx.expect(node.entry_count() == 0, "the entry is still there after the DaemonSet's pod was deleted")
+    ctx.note(f"apply uplink: {uplink} tx off {set_after:.1f} s after the DaemonSet pod started (set by its agent container), "
+             f"a pod's veth on/on, original state recorded; pod deleted: the last agent put {uplink} back (on), record emptied, entry removed")
+    ctx.delete(w)
+
+
+@case
 def test_leaks(ctx):
     """After every case: no sandbox or container left in the runtime, no
     image pulled, nothing on the node (veths, netns, IP allocations, libcni
