@@ -653,3 +653,35 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
     assert!(installer.terminate().success());
     assert_eq!(read_json(&primary).unwrap(), kindnet());
 }
+
+#[test]
+fn sigint_stops_an_installer_started_with_sigint_ignored() {
+    // A shell's `&` starts its job with SIGINT ignored. The installer must
+    // still stop on it: SIGINT is in its signalfd's mask, and the kernel
+    // queues a blocked signal even when its disposition is "ignore".
+    use std::os::unix::process::CommandExt;
+    let dir = TempDir::new("sigign");
+    fs::write(
+        dir.conf().join("10-kindnet.conflist"),
+        kindnet().to_string(),
+    )
+    .unwrap();
+    let mut cmd = dir.command("install");
+    cmd.stdout(Stdio::null())
+        .stderr(fs::File::create(dir.0.join("installer.log")).unwrap());
+    // SAFETY: signal(2) only, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let installer = Installer(Some(cmd.spawn().unwrap()));
+    let list = dir.conf().join("10-kindnet.conflist");
+    wait_for("the entry", Duration::from_secs(10), || {
+        read_json(&list).is_some_and(|v| our_entries(&v) == 1)
+    });
+    let status = installer.signal(libc::SIGINT);
+    assert!(status.success(), "{status:?}\n{}", dir.log());
+    assert_eq!(read_json(&list).unwrap(), kindnet(), "the entry is gone");
+}

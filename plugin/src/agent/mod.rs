@@ -24,14 +24,14 @@ use crate::config::{self, Config, DetectionFailure, LoadError};
 use crate::kernel::monitor::{Event, Monitor};
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
+use crate::kernel::signals::{stop_requested, stop_signals};
 use crate::logger::{self, LevelError};
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
 use crate::offload::tune;
 use crate::offload::veth;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signalfd::SignalFd;
 use reconcile::{Agent, Checked};
 use scan::{NetnsIndex, Scope, DEFAULT_NETNS_DIRS};
 use state::{StateError, StateFile, DEFAULT_STATE_FILE};
@@ -205,7 +205,7 @@ pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
     let signals = if opts.once {
         None
     } else {
-        Some(stop_signals()?)
+        Some(stop_signals().map_err(|(what, source)| AgentError::System { what, source })?)
     };
     // Every daemon says it is there, waiting or acting, so that the one
     // that stops knows whether it is the last.
@@ -303,37 +303,6 @@ fn restore_uplink_if_last(presence: Presence) {
             }
         }
         Err(e) => log::warn!("cannot restore the uplink NICs: {e}"),
-    }
-}
-
-/// SIGTERM and SIGINT, blocked and read from a signalfd, so the daemon
-/// stops between two steps, never in the middle of one.
-fn stop_signals() -> Result<SignalFd, AgentError> {
-    let system = |what| move |source| AgentError::System { what, source };
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGTERM);
-    mask.add(Signal::SIGINT);
-    // An ignored signal is dropped before it could wait in the signalfd,
-    // and a shell's `&` starts its job with SIGINT ignored: take both back.
-    for signal in [Signal::SIGTERM, Signal::SIGINT] {
-        // SAFETY: setting a default disposition installs no handler.
-        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
-    }
-    mask.thread_block()
-        .map_err(system("cannot block signals"))?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(system("signalfd"))
-}
-
-/// The name of a stop signal waiting in `signals`, if one is.
-fn stop_requested(signals: &SignalFd) -> Option<&'static str> {
-    match signals.read_signal() {
-        Ok(Some(info)) => Some(
-            Signal::try_from(info.ssi_signo as i32)
-                .map(|s| s.as_str())
-                .unwrap_or("signal"),
-        ),
-        _ => None,
     }
 }
 

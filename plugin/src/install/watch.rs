@@ -20,10 +20,10 @@ use super::pass::{reconcile_as, remove_entries, Mode, PassOutcome};
 use super::select::is_config_name;
 use super::throttle::Throttle;
 use super::{copy_binary, load_entry, remove_binary, InstallError, Options};
+use crate::kernel::signals::stop_requested;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::signalfd::SignalFd;
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -226,30 +226,13 @@ fn wait_for_signal(signals: &SignalFd, wait: Duration) -> Option<&'static str> {
     let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
     let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
     let _ = poll(&mut fds, timeout);
-    read_signal(signals)
-}
-
-fn read_signal(signals: &SignalFd) -> Option<&'static str> {
-    match signals.read_signal() {
-        Ok(Some(info)) => Some(
-            Signal::try_from(info.ssi_signo as i32)
-                .map(|s| s.as_str())
-                .unwrap_or("signal"),
-        ),
-        _ => None,
-    }
+    stop_requested(signals)
 }
 
 pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
     // Signals first, so a SIGTERM during start-up still takes the exit path.
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGTERM);
-    mask.add(Signal::SIGINT);
-    let system = |what| move |source| InstallError::System { what, source };
-    mask.thread_block()
-        .map_err(system("cannot block signals"))?;
-    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-        .map_err(system("signalfd"))?;
+    let signals = crate::kernel::signals::stop_signals()
+        .map_err(|(what, source)| InstallError::System { what, source })?;
     let conf_dir = opts.conf_dir.as_path();
     let mut status = StatusLog::default();
     let mut watcher = Watcher::new(opts);
@@ -459,13 +442,18 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
             }
             match poll(&mut fds, timeout) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(system("poll")(e)),
+                Err(e) => {
+                    return Err(InstallError::System {
+                        what: "poll",
+                        source: e,
+                    })
+                }
             }
             let ready = |i: usize| fds.get(i).and_then(|f| f.any()).unwrap_or(false);
             (ready(0), ready(1))
         };
         if signal_ready {
-            if let Some(name) = read_signal(&signals) {
+            if let Some(name) = stop_requested(&signals) {
                 log::info!("{name} received");
                 return shut_down(opts, presence, &token, claim);
             }

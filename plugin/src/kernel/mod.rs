@@ -7,6 +7,7 @@
 //! - `netns`: network namespace handles and a thread's move into one.
 //! - `system`: the kernel release, a PCI function's id from sysfs.
 //! - `lock`: flock(2), with a bounded wait.
+//! - `signals`: SIGTERM and SIGINT through a signalfd.
 //! - `monitor`: link and route events of the host and of every netns with
 //!   an id in it.
 
@@ -16,4 +17,5 @@ pub mod lock;
 pub mod monitor;
 pub mod netlink;
 pub mod netns;
+pub mod signals;
 pub mod system;
