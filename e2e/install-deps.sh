@@ -17,6 +17,7 @@ have tcpdump || need+=(tcpdump)
 have strace || need+=(strace)
 [ -x /usr/bin/time ] || need+=(time)
 have g++ || need+=(g++)   # make fuzz builds libFuzzer
+have systemd-analyze || need+=(systemd)   # manifests-check verifies the agent's unit
 # The installer tests run it in namespaces of its own (user, mount).
 have unshare || need+=(util-linux)
 have nsenter || need+=(util-linux)

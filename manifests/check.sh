@@ -225,6 +225,17 @@ fi
 shellcheck e2e/kind/run.sh manifests/check.sh || die "shellcheck"
 say "kind suite: workload schemas, overlay policy (veth -> tx off), shellcheck: ok"
 
+# 5b. The systemd unit for hosts without Kubernetes (docs/agent.md):
+# systemd-analyze verify, with ExecStart pointed at the built binary (it
+# checks that the command exists). It exits 0 on unknown keys and bad
+# values, only printing them, so any output is a failure.
+command -v systemd-analyze >/dev/null || die "systemd-analyze is missing; run: bash e2e/install-deps.sh"
+UNIT=contrib/systemd/csum-offload-agent.service
+sed "s|/usr/local/bin/csum-offload|$(realpath "$BIN")|" "$UNIT" >"$TMP/csum-offload-agent.service"
+out=$(systemd-analyze verify "$TMP/csum-offload-agent.service" 2>&1) || die "systemd-analyze verify $UNIT failed: $out"
+[ -z "$out" ] || die "systemd-analyze verify $UNIT: $out"
+say "systemd unit: systemd-analyze verify: ok"
+
 # 6. Negative controls: each tool must catch a planted defect.
 mkdir -p "$TMP/bad"
 sed 's/imagePullPolicy: IfNotPresent/imagePullPolicy: IfNotPresent\n          imagePulPolicy: Always/' \
@@ -237,5 +248,10 @@ sed 's/readOnlyRootFilesystem: true/readOnlyRootFilesystem: false/' \
 if run_checkov "$TMP/bad" >"$TMP/bad.out" 2>&1 || ! grep -q CKV_K8S_22 "$TMP/bad.out"; then
     die "checkov did not flag a writable root filesystem: it is not checking"
 fi
-say "negative controls: both tools catch planted defects"
+mkdir -p "$TMP/bad-unit"
+sed 's/^ProtectSystem=/ProtectSystm=/' "$TMP/csum-offload-agent.service" >"$TMP/bad-unit/csum-offload-agent.service"
+if [ -z "$(systemd-analyze verify "$TMP/bad-unit/csum-offload-agent.service" 2>&1)" ]; then
+    die "systemd-analyze verify said nothing about a misspelt key: it is not checking"
+fi
+say "negative controls: kubernetes-validate, checkov and systemd-analyze catch planted defects"
 say "ok"
