@@ -14,6 +14,8 @@ have tcpdump || need+=(tcpdump)
 have strace || need+=(strace)
 [ -x /usr/bin/time ] || need+=(time)
 have g++ || need+=(g++)   # make fuzz builds libFuzzer
+have iperf3 || need+=(iperf3)   # make bench: the datapath benchmark
+[ -x /usr/bin/python3 ] || need+=(python3)   # make bench
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
