@@ -870,6 +870,8 @@ def report(args, settings, topologies, table, wire_out, meta):
                 cells.append(f"{row['cpu_s_per_gb']:.3f} ({fmt_ratio(row.get('cpu_ratio'))})")
             say(f"| {s.label} | " + " | ".join(cells) + " |")
         say("")
+    if table and wire_out:
+        lines.extend(verdicts(settings, topologies, table, wire_out))
     if wire_out:
         say(f"On the wire: {args.wire_bytes} random bytes over TCP from a pod to the peer "
             "through the simulated broken NIC (brokennic), per setting. NIC: the TCP "
@@ -895,6 +897,45 @@ def report(args, settings, topologies, table, wire_out, meta):
             say(f"| {s.label} | " + " | ".join(cells) + f" | {verdict} |")
         say("")
     return "\n".join(lines)
+
+
+def verdicts(settings, topologies, table, wire_out):
+    """The issue's goals, and the cheapest veth setting the wire proved,
+    from this run's numbers."""
+    out = []
+    keys = {s.key for s in settings}
+    topo = {t[0] for t in topologies}
+    ratio = lambda k, t: table[(k, t)]["gbps_ratio"]  # noqa: E731
+    if {"uplink", "both"} <= keys and {"bridge", "ptp", "pod-peer"} <= topo and "uplink" in wire_out:
+        on_node = min(ratio("uplink", "bridge"), ratio("uplink", "ptp"))
+        up, both = table[("uplink", "pod-peer")]["gbps"], table[("both", "pod-peer")]["gbps"]
+        partial = sum(p["nic"].get("partial", 0) for p in wire_out["uplink"]["paths"].values()
+                      if "nic" in p)
+        out += [
+            "Goals (uplink placement):",
+            "",
+            f"- on-node pod to pod at least 95% of untouched: bridge {ratio('uplink', 'bridge'):.0%}, "
+            f"ptp {ratio('uplink', 'ptp'):.0%}: {'met' if on_node >= 0.95 else 'NOT met'}",
+            f"- pod to off-node above the veth fix (apply: both): {up:.2f} against {both:.2f} Gbit/s: "
+            f"{'met' if up > both else 'NOT met'}",
+            f"- partial checksums reaching the simulated NIC: {partial}"
+            f"{', data intact' if wire_out['uplink']['correct'] else ', NOT correct'}: "
+            f"{'met' if partial == 0 and wire_out['uplink']['correct'] else 'NOT met'}",
+            "",
+        ]
+    veth = [s for s in settings if s.kind != "reference" and s.key != "uplink"
+            and wire_out.get(s.key, {}).get("correct")]
+    if veth:
+        out += ["Cheapest veth setting the wire check proved, per topology "
+                "(highest throughput; lowest CPU per GB):", ""]
+        for key, label, _c, _s in topologies:
+            fast = max(veth, key=lambda s: table[(s.key, key)]["gbps"])
+            lean = min(veth, key=lambda s: table[(s.key, key)]["cpu_s_per_gb"])
+            out.append(f"- {label}: {fast.label} ({table[(fast.key, key)]['gbps']:.2f} Gbit/s, "
+                       f"{ratio(fast.key, key):.2f} of untouched); {lean.label} "
+                       f"({table[(lean.key, key)]['cpu_s_per_gb']:.3f} CPU s/GB)")
+        out.append("")
+    return out
 
 
 def wire_cell(wire_out, s):
