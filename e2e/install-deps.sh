@@ -16,6 +16,7 @@ have strace || need+=(strace)
 have g++ || need+=(g++)   # make fuzz builds libFuzzer
 have iperf3 || need+=(iperf3)   # make bench: the datapath benchmark
 [ -x /usr/bin/python3 ] || need+=(python3)   # make bench
+have iptables || need+=(iptables)   # make bench: NAT in the datapath wire check
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

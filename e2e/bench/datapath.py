@@ -30,7 +30,8 @@ exception is the uplink row, measured with `ethtool -K dpbup0 tx off` until
   dpb-wire         (wire part only) between dpbup0 and the peer: brokennic
                    forwards frames byte for byte between dpbnic0 (the
                    uplink's wire) and dpbnic1 (the peer's), completing no
-                   checksum, as the txgbe path does in the field
+                   checksum, as the txgbe path does in the field; there
+                   the node masquerades the ptp pods' traffic to the peer
 
 Run as root:  python3 e2e/bench/datapath.py --binary target/release/csum-offload
 (`make bench-datapath` builds first). Everything it creates is removed on exit,
@@ -420,6 +421,11 @@ class Lab:
         run(in_ns(NS["peer"], "ethtool", "-K", "eth0", "gro", "on"))
         if self.wire:
             run(in_ns(NS["peer"], "ethtool", "-K", "eth0", "tx", "off"))
+            # The ptp pods' traffic to the peer is masqueraded, as a node
+            # NATs pod traffic to off-cluster hosts: the NAT rewrites
+            # addresses, and with them the checksums, of what leaves.
+            run(in_ns(NS["node"], "iptables", "-t", "nat", "-A", "POSTROUTING", "-s", PTP_NET,
+                      "-o", UPLINK, "-j", "MASQUERADE"))
         # The pods, wired by the reference plugins.
         for key in BRIDGE_PODS:
             self.add_pod(key, "bridge", {
@@ -655,7 +661,7 @@ def read_counts(path, prefix):
     raise Abort(f"{path}: no {prefix} line")
 
 
-def transfer(lab, args, tmp, src, dst, tag, payload, digest):
+def transfer(lab, args, tmp, src, dst, tag, payload, digest, nat):
     """Sends PAYLOAD from pod SRC to DST (the peer, through brokennic, or
     another pod on the node) over TCP. wirecheck captures on SRC's host
     end meanwhile: there the node has the pod's segments after the host
@@ -697,15 +703,21 @@ def transfer(lab, args, tmp, src, dst, tag, payload, digest):
     finally:
         for p in procs:
             stop(p, sig=signal.SIGINT)
-    got = {"bytes": 0, "sha256": ""}
+    got = {"bytes": 0, "sha256": "", "from": ""}
     if os.path.exists(files["received"]):
         with open(files["received"]) as f:
             got = json.load(f)
+    # The path must be the one named: masqueraded (the node's address) or
+    # routed (the pod's own).
+    want_from = NODE_IP if nat else lab.ips[src]
+    if got["from"] and got["from"] != want_from:
+        raise Abort(f"{tag}: the receiver saw {got['from']}, expected {want_from}")
     out = {
         "sender": "ok" if send.returncode == 0 else (send.stderr.strip().splitlines() or ["?"])[-1],
         "ms": round(ms),
         "bytes_arrived": got["bytes"],
         "intact": got["bytes"] == os.path.getsize(payload) and got["sha256"] == digest,
+        "from": got["from"],
         # What the host end received from the pod (after its GRO, if on).
         "host_end": host_end,
         "host_in": read_counts(files["cap"], "in:"),
@@ -720,12 +732,13 @@ def transfer(lab, args, tmp, src, dst, tag, payload, digest):
     return out
 
 
-# (key, sender pod, receiver): through the NIC first, then on the node.
+# (key, sender pod, receiver, masqueraded): through the NIC first, then
+# on the node.
 WIRE_PATHS = [
-    ("bridge-peer", "pa", "peer"),
-    ("ptp-peer", "pc", "peer"),
-    ("bridge-pod", "pa", "pb"),
-    ("ptp-pod", "pc", "pd"),
+    ("bridge-peer", "pa", "peer", False),
+    ("ptp-peer", "pc", "peer", True),
+    ("bridge-pod", "pa", "pb", False),
+    ("ptp-pod", "pc", "pd", False),
 ]
 
 
@@ -750,8 +763,8 @@ def wire_setting(args, tmp, s, payload, digest):
         lab.build()
         lab.apply(s)
         lab.check_state(s)
-        paths = {key: transfer(lab, args, tmp, src, dst, f"{s.key}-{key}", payload, digest)
-                 for key, src, dst in WIRE_PATHS}
+        paths = {key: transfer(lab, args, tmp, src, dst, f"{s.key}-{key}", payload, digest, nat)
+                 for key, src, dst, nat in WIRE_PATHS}
         correct = all(v["correct"] for v in paths.values())
         log(f"  wire {s.key:<10} " + "; ".join(
             f"{key}: " + (f"NIC {v['nic'].get('valid', 0)} valid "
@@ -778,9 +791,10 @@ def recv_main(argv):
     srv.bind(("0.0.0.0", a.port))
     srv.listen(1)
     srv.settimeout(a.accept_timeout)
-    h, n, done = hashlib.sha256(), 0, False
+    h, n, done, peer = hashlib.sha256(), 0, False, ""
     try:
-        conn, _ = srv.accept()
+        conn, addr = srv.accept()
+        peer = addr[0]
         conn.settimeout(a.idle_timeout)
         while True:
             chunk = conn.recv(1 << 16)
@@ -792,7 +806,7 @@ def recv_main(argv):
     except (socket.timeout, OSError) as e:
         print(f"receiver: {e}", file=sys.stderr)
     with open(a.result + ".tmp", "w") as f:
-        json.dump({"bytes": n, "sha256": h.hexdigest(), "eof": done}, f)
+        json.dump({"bytes": n, "sha256": h.hexdigest(), "eof": done, "from": peer}, f)
     os.rename(a.result + ".tmp", a.result)
     return 0 if done else 1
 
@@ -881,7 +895,7 @@ def report(args, settings, topologies, table, wire_out, meta):
             "(merged by GRO), and how many the kernel marked CHECKSUM_PARTIAL. Then whether the data arrived intact "
             "(size and SHA-256), and the same transfer between two pods on the node:")
         say("")
-        say("| setting | bridge pod to peer | ptp pod to peer | pod to pod on the node "
+        say("| setting | bridge pod to peer (routed) | ptp pod to peer (NAT) | pod to pod on the node "
             "(bridge, ptp) | verdict |")
         say("| --- | --- | --- | --- | --- |")
         for s in settings:
@@ -1019,7 +1033,7 @@ def main(argv):
     args = parse_args(argv)
     if os.geteuid() != 0:
         sys.exit("datapath: must run as root (netns, veth, AF_PACKET)")
-    for tool in ("ip", "nsenter", "ethtool", "iperf3", "ss"):
+    for tool in ("ip", "nsenter", "ethtool", "iperf3", "ss", "iptables"):
         if run(["sh", "-c", f"command -v {tool}"], check=False).returncode != 0:
             sys.exit(f"datapath: {tool} is missing; run: bash e2e/install-deps.sh")
     for plugin in ("bridge", "ptp", "host-local"):
