@@ -1009,7 +1009,8 @@ def parse_args(argv):
     p.add_argument("--wire-bytes", type=int, default=4 << 20)
     p.add_argument("--connect-timeout", type=float, default=4,
                    help="wire part: how long a sender tries to connect")
-    p.add_argument("--limit", type=int, default=1200, help="hard time limit of the run (s)")
+    p.add_argument("--limit", type=int,
+                   help="hard time limit of the run (s); default: 300 plus 8 s per iperf3 cell")
     p.add_argument("--keep", action="store_true", help="keep the work dir (logs, captures)")
     p.add_argument("--json", help="write every sample and the summary here")
     p.add_argument("--markdown", help="write the report tables here too")
@@ -1063,6 +1064,9 @@ def main(argv):
             time.sleep(1)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM):
         signal.signal(sig, on_signal)
+    if args.limit is None:
+        cells = 0 if args.only == "wire" else len(settings) * len(topologies) * args.rounds
+        args.limit = 300 + cells * (args.warmup + args.seconds + 4)
     signal.alarm(args.limit)
     tmp = tempfile.mkdtemp(prefix="dpb-datapath.")
     rc = 0
