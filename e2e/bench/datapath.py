@@ -892,7 +892,8 @@ def report(args, settings, topologies, table, wire_out, meta):
             "segments it forwarded from the node, by checksum (valid / partial), and the "
             "largest frame. Host end: what the sending pod's host-side veth received "
             "(wirecheck, after that end's GRO): segments, how many are above the MTU "
-            "(merged by GRO), and how many the kernel marked CHECKSUM_PARTIAL. Then whether the data arrived intact "
+            "(TSO packets the pod sent, or segments that end's GRO merged), and how many "
+            "the kernel marked CHECKSUM_PARTIAL. Then whether the data arrived intact "
             "(size and SHA-256), and the same transfer between two pods on the node:")
         say("")
         say("| setting | bridge pod to peer (routed) | ptp pod to peer (NAT) | pod to pod on the node "
