@@ -7,7 +7,7 @@
 # partial checksums included. Per setting: how many partial checksums
 # left the node, and whether the file arrived intact.
 #
-# Sourced by tests.sh (after lib.sh); run.sh's register_cases calls
+# Sourced by run.sh after tests.sh; run.sh's register_cases calls
 # register_wire_placement_cases. Names: e2ecd-dpb* / e2ecddpb* (the
 # suite's own cleanup removes e2ecd* objects), addresses 10.63.200.0/24
 # (uplink) and 10.63.201.0/24 (pods).
@@ -37,6 +37,12 @@ register_wire_placement_cases() {
 }
 
 wp_teardown() {
+    # A case that failed half-way leaves its brokennic and wirecheck
+    # running (bounded, 90 s); they carry this run's wp- log paths.
+    local pid
+    for pid in $(pids_with_arg "$WORK/logs/wp-"); do
+        kill_tree "$pid"
+    done
     ip link del "$WP_UPLINK" 2>/dev/null || true
     ip netns del "$WP_WIRE_NS" 2>/dev/null || true
     ip netns del "$WP_PEER_NS" 2>/dev/null || true
@@ -71,13 +77,37 @@ wp_setup() {
 wp_entry() {
     case $1 in
     untouched) echo "" ;;
-    both) csum_entry txgbe '"apply": "both"' ;;
+    both | both-gro) csum_entry txgbe '"apply": "both"' ;;
     container) csum_entry txgbe '"apply": "container"' ;;
     host) csum_entry txgbe '"apply": "host"' ;;
     uplink) [ -z "$WP_UPLINK_ENTRY" ] || csum_entry txgbe "$WP_UPLINK_ENTRY" ;;
     c-tx-gro) csum_entry txgbe '"apply": "container", "drivers": {"txgbe": {"tx": false, "gro": true}}' ;;
-    both-gro) csum_entry txgbe '"apply": "both", "drivers": {"txgbe": {"tx": false, "gro": true}}' ;;
     esac
+}
+
+# What ethtool -k must show once the setting is made: TX checksumming of
+# the pod's eth0, its host end and the uplink, then GRO of the pod's eth0
+# and its host end (the kernel's defaults: tx on, GRO off on a veth).
+wp_want() {
+    case $1 in
+    untouched) echo "on on on off off" ;;
+    both) echo "off off on off off" ;;
+    container) echo "off on on off off" ;;
+    host) echo "on off on off off" ;;
+    uplink) echo "on on off off off" ;;
+    c-tx-gro) echo "off on on on off" ;;
+    both-gro) echo "off off on off on" ;;
+    esac
+}
+
+# ethtool -k's FEATURE (on/off) for IFNAME in NETNS (empty: the host).
+wp_feature() {
+    local netns=$1 ifname=$2 feature=$3
+    if [ -n "$netns" ]; then
+        nsenter --net="$netns" ethtool -k "$ifname"
+    else
+        ethtool -k "$ifname"
+    fi | awk -F': ' -v f="$feature" '$1 == f {print $2}' | awk '{print $1}'
 }
 
 wp_must_work() {
@@ -90,10 +120,10 @@ wp_must_work() {
 wp_label() {
     case $1 in
     untouched) echo "no csum-offload" ;;
-    uplink) [ -n "$WP_UPLINK_ENTRY" ] && echo "apply: uplink" ||
-        echo "uplink (ethtool -K $WP_UPLINK tx off: stand-in until apply: uplink lands)" ;;
+    uplink) [ -n "$WP_UPLINK_ENTRY" ] && echo "apply: uplink (csum-offload)" ||
+        echo "uplink (STAND-IN: ethtool -K $WP_UPLINK tx off, not csum-offload, until apply: uplink lands)" ;;
     c-tx-gro) echo "container end tx off + gro on" ;;
-    both-gro) echo "tx off + gro on, both ends (GRO on the host end)" ;;
+    both-gro) echo "apply: both, then GRO on the host end by ethtool -K (not offered by csum-offload)" ;;
     *) echo "apply: $1" ;;
     esac
 }
@@ -117,11 +147,20 @@ EOF
     if [ "$placement" = uplink ] && [ -z "$WP_UPLINK_ENTRY" ]; then
         ethtool -K "$WP_UPLINK" tx off >/dev/null
     fi
-    local tx_pod tx_host tx_up
+    # GRO on a forwarding host end, the negative control: csum-offload
+    # does not offer it (builds that check refuse it), so it is made here.
+    [ "$placement" != both-gro ] || ethtool -K "${PEER[$name]}" gro on >/dev/null
+    local tx_pod tx_host tx_up gro_pod gro_host
     tx_pod=$(tx_checksumming "$(netns_path "$name")" eth0)
     tx_host=$(tx_checksumming "" "${PEER[$name]}")
     tx_up=$(tx_checksumming "" "$WP_UPLINK")
-    echo "tx-checksumming: pod eth0 $tx_pod, host ${PEER[$name]} $tx_host, uplink $WP_UPLINK $tx_up" >&2
+    gro_pod=$(wp_feature "$(netns_path "$name")" eth0 generic-receive-offload)
+    gro_host=$(wp_feature "" "${PEER[$name]}" generic-receive-offload)
+    echo "tx-checksumming: pod eth0 $tx_pod, host ${PEER[$name]} $tx_host, uplink $WP_UPLINK $tx_up; GRO: pod eth0 $gro_pod, host end $gro_host" >&2
+    # The setting must be made, and nothing else changed, before the wire
+    # says anything about it.
+    expect_eq "$placement: tx-checksumming (pod, host end, uplink), GRO (pod, host end)" \
+        "$tx_pod $tx_host $tx_up $gro_pod $gro_host" "$(wp_want "$placement")"
     local sim=$WORK/logs/wp-$placement
     ip netns exec "$WP_WIRE_NS" "$WIRE_DIR/brokennic" --a e2ecddpbn0 --b e2ecddpbn1 --seconds 90 \
         --summary "$sim.summary" --ready-file "$sim.ready" >"$sim.log" 2>&1 &
@@ -138,14 +177,23 @@ EOF
     rm -f "$WORK/data/wp-received" "$WORK/data/wp-hold"
     mkfifo "$WORK/data/wp-hold"
     # stdin held open (see test_wire): the peer never half-closes first.
-    timeout 20 ip netns exec "$WP_PEER_NS" busybox nc -l -p 5001 \
+    # The listener's limit also ends a sender stuck behind the broken NIC
+    # (busybox nc's -w does not bound a blocked write): 20 s where the
+    # transfer must work, 8 s where it must fail.
+    local hold=20
+    wp_must_work "$placement" || hold=8
+    timeout "$hold" ip netns exec "$WP_PEER_NS" busybox nc -l -p 5001 \
         >"$WORK/data/wp-received" 2>/dev/null <>"$WORK/data/wp-hold" &
     local listener=$!
     wait_for 100 listening "/run/netns/$WP_PEER_NS" 5001 || fail "the peer is not listening"
     local t0 t1 rc=0
     t0=$(date +%s%N)
     exec_in "$name" /bin/sh -c "nc -w ${WP_CONNECT_TIMEOUT:-5} $WP_PEER_IP 5001 < /data/payload" >&2 || rc=$?
-    [ "$rc" != 0 ] || wait_pid_gone "$listener" 100 || true
+    # Where it must work, up to 10 s for the last bytes to arrive after
+    # nc exits; where it must fail, 3 s (what arrives is only reported).
+    local grace=100
+    wp_must_work "$placement" || grace=30
+    [ "$rc" != 0 ] || wait_pid_gone "$listener" "$grace" || true
     t1=$(date +%s%N)
     kill_tree "$listener"
     kill -INT "$nic" "$wc"
@@ -159,11 +207,11 @@ EOF
     want_sha=$(sha "$WORK/data/$name/payload")
     got_sha=$(sha "$WORK/data/wp-received")
     out=$(grep '^a_to_b:' "$sim.summary")
-    local tcp valid partial large
+    local tcp valid partial large errs
     tcp=$(field tcp "$out") valid=$(field valid "$out") partial=$(field partial "$out")
-    large=$(field large "$out")
+    large=$(field large "$out") errs=$(field send_errors "$out")
     local what
-    what="$(wp_label "$placement"): pod eth0 tx $tx_pod, host end tx $tx_host, uplink tx $tx_up; the simulated NIC forwarded $tcp TCP segments from the node: $valid valid, $partial partial, ${large:-0} above the MTU"
+    what="$(wp_label "$placement"): pod eth0 tx $tx_pod gro $gro_pod, host end tx $tx_host gro $gro_host, uplink tx $tx_up; the simulated NIC got $tcp TCP segments from the node: $valid valid, $partial partial, ${large:-0} above the MTU (${errs:-0} frames too large to send on)"
     if wp_must_work "$placement"; then
         [ "$rc" = 0 ] || fail "TCP through the broken NIC failed (nc exit $rc): $what"
         expect_eq "bytes the peer received" "$got_size" "$size"
