@@ -84,11 +84,15 @@ PTP_PODS = ("pc", "pd")
 # --- what is measured -------------------------------------------------------
 
 # The uplink placement. Until the plugin has `apply: "uplink"`, the same
-# kernel state is made with `ethtool -K dpbup0 tx off` and the row says so.
-# When it lands, this one line becomes the entry that selects it, e.g.
-#   UPLINK_ENTRY = {"apply": "uplink", "hostDriver": None, "drivers": {"veth": {"tx": False}}}
-# (hostDriver null: detection finds dpbup0 behind the node's default route,
-# a veth, whose driver "veth" the drivers table maps to tx off.)
+# kernel state is made with `ethtool -K dpbup0 tx off` (a stand-in, not the
+# product) and the row, the log and the report say so. When it lands, this
+# one line becomes the entry that selects it:
+#   UPLINK_ENTRY = {"apply": "uplink", "hostDriver": None, "hostInterface": UPLINK, "drivers": {"veth": {"tx": False}}}
+# A value None removes that key of the base entry (see Lab.apply): the
+# uplink placement needs detection, which hostDriver would skip. Detection
+# starts at dpbup0, a veth, so the NIC it finds is dpbup0 itself, and the
+# drivers table maps its driver "veth" to tx off; the pod veths stay as
+# the kernel made them (check_state verifies both).
 UPLINK_ENTRY = None
 
 
@@ -108,6 +112,10 @@ class Setting:
         self.wire_hypothesis = wire_hypothesis
         self.kind = kind  # reference | offered | candidate
         self.stand_in = stand_in  # ethtool -K arguments for the uplink
+        # Set when csum-offload refuses a candidate's entries (a build that
+        # rejects the combination): the row then measures the same kernel
+        # state made with ethtool, and says so.
+        self.refused = None
 
 
 def uplink_setting():
@@ -240,6 +248,10 @@ TOPOLOGIES = [
 
 class Abort(Exception):
     pass
+
+
+class Refused(Abort):
+    """csum-offload refused an entry as invalid configuration (CNI code 7)."""
 
 
 PROCS = []  # every long-running child (Popen), ended by pid at cleanup
@@ -381,6 +393,8 @@ class Lab:
         self.ips = {"peer": PEER_IP}
         self.servers = []
         self.ipam = tempfile.mkdtemp(prefix="ipam-", dir=tmp)
+        # csum-offload's diagnostics (its stderr: no logFile, which a
+        # plugin may confine to /var/log).
         self.csum_log = os.path.join(tmp, "csum-offload.log")
 
     def ip(self, ns, *argv):
@@ -455,9 +469,19 @@ class Lab:
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         }
         out = run(in_ns(NS["node"], binary), check=False, input=json.dumps(conf), env=env)
+        if binary == self.args.binary and out.stderr:
+            with open(self.csum_log, "a") as f:
+                f.write(f"--- ADD {NS[key]} {json.dumps({k: v for k, v in conf.items() if k != 'prevResult'})}\n")
+                f.write(out.stderr)
         if out.returncode != 0:
-            raise Abort(f"{os.path.basename(binary)} ADD for {NS[key]} failed ({out.returncode}): "
-                        f"{out.stdout.strip()} {out.stderr.strip()}")
+            why = f"{out.stdout.strip()} {out.stderr.strip()}"
+            try:
+                err = json.loads(out.stdout)
+            except json.JSONDecodeError:
+                err = {}
+            if binary == self.args.binary and isinstance(err, dict) and err.get("code") == 7:
+                raise Refused(err.get("msg", why))
+            raise Abort(f"{os.path.basename(binary)} ADD for {NS[key]} failed ({out.returncode}): {why}")
         return json.loads(out.stdout)
 
     def add_pod(self, key, net, main):
@@ -468,7 +492,34 @@ class Lab:
 
     def apply(self, setting):
         """Runs csum-offload's entries of SETTING for every pod, in chain
-        order, each with the prevResult the runtime would pass."""
+        order, each with the prevResult the runtime would pass. A candidate
+        (not an offered setting) that csum-offload refuses as invalid is
+        made with ethtool instead, and marked so."""
+        try:
+            self.apply_entries(setting)
+        except Refused as e:
+            if setting.kind != "candidate":
+                raise Abort(f"{setting.key}: csum-offload refused the entry: {e}")
+            if setting.refused is None:
+                setting.refused = str(e)
+                setting.label += " (refused by csum-offload; made with ethtool -K)"
+            self.make_state(setting)
+        if setting.stand_in:
+            run(in_ns(NS["node"], "ethtool", "-K", UPLINK, *setting.stand_in))
+
+    def make_state(self, setting):
+        """Sets every pod end to SETTING's state (the kernel default where
+        the setting says nothing) with ethtool -K; TSO follows tx."""
+        for key in self.results:
+            for end, ns, dev in (("container", NS[key], "eth0"),
+                                 ("host", NS["node"], self.host_end(key))):
+                want = dict(DEFAULT_STATE, **setting.state.get(end, {}))
+                argv = []
+                for short in ("tx", "gro", "gro-list"):
+                    argv += [FEATURES[short], want[short]]
+                run(in_ns(ns, "ethtool", "-K", dev, *argv))
+
+    def apply_entries(self, setting):
         for key, (net, result) in self.results.items():
             prev = result
             for entry in setting.entries:
@@ -477,16 +528,15 @@ class Lab:
                     "name": f"dpb-{net}",
                     "type": "csum-offload",
                     "hostDriver": "txgbe",
-                    "logFile": self.csum_log,
                     "prevResult": prev,
                 }
                 conf.update(entry)
+                # None in an entry removes the key (e.g. hostDriver).
+                conf = {k: v for k, v in conf.items() if v is not None}
                 out = self.cni(self.args.binary, key, conf)
                 if out != prev:
                     raise Abort(f"csum-offload ADD for {NS[key]} changed the result: {out}")
                 prev = out
-        if setting.stand_in:
-            run(in_ns(NS["node"], "ethtool", "-K", UPLINK, *setting.stand_in))
 
     def host_end(self, key):
         """The pod's host-side veth, from the kernel's peer index (eth0@ifN)."""
@@ -770,7 +820,10 @@ def wire_setting(args, tmp, s, payload, digest):
             f"{key}: " + (f"NIC {v['nic'].get('valid', 0)} valid "
                           f"{v['nic'].get('partial', 0)} partial, " if "nic" in v else "")
             + ("intact" if v["intact"] else "NOT intact")
-            for key, v in paths.items()) + f" -> {'correct' if correct else 'NOT correct'}")
+            for key, v in paths.items()) + f" -> {'correct' if correct else 'NOT correct'}"
+            + (f" (stand-in: ethtool -K {UPLINK} {' '.join(s.stand_in)}, not csum-offload)"
+               if s.stand_in else "")
+            + (" (refused by csum-offload; made with ethtool -K)" if s.refused else ""))
         return {"paths": paths, "correct": correct, "expected": correct == s.wire_hypothesis}
     finally:
         lab.close()
@@ -889,7 +942,7 @@ def report(args, settings, topologies, table, wire_out, meta):
     if wire_out:
         say(f"On the wire: {args.wire_bytes} random bytes over TCP from a pod to the peer "
             "through the simulated broken NIC (brokennic), per setting. NIC: the TCP "
-            "segments it forwarded from the node, by checksum (valid / partial), and the "
+            "segments it got from the node (a frame above the MTU it cannot send on), by checksum (valid / partial), and the "
             "largest frame. Host end: what the sending pod's host-side veth received "
             "(wirecheck, after that end's GRO): segments, how many are above the MTU "
             "(TSO packets the pod sent, or segments that end's GRO merged), and how many "
@@ -911,6 +964,19 @@ def report(args, settings, topologies, table, wire_out, meta):
                 verdict += " (UNEXPECTED)"
             say(f"| {s.label} | " + " | ".join(cells) + f" | {verdict} |")
         say("")
+    for s in settings:
+        if s.stand_in:
+            say(f"The {s.key} row is a stand-in, not the product: `ethtool -K {UPLINK} "
+                f"{' '.join(s.stand_in)}` on the node's uplink, because UPLINK_ENTRY in "
+                f"{os.path.basename(__file__)} is None (set it once csum-offload has "
+                "`apply: \"uplink\"`). "
+                "The other rows are applied by csum-offload's CNI ADD unless marked refused.")
+            say("")
+        if s.refused:
+            say(f"The {s.key} row (a candidate, not an offered setting) was refused by this "
+                f"csum-offload build: \"{s.refused[:300]}\". The row measures the same kernel "
+                "state, made with ethtool -K on every pod end.")
+            say("")
     return "\n".join(lines)
 
 
@@ -938,8 +1004,9 @@ def verdicts(settings, topologies, table, wire_out):
             f"{'met' if partial == 0 and wire_out['uplink']['correct'] else 'NOT met'}",
             "",
         ]
+    # Only what this csum-offload build can be configured to do.
     veth = [s for s in settings if s.kind != "reference" and s.key != "uplink"
-            and wire_out.get(s.key, {}).get("correct")]
+            and not s.refused and wire_out.get(s.key, {}).get("correct")]
     if veth:
         out += ["Cheapest veth setting the wire check proved, per topology "
                 "(highest throughput; lowest CPU per GB):", ""]
@@ -1096,6 +1163,7 @@ def main(argv):
                 json.dump({
                     "meta": meta, "args": vars(args),
                     "settings": {s.key: s.label for s in settings},
+                    "refused": {s.key: s.refused for s in settings if s.refused},
                     "samples": {f"{k[0]}/{k[1]}": v for k, v in samples.items()},
                     "table": {f"{k[0]}/{k[1]}": v for k, v in table.items()},
                     "states": states, "wire": wire_out,

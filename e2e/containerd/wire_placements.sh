@@ -24,9 +24,12 @@ WP_UPLINK=e2ecddpbup0
 WP_UPLINK_IP=10.63.200.1
 WP_PEER_IP=10.63.200.2
 # The uplink placement: until the plugin has `apply: "uplink"`, the same
-# kernel state is made with ethtool on the simulated uplink and the note
-# says so. When it lands, this one line becomes the entry's extra JSON,
-# e.g. WP_UPLINK_ENTRY='"apply": "uplink", "hostInterface": "e2ecddpbup0"'
+# kernel state is made with `ethtool -K e2ecddpbup0 tx off` (a stand-in,
+# not the product) and the note says so. When it lands, this one line
+# becomes the entry's members (the entry gets no hostDriver: the uplink
+# placement needs detection, which starts at hostInterface; the NIC it
+# finds is that veth, driver "veth"):
+#   WP_UPLINK_ENTRY='"apply": "uplink", "hostInterface": "e2ecddpbup0", "drivers": {"veth": {"tx": false}}'
 WP_UPLINK_ENTRY=
 
 register_wire_placement_cases() {
@@ -80,10 +83,13 @@ wp_entry() {
     both | both-gro) csum_entry txgbe '"apply": "both"' ;;
     container) csum_entry txgbe '"apply": "container"' ;;
     host) csum_entry txgbe '"apply": "host"' ;;
-    uplink) [ -z "$WP_UPLINK_ENTRY" ] || csum_entry txgbe "$WP_UPLINK_ENTRY" ;;
+    uplink) [ -z "$WP_UPLINK_ENTRY" ] || wp_detect_entry "$WP_UPLINK_ENTRY" ;;
     c-tx-gro) csum_entry txgbe '"apply": "container", "drivers": {"txgbe": {"tx": false, "gro": true}}' ;;
     esac
 }
+
+# csum_entry without hostDriver: the plugin detects the NIC.
+wp_detect_entry() { csum_entry "" "$1" | sed 's/"hostDriver": "", //'; }
 
 # What ethtool -k must show once the setting is made: TX checksumming of
 # the pod's eth0, its host end and the uplink, then GRO of the pod's eth0
