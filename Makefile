@@ -39,14 +39,16 @@ clean:
 
 # ADD/DEL/CHECK latency against the reference tuning plugin and the spawn
 # floor, plus footprint (size, peak RSS, syscalls), then the pod-start
-# overhead under containerd; see docs/performance.md.
+# overhead under containerd, then the datapath cost (below); see
+# docs/performance.md.
 # BENCH_ARGS e.g. "--iterations 1000" or "--candidate other=/path/to/build".
 BENCH_ARGS ?=
 PODSTART_RUNS ?= 40
-bench: deps build
+bench: deps build wire-tools
 	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) $(BENCH_ARGS)
 	bash e2e/bench/podstart.sh $(PODSTART_RUNS)
 	$(MAKE) --no-print-directory bench-agent
+	$(DATAPATH)
 
 # The node agent: a full pass over 500 pairs, the time to fix a new pair and
 # its CPU (netns), then the time to fix a new Docker container (the Docker
@@ -56,6 +58,20 @@ AGENT_NEW_RUNS ?= 50
 bench-agent: deps build
 	/usr/bin/python3 e2e/bench/agent.py --binary $(BIN)
 	NEW_RUNS=$(AGENT_NEW_RUNS) bash e2e/docker/run.sh agent-new-containers
+
+# What each setting costs pod traffic (iperf3 in netns topologies) and
+# which settings are correct behind the broken-NIC simulator; a few
+# minutes. DATAPATH_ARGS e.g. "--rounds 3", "--only wire",
+# "--settings both,uplink" (see e2e/bench/datapath.py --help).
+DATAPATH_ARGS ?=
+DATAPATH = /usr/bin/python3 e2e/bench/datapath.py --binary $(BIN) --wire-dir target/release $(DATAPATH_ARGS)
+.PHONY: bench-datapath wire-tools
+bench-datapath: deps build wire-tools
+	$(DATAPATH)
+
+# wirecheck and brokennic (e2e/wire) in target/release.
+wire-tools:
+	cargo build --release --locked -p csum-offload-wire
 
 # End-to-end under a private containerd (`ctr run --cni`, Debian's CNI
 # plugins): chains, wire check, broken-NIC reproduction, failure cases.

@@ -29,6 +29,8 @@ have gcc || need+=(gcc)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 [ -x /usr/bin/python3 ] || need+=(python3)
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+have iperf3 || need+=(iperf3)   # make bench: the datapath benchmark
+have iptables || need+=(iptables)   # make bench: NAT in the datapath wire check
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -58,6 +58,7 @@ register_cases() {
     add_case wire-i40e test_wire i40e 41
     add_case wire-txgbe test_wire txgbe 42
     add_case broken-nic test_brokennic
+    register_wire_placement_cases
     add_case invalid-feature test_invalid feature '"drivers": {"txgbe": {"txcsum": false}}' 'unknown offload feature "txcsum"'
     add_case invalid-apply test_invalid apply '"apply": "pod"' 'apply must be "both", "container", "host" or "uplink", got "pod"'
     add_case failure-policy test_ignore
@@ -111,6 +112,8 @@ inner() {
     trap 'exit 143' TERM INT
     # shellcheck source=e2e/containerd/tests.sh
     source "$E2E_DIR/tests.sh"
+    # shellcheck source=e2e/containerd/wire_placements.sh
+    source "$E2E_DIR/wire_placements.sh"
     exec 3>&1
     if [ "${1:-}" = --story ]; then
         setup_environment

@@ -20,6 +20,9 @@ pub struct Segment {
     /// TCP flags byte (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10).
     pub flags: u8,
     pub payload_len: usize,
+    /// Length of the IP packet (header and segment): above the MTU for a
+    /// GSO packet or one that GRO merged.
+    pub ip_len: usize,
     pub verdict: Verdict,
 }
 
@@ -73,7 +76,7 @@ fn parse_ipv4(ip: &[u8]) -> Parsed {
     }
     let src = IpAddr::V4(Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]));
     let dst = IpAddr::V4(Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]));
-    segment(src, dst, &ip[ihl..total])
+    segment(src, dst, &ip[ihl..total], total)
 }
 
 fn parse_ipv6(ip: &[u8]) -> Parsed {
@@ -95,10 +98,10 @@ fn parse_ipv6(ip: &[u8]) -> Parsed {
         a.copy_from_slice(b);
         IpAddr::V6(Ipv6Addr::from(a))
     };
-    segment(addr(&ip[8..24]), addr(&ip[24..40]), &ip[40..end])
+    segment(addr(&ip[8..24]), addr(&ip[24..40]), &ip[40..end], end)
 }
 
-fn segment(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Parsed {
+fn segment(src: IpAddr, dst: IpAddr, tcp: &[u8], ip_len: usize) -> Parsed {
     let data_offset = usize::from(tcp[12] >> 4) * 4;
     if data_offset < 20 || data_offset > tcp.len() {
         return Parsed::Other;
@@ -110,6 +113,7 @@ fn segment(src: IpAddr, dst: IpAddr, tcp: &[u8]) -> Parsed {
         dport: u16::from_be_bytes([tcp[2], tcp[3]]),
         flags: tcp[13],
         payload_len: tcp.len() - data_offset,
+        ip_len,
         verdict: verify_tcp(src, dst, tcp),
     })
 }
@@ -145,6 +149,7 @@ pub(crate) mod tests {
             Parsed::Tcp(s) => {
                 assert_eq!(s.verdict, Verdict::Valid);
                 assert_eq!((s.sport, s.dport, s.payload_len), (40000, 5001, 8));
+                assert_eq!(s.ip_len, 20 + 20 + 8);
                 assert_eq!(s.flags, 0x18);
             }
             other => panic!("{other:?}"),

@@ -47,6 +47,8 @@ pub struct PacketSocket {
     fd: OwnedFd,
     pub ifname: String,
     pub ifindex: i32,
+    /// The interface's MTU when the socket was opened.
+    pub mtu: u32,
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -82,6 +84,27 @@ pub fn ifindex(ifname: &str) -> io::Result<i32> {
         ));
     }
     Ok(index as i32)
+}
+
+/// SIOCGIFMTU on `fd`: the MTU of `ifname` in the socket's netns (not
+/// /sys, which shows the netns sysfs was mounted in).
+fn mtu(fd: i32, ifname: &str) -> io::Result<u32> {
+    // SAFETY: all-zero is a valid ifreq.
+    let mut req: libc::ifreq = unsafe { zeroed() };
+    let name = ifname.as_bytes();
+    if name.len() >= req.ifr_name.len() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name too long",
+        ));
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: req is a valid ifreq the kernel fills in.
+    check(unsafe { libc::ioctl(fd, libc::SIOCGIFMTU, &mut req) })?;
+    // SAFETY: SIOCGIFMTU sets the ifru_mtu member of the union.
+    Ok(unsafe { req.ifr_ifru.ifru_mtu } as u32)
 }
 
 impl PacketSocket {
@@ -128,10 +151,12 @@ impl PacketSocket {
         mreq.mr_ifindex = ifindex;
         mreq.mr_type = libc::PACKET_MR_PROMISC as u16;
         setsockopt(raw, libc::SOL_PACKET, libc::PACKET_ADD_MEMBERSHIP, &mreq)?;
+        let mtu = mtu(raw, ifname)?;
         Ok(Self {
             fd,
             ifname: ifname.to_string(),
             ifindex,
+            mtu,
         })
     }
 

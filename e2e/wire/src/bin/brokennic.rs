@@ -51,8 +51,8 @@ fn run() -> Result<(), String> {
     if let Some(ready) = args.get("ready-file") {
         std::fs::write(ready, "forwarding\n").map_err(|e| format!("{ready}: {e}"))?;
     }
-    let mut a_to_b = Direction::new("a_to_b");
-    let mut b_to_a = Direction::new("b_to_a");
+    let mut a_to_b = Direction::new("a_to_b", b.mtu);
+    let mut b_to_a = Direction::new("b_to_a", a.mtu);
     let mut buf = vec![0u8; MAX_FRAME];
     let stop = loop {
         if let Some(why) = limits.reached(a_to_b.counts.frames + b_to_a.counts.frames) {
@@ -80,10 +80,11 @@ fn run() -> Result<(), String> {
 }
 
 impl Direction {
-    fn new(name: &'static str) -> Self {
+    /// `mtu`: of the port this direction sends out of.
+    fn new(name: &'static str, mtu: u32) -> Self {
         Self {
             name,
-            counts: Counts::default(),
+            counts: Counts::with_mtu(mtu.into()),
             forwarded: 0,
             send_errors: 0,
             last_error: None,

@@ -75,7 +75,8 @@ fn run() -> Result<bool, String> {
         std::fs::write(ready, "capturing\n").map_err(|e| format!("{ready}: {e}"))?;
     }
 
-    let (mut inbound, mut outbound) = (Counts::default(), Counts::default());
+    let mtu = u64::from(socket.mtu);
+    let (mut inbound, mut outbound) = (Counts::with_mtu(mtu), Counts::with_mtu(mtu));
     let mut buf = vec![0u8; MAX_FRAME];
     let stop = loop {
         if let Some(why) = limits.reached(inbound.frames + outbound.frames) {
