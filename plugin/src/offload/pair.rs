@@ -35,8 +35,9 @@ pub enum Problem {
     },
     /// The placement covers the host end, and it cannot be found.
     HostEndUnreachable(String),
-    /// The host end merges (GRO) with TX checksum off: it hands the node
-    /// merged packets with partial checksums to forward, whatever set it.
+    /// The host end merges (GRO) on a pair that carries the fix: it hands
+    /// the node merged packets with partial checksums to forward to the
+    /// NIC the fix is for, whatever turned it on.
     MergesOnHostEnd(String),
 }
 
@@ -51,7 +52,7 @@ impl fmt::Display for Problem {
             Self::HostEndUnreachable(why) => write!(f, "host end: {why}"),
             Self::MergesOnHostEnd(ifname) => write!(
                 f,
-                "host {ifname}: GRO is on with TX checksum off, so it merges the pod's segments into packets with partial checksums that the node forwards to the NIC; turn GRO off there (docs/performance.md#cheaper-veth-settings)"
+                "host {ifname}: GRO is on, so it merges the pod's checksummed segments into packets with partial checksums that the node forwards to the NIC this pair is fixed for; turn GRO off there (docs/performance.md#cheaper-veth-settings)"
             ),
         }
     }
@@ -186,12 +187,6 @@ pub fn tune(
                     .map_err(|e| KernelError::new(&target.to_string(), e))?
             }
         };
-        if target.end == End::Host && report.merges_over_checksum_off {
-            outcome
-                .problems
-                .0
-                .push(Problem::MergesOnHostEnd(target.ifname.to_string()));
-        }
         outcome
             .problems
             .0
@@ -212,5 +207,43 @@ pub fn tune(
             report,
         });
     }
+    if let (Ok(host), true) = (&pair.host, placement.host() && settings.turns_gro_on()) {
+        if host_end_undoes_the_fix(&plan, settings, pair.container, *host)? {
+            outcome
+                .problems
+                .0
+                .push(Problem::MergesOnHostEnd(host.ifname.to_string()));
+        }
+    }
     Ok(outcome)
+}
+
+/// Settings that turn GRO on for the host end: whether that end now merges
+/// on a pair that carries the fix (these settings turn TX checksum off, or
+/// an end already has it off: another entry of the chain). The host end
+/// forwards what it receives from the pod; GRO there merges the pod's
+/// segments, checksummed in software, into one packet the kernel marks
+/// CHECKSUM_PARTIAL, and the node forwards it to the NIC partial, whatever
+/// the host end's own TX setting. The wire check shows it
+/// (docs/performance.md#cheaper-veth-settings). Only a GRO these settings
+/// ask for is judged: a veth's GRO flag set otherwise (on by default on
+/// older kernels, where a veth without NAPI merges nothing) is not this
+/// entry's doing, and failing pods for it would harm nodes that work.
+fn host_end_undoes_the_fix(
+    plan: &FeaturePlan,
+    settings: &FeatureSettings,
+    container: Endpoint<'_>,
+    host: Endpoint<'_>,
+) -> Result<bool, KernelError> {
+    let read = |end: Endpoint<'_>| {
+        plan.state(end)
+            .map_err(|e| KernelError::new(&end.to_string(), e))
+    };
+    let host_state = read(host)?;
+    if !plan.merges(&host_state) {
+        return Ok(false);
+    }
+    Ok(settings.turns_checksum_off()
+        || plan.checksums_in_software(&host_state)
+        || plan.checksums_in_software(&read(container)?))
 }

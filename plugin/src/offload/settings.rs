@@ -121,12 +121,21 @@ impl FeatureSettings {
     /// forwards it to the NIC partial. The wire check shows it
     /// (docs/performance.md#cheaper-veth-settings).
     pub fn merges_over_checksum_off(&self) -> bool {
-        let turns = |on: bool, feature: &str| {
-            self.0
-                .iter()
-                .any(|s| s.enabled == on && s.selector.matches(feature))
-        };
-        turns(false, "tx-checksum-ip-generic") && GRO_FEATURES.iter().any(|f| turns(true, f))
+        self.turns_checksum_off() && self.turns_gro_on()
+    }
+
+    /// Whether these settings turn IP TX checksum offload off (the fix).
+    pub fn turns_checksum_off(&self) -> bool {
+        self.0
+            .iter()
+            .any(|s| !s.enabled && s.selector.matches("tx-checksum-ip-generic"))
+    }
+
+    /// Whether these settings turn any GRO feature on.
+    pub fn turns_gro_on(&self) -> bool {
+        GRO_FEATURES
+            .iter()
+            .any(|f| self.0.iter().any(|s| s.enabled && s.selector.matches(f)))
     }
 
     /// Combines the settings of several NICs (bond slaves, multipath

@@ -160,7 +160,6 @@ impl FeaturePlan {
         };
         let mut report = EndReport {
             problems: evaluate(&self.wanted, &self.missing, &after),
-            merges_over_checksum_off: self.merges_over_checksum_off(&after),
             ..EndReport::default()
         };
         for (i, name) in self.names.iter().enumerate() {
@@ -184,23 +183,27 @@ impl FeaturePlan {
         EndReport {
             pending: self.describe(state, &changes),
             problems: evaluate(&self.wanted, &self.missing, state),
-            merges_over_checksum_off: self.merges_over_checksum_off(state),
             ..EndReport::default()
         }
     }
 
-    /// Whether an interface in `state` merges received TCP segments (GRO)
-    /// while it checksums nothing in hardware: on a host end that forwards
-    /// to the NIC, that re-creates the partial checksums the fix removes
-    /// (see `FeatureSettings::merges_over_checksum_off`).
-    fn merges_over_checksum_off(&self, state: &FeatureState) -> bool {
-        let active = |pick: &dyn Fn(&str) -> bool| {
-            self.names
-                .iter()
-                .enumerate()
-                .any(|(i, n)| pick(n) && state.active(i))
-        };
-        active(&|n| GRO_FEATURES.contains(&n)) && !active(&|n| n.starts_with("tx-checksum-ip"))
+    /// Whether an interface in `state` merges received TCP segments (any
+    /// GRO feature on).
+    pub fn merges(&self, state: &FeatureState) -> bool {
+        self.any_active(state, &|n| GRO_FEATURES.contains(&n))
+    }
+
+    /// Whether an interface in `state` leaves no IP checksum to the device
+    /// (every `tx-checksum-ip*` feature off).
+    pub fn checksums_in_software(&self, state: &FeatureState) -> bool {
+        !self.any_active(state, &|n| n.starts_with("tx-checksum-ip"))
+    }
+
+    fn any_active(&self, state: &FeatureState, pick: &dyn Fn(&str) -> bool) -> bool {
+        self.names
+            .iter()
+            .enumerate()
+            .any(|(i, n)| pick(n) && state.active(i))
     }
 }
 
@@ -347,8 +350,6 @@ pub struct EndReport {
     /// checksum off).
     pub side_effects: Vec<String>,
     pub problems: Vec<FeatureProblem>,
-    /// GRO on with TX checksum off, after setting (or as read).
-    pub merges_over_checksum_off: bool,
 }
 
 #[cfg(test)]
