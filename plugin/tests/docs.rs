@@ -202,3 +202,113 @@ fn every_make_target_named_in_the_docs_exists() {
         }
     }
 }
+
+/// GitHub's anchor for a heading: lower case, punctuation but `-` and `_`
+/// dropped, spaces to `-`; a repeated heading gets `-1`, `-2`, ...
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim();
+        let slug: String = title
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let mut unique = slug.clone();
+        let mut n = 0;
+        while seen.contains(&unique) {
+            n += 1;
+            unique = format!("{slug}-{n}");
+        }
+        seen.insert(unique);
+    }
+    seen
+}
+
+/// Every `[text](target)` outside code fences whose target is in this
+/// repository.
+fn local_links(text: &str) -> Vec<String> {
+    let mut links = Vec::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("](") {
+            rest = &rest[i + 2..];
+            let Some(end) = rest.find(')') else { break };
+            let target = &rest[..end];
+            if !target.contains("://") && !target.starts_with("mailto:") && !target.contains(' ') {
+                links.push(target.to_string());
+            }
+            rest = &rest[end..];
+        }
+    }
+    links
+}
+
+#[test]
+fn every_link_between_pages_and_to_a_heading_resolves() {
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for (name, text) in pages() {
+        let dir = Path::new(&name).parent().unwrap().to_path_buf();
+        for link in local_links(&text) {
+            let (path, anchor) = match link.split_once('#') {
+                Some((p, a)) => (p, Some(a)),
+                None => (link.as_str(), None),
+            };
+            let target = if path.is_empty() {
+                PathBuf::from(&name)
+            } else {
+                dir.join(path)
+            };
+            let full = repo().join(&target);
+            checked += 1;
+            if !full.exists() {
+                broken.push(format!("{name}: {link}: no {}", target.display()));
+                continue;
+            }
+            if let Some(anchor) = anchor {
+                if full.extension().is_some_and(|e| e == "md") {
+                    let headings = anchors(&std::fs::read_to_string(&full).unwrap());
+                    if !headings.contains(anchor) {
+                        broken.push(format!("{name}: {link}: no heading #{anchor}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 100,
+        "only {checked} links found: is the scan reading the pages?"
+    );
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn the_link_check_sees_a_broken_anchor() {
+    // The negative control of the test above.
+    let text = "# A title, with: punctuation\n## Twice\n## Twice\n```\n# not a heading\n```\n";
+    let a = anchors(text);
+    assert!(a.contains("a-title-with-punctuation") && a.contains("twice") && a.contains("twice-1"));
+    assert!(!a.contains("not-a-heading"));
+    assert_eq!(
+        local_links("see [x](a.md#b) and [y](https://e.org) `[z](c.md)`\n```\n[w](d.md)\n```"),
+        ["a.md#b", "c.md"]
+    );
+}
