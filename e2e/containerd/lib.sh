@@ -22,7 +22,9 @@ CTR_NS=e2ecd
 # The plugin's logFile must be under /var/log; this run's log directory is
 # bound over PLUGIN_LOG_DIR the same way.
 PLUGIN_LOG_DIR=/var/log/csum-offload-e2e
-SYSTEM_DIRS=(/etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd "$PLUGIN_LOG_DIR")
+# /run/csum-offload: the uplink placement's record (and the agent's state)
+# stays in the run, never in the host's.
+SYSTEM_DIRS=(/etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd /run/csum-offload "$PLUGIN_LOG_DIR")
 # Created mount points are recorded here so a later run (even after a
 # crash) removes them again if they are still empty.
 CREATED_LIST=/run/csum-offload-e2e/created-dirs
@@ -204,6 +206,8 @@ setup_environment() {
     mount --bind "$CNIBIN" /opt/cni/bin
     mount --bind "$CNICACHE" /var/lib/cni
     mount --bind "$WORK/run-containerd" /run/containerd
+    mkdir -p "$WORK/run-csum-offload"
+    mount --bind "$WORK/run-csum-offload" /run/csum-offload
     mount --bind "$WORK/logs/plugin" "$PLUGIN_LOG_DIR"
     cp "$DEBIAN_CNI_DIR"/* "$CNIBIN"/
     install -m 0755 "$PLUGIN_BIN" "$CNIBIN/csum-offload"

@@ -23,14 +23,11 @@ WP_PEER_NS=e2ecd-dpb-peer
 WP_UPLINK=e2ecddpbup0
 WP_UPLINK_IP=10.63.200.1
 WP_PEER_IP=10.63.200.2
-# The uplink placement: until the plugin has `apply: "uplink"`, the same
-# kernel state is made with `ethtool -K e2ecddpbup0 tx off` (a stand-in,
-# not the product) and the note says so. When it lands, this one line
-# becomes the entry's members (the entry gets no hostDriver: the uplink
-# placement needs detection, which starts at hostInterface; the NIC it
-# finds is that veth, driver "veth"):
-#   WP_UPLINK_ENTRY='"apply": "uplink", "hostInterface": "e2ecddpbup0", "drivers": {"veth": {"tx": false}}'
-WP_UPLINK_ENTRY=
+# The uplink placement, by the product (no hostDriver: the placement
+# needs detection, which starts at hostInterface; the NIC it finds is that
+# veth, driver "veth"). Empty: the same kernel state by `ethtool -K
+# e2ecddpbup0 tx off` instead, a stand-in the note names.
+WP_UPLINK_ENTRY='"apply": "uplink", "hostInterface": "e2ecddpbup0", "drivers": {"veth": {"tx": false}}'
 
 register_wire_placement_cases() {
     local p
