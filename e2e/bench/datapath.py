@@ -17,9 +17,9 @@ The node (dpb-node) is wired the way the reference plugins wire a node: the
 pods' interfaces are made by Debian's /usr/lib/cni/bridge and /usr/lib/cni/ptp
 (with host-local), run as CNI ADDs from the node netns, and each setting is
 applied by the csum-offload binary itself, run as the next plugin of the chain
-(CNI ADD with the real prevResult, hostDriver txgbe). Never by ethtool: the one
-exception is the uplink row, measured with `ethtool -K dpbup0 tx off` until
-`apply: "uplink"` exists (see UPLINK_ENTRY).
+(CNI ADD with the real prevResult, hostDriver txgbe; the uplink row by
+`apply: "uplink"` with detection from dpbup0, see UPLINK_ENTRY). Never by
+ethtool.
 
   dpb-pa, dpb-pb   pods on the bridge dpbbr0 (10.63.1.0/24, gateway .1)
   dpb-pc, dpb-pd   pods on ptp veths (10.63.2.0/24, /32 routes on the node)
@@ -83,17 +83,14 @@ PTP_PODS = ("pc", "pd")
 
 # --- what is measured -------------------------------------------------------
 
-# The uplink placement. Until the plugin has `apply: "uplink"`, the same
-# kernel state is made with `ethtool -K dpbup0 tx off` (a stand-in, not the
-# product) and the row, the log and the report say so. When it lands, this
-# one line becomes the entry that selects it:
-#   UPLINK_ENTRY = {"apply": "uplink", "hostDriver": None, "hostInterface": UPLINK, "drivers": {"veth": {"tx": False}}}
-# A value None removes that key of the base entry (see Lab.apply): the
-# uplink placement needs detection, which hostDriver would skip. Detection
-# starts at dpbup0, a veth, so the NIC it finds is dpbup0 itself, and the
-# drivers table maps its driver "veth" to tx off; the pod veths stay as
-# the kernel made them (check_state verifies both).
-UPLINK_ENTRY = None
+# The uplink placement, by the product: `apply: "uplink"`. A value None
+# removes that key of the base entry (see Lab.apply): the uplink placement
+# needs detection, which hostDriver would skip. Detection starts at dpbup0,
+# a veth, so the NIC it finds is dpbup0 itself, and the drivers table maps
+# its driver "veth" to tx off; the pod veths stay as the kernel made them
+# (check_state verifies both). Set it to None to measure the same kernel
+# state made by `ethtool -K dpbup0 tx off` instead (a stand-in, labelled).
+UPLINK_ENTRY = {"apply": "uplink", "hostDriver": None, "hostInterface": UPLINK, "drivers": {"veth": {"tx": False}}}
 
 
 class Setting:
@@ -208,6 +205,17 @@ SETTINGS = [
         "candidate",
     ),
     Setting(
+        "c-tx-hgro",
+        "candidate: container end tx off; host end gro on",
+        [dict(apply="container", **TXGBE(tx=False)), dict(apply="host", **TXGBE(gro=True))],
+        {
+            "container": {"tx": "off", "tso": "off"},
+            "host": {"gro": "on"},
+        },
+        False,
+        "candidate",
+    ),
+    Setting(
         "both-gro",
         "candidate: both ends tx off + gro on (host end too)",
         [dict(apply="both", **TXGBE(tx=False, gro=True))],
@@ -255,6 +263,10 @@ class Refused(Abort):
 
 
 PROCS = []  # every long-running child (Popen), ended by pid at cleanup
+# The csum-offload binary, once known: the uplink placement records the NIC's
+# state in the host's /run/csum-offload/uplink-state.json, per netns; the
+# node's entry is put back and forgotten before its netns goes.
+BINARY = None
 CREATED_NS = set()
 
 
@@ -329,6 +341,10 @@ def delete_netns(ns):
     inode = netns_inode(ns)
     if inode is None:
         return
+    if BINARY and ns == NS["node"]:
+        with tempfile.TemporaryDirectory(prefix="dpb-restore.") as d:
+            run(in_ns(ns, BINARY, "agent", "restore", "--no-proc", "--netns-dir", d,
+                      "--state-file", os.path.join(d, "agent.jsonl")), check=False)
     for pid in pids_in_netns(inode):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -479,7 +495,12 @@ class Lab:
                 err = json.loads(out.stdout)
             except json.JSONDecodeError:
                 err = {}
-            if binary == self.args.binary and isinstance(err, dict) and err.get("code") == 7:
+            # Refused: an invalid entry (7), or one that turns GRO on for a
+            # host end of a fixed pair (100, "GRO is on"): the product will
+            # not make that state.
+            if binary == self.args.binary and isinstance(err, dict) and (
+                err.get("code") == 7 or (err.get("code") == 100 and "GRO is on" in err.get("msg", ""))
+            ):
                 raise Refused(err.get("msg", why))
             raise Abort(f"{os.path.basename(binary)} ADD for {NS[key]} failed ({out.returncode}): {why}")
         return json.loads(out.stdout)
@@ -1109,6 +1130,8 @@ def main(argv):
         if not os.access(os.path.join(CNI_DIR, plugin), os.X_OK):
             sys.exit(f"datapath: {CNI_DIR}/{plugin} is missing (containernetworking-plugins)")
     args.binary = os.path.abspath(args.binary)
+    global BINARY
+    BINARY = args.binary
     if not os.access(args.binary, os.X_OK):
         sys.exit(f"datapath: {args.binary} is missing; run: make build")
     settings = pick(SETTINGS, args.settings, lambda s: s.key, "setting")
