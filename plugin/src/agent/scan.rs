@@ -149,6 +149,11 @@ impl NetnsIndex {
             return;
         };
         let mut listed = BTreeSet::new();
+        // Most processes share a handful of netns (the host's above all,
+        // which has no id): each netns is opened and asked once per pass,
+        // known by the inode its link names, so a miss costs one readlink
+        // per process, not an open and a netlink round trip.
+        let mut asked: BTreeMap<u64, Option<i32>> = BTreeMap::new();
         for entry in entries.flatten() {
             let Some(pid) = entry
                 .file_name()
@@ -162,11 +167,29 @@ impl NetnsIndex {
             if self.entries.get(&path).is_some_and(|(_, id)| id.is_some()) {
                 continue;
             }
-            self.add(host, path, u64::from(pid));
+            let inode = std::fs::read_link(&path)
+                .ok()
+                .and_then(|l| netns_inode(&l.to_string_lossy()));
+            match inode.and_then(|i| asked.get(&i).copied()) {
+                Some(id) => {
+                    self.entries.insert(path, (u64::from(pid), id));
+                }
+                None => {
+                    self.add(host, path.clone(), u64::from(pid));
+                    if let Some(i) = inode {
+                        asked.insert(i, self.entries.get(&path).and_then(|(_, id)| *id));
+                    }
+                }
+            }
         }
         self.entries
             .retain(|p, _| !p.starts_with("/proc") || listed.contains(p));
     }
+}
+
+/// The inode in a `/proc/PID/ns/net` link's text, `net:[4026531840]`.
+fn netns_inode(link: &str) -> Option<u64> {
+    link.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
 }
 
 #[cfg(test)]
@@ -183,6 +206,14 @@ mod tests {
             master: Some(3),
             underlay: None,
         }
+    }
+
+    #[test]
+    fn netns_links_name_their_inode() {
+        assert_eq!(netns_inode("net:[4026531840]"), Some(4026531840));
+        assert_eq!(netns_inode("mnt:[4026531840]"), None);
+        assert_eq!(netns_inode("net:[x]"), None);
+        assert_eq!(netns_inode("net:4026531840"), None);
     }
 
     #[test]
