@@ -780,7 +780,7 @@ def test_uninstall(ctx):
 
 @case
 def test_no_default_route(ctx):
-    """Target behaviour (being built): on a node whose netns has no
+    """On a node whose netns has no
     default route and a config without hostDriver, a pod still starts
     (ADD passes prevResult through, changes nothing, warns), and the
     installer's readiness probe fails saying why the node is not covered."""
