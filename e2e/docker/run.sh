@@ -47,6 +47,7 @@ register_cases() {
     add_case agent-start-existing test_agent_start_existing
     add_case agent-new-containers test_agent_new_containers
     add_case agent-restart test_agent_restart
+    add_case agent-netns-dir test_agent_netns_dir
     add_case agent-network-connect test_agent_network_connect
     add_case agent-user-network test_agent_user_network
     add_case agent-leaves-alone test_agent_leaves_alone

@@ -357,6 +357,34 @@ test_agent_restart() {
     note "docker restart ($(((returned - t0) / 1000)) ms): new pair (host end $old -> ${PAIR_HOST[e2edk-rst]}) fixed on both ends $ms ms after the restart returned"
 }
 
+# Docker's netns files only (no /proc scan): the agent finds each
+# container's netns in the exec-root's netns dir, also after `docker
+# restart` leaves the old container's file behind (no longer a netns: it
+# fails to open with EINVAL), and `--once` over that dir succeeds.
+test_agent_netns_dir() {
+    local dir=$WORK/exec/netns
+    start_ctr e2edk-sentinel
+    agent_start txgbe --no-proc --netns-dir "$dir"
+    wait_pair e2edk-sentinel off 5000 "$AGENT_T0" >/dev/null
+    start_ctr e2edk-nd
+    wait_pair e2edk-nd off 3000 "$RUN_RETURNED" >/dev/null
+    local old_key new_key returned ms
+    old_key=$(dk inspect -f '{{.NetworkSettings.SandboxKey}}' e2edk-nd)
+    dk restart -t 0 e2edk-nd >/dev/null
+    returned=$(now_us)
+    retrack_ctr e2edk-nd
+    new_key=$(dk inspect -f '{{.NetworkSettings.SandboxKey}}' e2edk-nd)
+    [ "$new_key" != "$old_key" ] || fail "docker restart kept SandboxKey $old_key"
+    [[ $new_key == "$dir/"* ]] || fail "SandboxKey $new_key is not in $dir"
+    ms=$(wait_pair e2edk-nd off 3000 "$returned")
+    agent_stop TERM
+    agent_once txgbe --no-proc --netns-dir "$dir"
+    [ "$ONCE_RC" = 0 ] || fail "agent --once over $dir exited $ONCE_RC: $(cat "$ONCE_OUT")"
+    local stale=absent
+    [ ! -e "$old_key" ] || stale=present
+    note "netns found in $dir only (--no-proc): restarted container's new pair fixed $ms ms after the restart returned; old SandboxKey file $stale; --once over the dir: exit 0 ($(tail -n 1 "$ONCE_OUT"))"
+}
+
 # docker network connect: the second pair in the same netns is fixed, the
 # first stays fixed.
 test_agent_network_connect() {
