@@ -107,17 +107,23 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' plugin/Cargo.toml | head 
 IMAGE ?= csum-offload:$(VERSION)
 IMAGE_ARCH ?= amd64
 IMAGE_ARCHIVE ?=
+# IMAGE_BUILDER=buildah skips the docker check (the CRI e2e builds this
+# way); IMAGE_PRIVATE=DIR keeps buildah's storage in DIR (build.sh --private).
+IMAGE_BUILDER ?=
+IMAGE_PRIVATE ?=
 .PHONY: image e2e-kind manifests-check
 image: build
 	mkdir -p target/image/linux-$(IMAGE_ARCH)
-	cp $(BIN) target/image/linux-$(IMAGE_ARCH)/csum-offload
-	@if command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
+	cp $(BIN) target/image/linux-$(IMAGE_ARCH)/csum-offload.tmp
+	mv target/image/linux-$(IMAGE_ARCH)/csum-offload.tmp target/image/linux-$(IMAGE_ARCH)/csum-offload
+	@if [ "$(IMAGE_BUILDER)" != buildah ] && command -v docker >/dev/null && docker info >/dev/null 2>&1; then \
 		echo "make image: docker build"; \
 		docker build --platform linux/$(IMAGE_ARCH) -t $(IMAGE) .; \
 	elif command -v buildah >/dev/null; then \
-		echo "make image: docker $$(command -v docker >/dev/null && echo 'daemon not reachable' || echo 'not installed'); building with buildah"; \
+		if [ "$(IMAGE_BUILDER)" = buildah ]; then echo "make image: IMAGE_BUILDER=buildah"; \
+		else echo "make image: docker $$(command -v docker >/dev/null && echo 'daemon not reachable' || echo 'not installed'); building with buildah"; fi; \
 		bash e2e/images/build.sh project --tag $(IMAGE) --platform linux/$(IMAGE_ARCH) \
-			$(if $(IMAGE_ARCHIVE),--archive $(IMAGE_ARCHIVE)); \
+			$(if $(IMAGE_ARCHIVE),--archive $(IMAGE_ARCHIVE)) $(if $(IMAGE_PRIVATE),--private $(IMAGE_PRIVATE)); \
 	else \
 		echo "make image: needs docker (with a running daemon) or buildah" >&2; exit 1; \
 	fi

@@ -194,7 +194,12 @@ build_images() {
     local b=$CRI_DIR/../images/build.sh out=$WORK/images
     bash "$b" pause --tag "$PAUSE_IMAGE" --archive "$out/pause.tar" --private "$WORK/buildah" >&2
     bash "$b" busybox --tag "$BUSYBOX_IMAGE" --archive "$out/busybox.tar" --private "$WORK/buildah" >&2
-    bash "$b" project --tag "csum-offload:$VERSION" --archive "$out/csum-offload.tar" --private "$WORK/buildah" >&2
+    # The project's image the way a user builds it without docker: through
+    # `make image`'s buildah path, with PLUGIN_BIN (run.sh checked it is
+    # the static binary; -o build: no cargo run in the node's namespaces).
+    make -C "$REPO" --no-print-directory -o build image BIN="$PLUGIN_BIN" \
+        IMAGE_BUILDER=buildah IMAGE="csum-offload:$VERSION" \
+        IMAGE_ARCHIVE="$out/csum-offload.tar" IMAGE_PRIVATE="$WORK/buildah" >&2
 }
 
 SOCK=

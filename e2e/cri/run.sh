@@ -30,10 +30,6 @@ outer() {
     ldd "$PLUGIN_BIN" 2>&1 | grep -Eq 'statically linked|not a dynamic executable' \
         || die "$PLUGIN_BIN is dynamically linked (a plain cargo build?); the image needs the static one: run make build"
     ensure_venv
-    # The image's build context (Dockerfile: target/image/linux-amd64).
-    mkdir -p "$REPO/target/image/linux-amd64"
-    cp "$PLUGIN_BIN" "$REPO/target/image/linux-amd64/csum-offload.tmp"
-    mv "$REPO/target/image/linux-amd64/csum-offload.tmp" "$REPO/target/image/linux-amd64/csum-offload"
     relaunch_locked "$@"
 }
 
