@@ -63,7 +63,7 @@ def main():
     ap.add_argument("--binary", default="target/release/csum-offload")
     ap.add_argument("--pairs", type=int, default=500)
     ap.add_argument("--new", type=int, default=100)
-    ap.add_argument("--idle", type=float, default=10.0)
+    ap.add_argument("--idle", type=float, default=60.0)
     args = ap.parse_args()
     binary = os.path.abspath(args.binary)
     total = args.pairs + args.new
