@@ -58,3 +58,61 @@ fn a_feature_requested_against_the_policy_is_drift_that_add_repairs() {
     run("ethtool", &["-K", &lab.host_if, "tx", "on"]);
     assert_eq!(tso(&lab), "off");
 }
+
+/// The agent sees the same drift: its dry run names the request it would
+/// send (instead of calling the pair conforming, or failed), and its real
+/// run sends it.
+#[test]
+fn the_agent_dry_run_names_a_request_to_repair_and_its_run_repairs_it() {
+    let lab = Lab::new("rqa");
+    let dir = std::env::temp_dir().join(format!("rqa-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("config.json");
+    std::fs::write(
+        &config,
+        json!({"hostDriver": "x", "drivers": {"x": {"tx": false, "tso": false}}}).to_string(),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let state = dir.join("agent.jsonl");
+    let state = state.to_str().unwrap();
+    let agent = |args: &[&str]| {
+        let out = output_within(
+            std::process::Command::new(BIN)
+                .arg("agent")
+                .args(args)
+                .args(["--config", config, "--state-file", state, "--no-proc"])
+                .env_remove("CNI_COMMAND"),
+            HANG,
+            "agent",
+        );
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    lab.cni("ADD", &tx_and_tso_off()).expect_ok();
+    run("ethtool", &["-K", &lab.host_if, "tso", "on"]);
+    let tso = || {
+        ethtool_value(
+            &run("ethtool", &["-k", &lab.host_if]),
+            "tx-tcp-segmentation",
+        )
+    };
+    assert_eq!(tso(), "off [requested on]");
+    let (code, out) = agent(&["--once", "--dry-run"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains(&format!(
+            "would change host {} [tx-tcp-segmentation requested off,",
+            lab.host_if
+        )),
+        "{out}"
+    );
+    assert_eq!(tso(), "off [requested on]", "a dry run changes nothing");
+    let (code, out) = agent(&["--once"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(tso(), "off");
+    let _ = std::fs::remove_dir_all(&dir);
+}
