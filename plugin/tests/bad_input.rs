@@ -780,7 +780,7 @@ const SIZE_BOUND: Duration = Duration::from_secs(3);
 
 /// The plugin reads at most 4 MiB of stdin (netconf::MAX_INPUT) and
 /// rejects 64 MiB before parsing: its peak is the binary's own few MiB
-/// plus that 4 MiB buffer (7.3 MiB measured here). Reading the whole
+/// plus that 4 MiB buffer (7.4 MiB measured here). Reading the whole
 /// input would need at least the 64 MiB it is (the issue measured 263 MB
 /// parsing it). 32 MiB sits between, with room for allocator slack.
 const STDIN_RSS_BOUND_KIB: i64 = 32 << 10;
