@@ -36,7 +36,7 @@ Operator commands:
                      [--no-proc] [--bridge NAME]... [--ifname GLOB]...
                      [--exclude-ifname GLOB]... [--state-file FILE]
                      [--metrics-address ADDR] [--textfile FILE] [--resync SECONDS]
-                     [--log-level LEVEL]
+                     [--log-level LEVEL] [--restore-uplink-on-exit]
       the node agent: give every container veth pair in this netns (any
       runtime: Docker, containerd, CRI-O, Podman) the policy of the node's
       NIC, at start, whenever a pair appears and whenever a feature drifts,
@@ -51,6 +51,8 @@ Operator commands:
       --metrics-address 127.0.0.1:9981 serves Prometheus metrics on /metrics;
       --textfile writes them for node_exporter. --resync: a full pass every
       SECONDS (default 300; 0: never, events only).
+      --restore-uplink-on-exit: at SIGTERM, when no other agent runs, put
+      back the NICs apply \"uplink\" changed (daemon only).
   csum-offload agent restore [--state-file FILE] [--netns-dir DIR]... [--no-proc]
       put back the features the agent changed, on the interfaces that still
       exist (stop the agent first)

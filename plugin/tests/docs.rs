@@ -312,3 +312,290 @@ fn the_link_check_sees_a_broken_anchor() {
         ["a.md#b", "c.md"]
     );
 }
+
+/// The `CSUM_OFFLOAD_*` name `text` starts with, if any.
+fn env_name_at(text: &str) -> Option<String> {
+    let name: String = text
+        .chars()
+        .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+        .collect();
+    (name.starts_with("CSUM_OFFLOAD_") && name.len() > "CSUM_OFFLOAD_".len()).then_some(name)
+}
+
+/// The `CSUM_OFFLOAD_*` names in `text`.
+fn env_names(text: &str) -> BTreeSet<String> {
+    text.match_indices("CSUM_OFFLOAD_")
+        .filter_map(|(i, _)| env_name_at(&text[i..]))
+        .collect()
+}
+
+/// The `CSUM_OFFLOAD_*` string literals in the crate's sources: the names
+/// the code reads (messages and help name them inside longer text).
+fn env_names_read(src: &str) -> BTreeSet<String> {
+    src.match_indices("\"CSUM_OFFLOAD_")
+        .filter_map(|(i, _)| env_name_at(&src[i + 1..]))
+        .filter(|n| src.contains(&format!("\"{n}\"")))
+        .collect()
+}
+
+fn sources(dir: &Path, out: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push_str(&std::fs::read_to_string(&path).unwrap());
+            out.push('\n');
+        }
+    }
+}
+
+#[test]
+fn every_environment_variable_is_documented_and_every_documented_one_exists() {
+    let mut src = String::new();
+    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut src);
+    let read = env_names_read(&src);
+    assert!(
+        read.contains("CSUM_OFFLOAD_RUNTIME"),
+        "the scan finds the names: {read:?}"
+    );
+    // Help and messages name only variables that are read.
+    assert_eq!(env_names(&src), read, "named in plugin/src but never read");
+    let mut named = BTreeSet::new();
+    for (page, text) in pages() {
+        for name in env_names(&text) {
+            named.insert(name.clone());
+            assert!(read.contains(&name), "{page}: {name} is read nowhere");
+        }
+    }
+    assert_eq!(named, read, "read by the code but in no page");
+    // Each has its row in the installer's reference, and in --help.
+    let install = read_page_table("docs/install.md", "\n## Installer reference", 2);
+    assert_eq!(
+        install
+            .iter()
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .collect::<BTreeSet<_>>(),
+        read,
+        "docs/install.md, ## Installer reference, column Environment"
+    );
+    assert_eq!(env_names(&run(BIN, &["install", "--help"])), read);
+}
+
+/// Column `n` (from 1) of each row of the first table after `heading`,
+/// with backticks removed.
+fn read_page_table(page: &str, heading: &str, n: usize) -> Vec<String> {
+    let text = read(page);
+    let start = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("{page}: no heading {heading:?}"));
+    text[start..]
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .filter_map(|l| l.split('|').nth(n))
+        .map(|c| c.trim().trim_matches('`').to_string())
+        .collect()
+}
+
+/// The `--flags` a text names: each `--` followed by a lower-case word.
+fn flags(text: &str) -> BTreeSet<String> {
+    text.match_indices("--")
+        .filter(|(i, _)| *i == 0 || !text.as_bytes()[i - 1].is_ascii_alphanumeric())
+        .map(|(i, _)| {
+            let word: String = text[i + 2..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-')
+                .collect();
+            format!("--{word}")
+        })
+        .filter(|f| f.len() > 2 && f.as_bytes()[2].is_ascii_lowercase())
+        .collect()
+}
+
+/// Every command line in `text` that runs `csum-offload <command>`, as
+/// (command, its flags): in an inline code span up to the closing
+/// backtick, in a fenced block up to a shell separator, joined with the
+/// lines that continue it (after a `\`, or a usage wrapped onto an
+/// indented `[` line).
+fn command_lines(text: &str, commands: &BTreeSet<String>) -> Vec<(String, BTreeSet<String>)> {
+    let mut found = Vec::new();
+    let mut take = |line: &str| {
+        for (i, _) in line.match_indices("csum-offload ") {
+            let rest = &line[i + "csum-offload ".len()..];
+            let command: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+                .collect();
+            if !commands.contains(&command) {
+                continue;
+            }
+            let end = ["|", ";", "&&", ">", "`"]
+                .iter()
+                .filter_map(|s| rest.find(s))
+                .min()
+                .unwrap_or(rest.len());
+            found.push((command, flags(&rest[..end])));
+        }
+    };
+    let mut fenced = false;
+    let mut joined = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            take(&std::mem::take(&mut joined));
+            continue;
+        }
+        if !fenced {
+            for (i, _) in line.match_indices('`') {
+                if line[i + 1..].starts_with("csum-offload ") {
+                    take(&line[i + 1..]);
+                }
+            }
+            continue;
+        }
+        let continues = joined.trim_end().ends_with('\\') || line.trim_start().starts_with('[');
+        if !continues {
+            take(&std::mem::take(&mut joined));
+        }
+        joined.push(' ');
+        joined.push_str(line);
+    }
+    take(&joined);
+    found
+}
+
+/// The flags `csum-offload <command> --help` lists.
+fn help_flags(command: &str) -> BTreeSet<String> {
+    let mut f = flags(&run(BIN, &[command, "--help"]));
+    f.insert("--help".into());
+    f
+}
+
+/// Every documented flag that `--help` lacks, and (for the reference
+/// tables) every flag `--help` has that the table lacks.
+fn flag_mismatches(
+    pages: &[(String, String)],
+    tables: &[(&str, BTreeSet<String>, BTreeSet<String>)],
+    commands: &BTreeSet<String>,
+    help: &dyn Fn(&str) -> BTreeSet<String>,
+) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (page, text) in pages {
+        for (command, named) in command_lines(text, commands) {
+            let known = help(&command);
+            for flag in named.difference(&known) {
+                wrong.push(format!(
+                    "{page}: `csum-offload {command} {flag}` is not in its --help"
+                ));
+            }
+        }
+    }
+    for (what, table, known) in tables {
+        for flag in table.difference(known) {
+            wrong.push(format!("{what}: {flag} is not in --help"));
+        }
+        for flag in known.difference(table) {
+            wrong.push(format!("{what}: {flag} (in --help) has no row"));
+        }
+    }
+    wrong
+}
+
+/// The first word of each cell: "`--bridge NAME`" -> "--bridge".
+fn first_words(cells: Vec<String>) -> BTreeSet<String> {
+    cells
+        .iter()
+        .filter_map(|c| c.split_whitespace().next())
+        .map(|w| w.trim_matches('`').to_string())
+        .collect()
+}
+
+#[test]
+fn every_flag_the_docs_name_is_in_its_commands_help_and_every_one_has_a_row() {
+    let commands = commands();
+    let mut installer = help_flags("install");
+    installer.extend(help_flags("uninstall"));
+    installer.remove("--help");
+    let mut agent = help_flags("agent");
+    agent.remove("--help");
+    assert!(agent.contains("--resync") && installer.contains("--runtime"));
+    let tables = [
+        (
+            "docs/install.md, ## Installer reference",
+            first_words(read_page_table(
+                "docs/install.md",
+                "\n## Installer reference",
+                1,
+            )),
+            installer,
+        ),
+        (
+            "docs/agent.md, ## Commands",
+            first_words(read_page_table("docs/agent.md", "\n## Commands", 1)),
+            agent,
+        ),
+    ];
+    let pages = pages();
+    let lines: usize = pages
+        .iter()
+        .map(|(_, t)| command_lines(t, &commands).len())
+        .sum();
+    assert!(
+        lines > 30,
+        "only {lines} command lines found: is the scan reading the pages?"
+    );
+    let wrong = flag_mismatches(&pages, &tables, &commands, &help_flags);
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
+#[test]
+fn the_flag_and_environment_checks_see_a_mistake() {
+    // The negative control of the two tests above.
+    let commands: BTreeSet<String> = ["agent", "install"].map(String::from).into();
+    let help = |c: &str| -> BTreeSet<String> {
+        match c {
+            "agent" => ["--once", "--dry-run", "--help"].map(String::from).into(),
+            _ => ["--once", "--cni-conf-dir", "--help"]
+                .map(String::from)
+                .into(),
+        }
+    };
+    let page = "Run `csum-offload agent --once --dry-runn` or `kubectl --context x` then\n\
+        ```sh\n# csum-offload install --once \\\n    --cni-conf-dirr /x | grep --color y\n\
+        csum-offload install [--once]\n                     [--bogus]\nnot csum-offload --once\n```\n";
+    let lines = command_lines(page, &commands);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let table: BTreeSet<String> = ["--once", "--stale"].map(String::from).into();
+    let wrong = flag_mismatches(
+        &[("p.md".into(), page.into())],
+        &[("table", table, help("agent"))],
+        &commands,
+        &help,
+    );
+    assert_eq!(
+        wrong,
+        [
+            "p.md: `csum-offload agent --dry-runn` is not in its --help",
+            "p.md: `csum-offload install --cni-conf-dirr` is not in its --help",
+            "p.md: `csum-offload install --bogus` is not in its --help",
+            "table: --stale is not in --help",
+            "table: --dry-run (in --help) has no row",
+            "table: --help (in --help) has no row",
+        ]
+    );
+    assert_eq!(
+        env_names("`CSUM_OFFLOAD_A`, CSUM_OFFLOAD_B=1 and CSUM_OFFLOAD_ alone"),
+        ["CSUM_OFFLOAD_A", "CSUM_OFFLOAD_B"]
+            .map(String::from)
+            .into()
+    );
+    assert_eq!(
+        env_names_read(
+            "env(\"CSUM_OFFLOAD_Z\"); pick(\"CSUM_OFFLOAD_A\"); // CSUM_OFFLOAD_B\n\"set CSUM_OFFLOAD_C=1\""
+        ),
+        ["CSUM_OFFLOAD_A", "CSUM_OFFLOAD_Z"].map(String::from).into()
+    );
+}

@@ -133,12 +133,23 @@ impl FeaturePlan {
     }
 
     /// `changes` as a reader sees them: the features whose active state
-    /// they would change, e.g. "tx-checksum-ip-generic off".
+    /// they would change, e.g. "tx-checksum-ip-generic off", and those
+    /// whose request alone they would change, e.g. "tx-tcp-segmentation
+    /// requested off" (a dry run must not call conforming what a real run
+    /// changes).
     pub fn describe(&self, before: &FeatureState, changes: &[(usize, bool)]) -> Vec<String> {
         changes
             .iter()
-            .filter(|(i, on)| before.active(*i) != *on)
-            .filter_map(|(i, on)| self.names.get(*i).map(|n| format!("{n} {}", on_off(*on))))
+            .filter_map(|(i, on)| {
+                let name = self.names.get(*i)?;
+                if before.active(*i) != *on {
+                    Some(format!("{name} {}", on_off(*on)))
+                } else if before.requested(*i) != *on {
+                    Some(format!("{name} requested {}", on_off(*on)))
+                } else {
+                    None
+                }
+            })
             .collect()
     }
 
@@ -250,6 +261,11 @@ pub enum FeatureProblem {
     /// The feature is changeable but the kernel did not keep the request
     /// (e.g. TSO cannot be on without TX checksum).
     DidNotStick { feature: String, wanted: bool },
+    /// The feature is in its wanted state only through a dependency: the
+    /// kernel holds the opposite request (`ethtool -k` shows "off
+    /// [requested on]"), so it flips back when that dependency does (TSO
+    /// when TX checksum is turned on again).
+    RequestedOtherwise { feature: String, wanted: bool },
     /// This kernel has no feature of that name or alias.
     Unsupported { key: String },
     /// An alias asked on, and the device has every feature it covers
@@ -284,6 +300,15 @@ impl fmt::Display for FeatureProblem {
                     on_off(*wanted)
                 )
             }
+            Self::RequestedOtherwise { feature, wanted } => {
+                write!(
+                    f,
+                    "{feature} is {} but requested {}, so it turns {} when the feature it depends on does",
+                    on_off(*wanted),
+                    on_off(!wanted),
+                    on_off(!wanted)
+                )
+            }
             Self::Unsupported { key } => write!(f, "{key} is not a feature this kernel has"),
             Self::AllFixed { key } => {
                 write!(
@@ -298,6 +323,9 @@ impl fmt::Display for FeatureProblem {
 /// Compares the state with the plan. Through an alias, a feature the device
 /// has fixed off is fine when asking for on, as `ethtool -K dev tx on`
 /// treats it; a fixed feature in the wrong state is a problem otherwise.
+/// A changeable feature must also be *requested* as wanted: the kernel
+/// acts on the request again whenever a dependency changes, so one that is
+/// right only by consequence has drifted (`changes` sends it again).
 pub fn evaluate(
     wanted: &[Wanted],
     missing: &[String],
@@ -309,6 +337,12 @@ pub fn evaluate(
         .collect();
     for w in wanted {
         if state.active(w.index) == w.enabled {
+            if state.changeable(w.index) && state.requested(w.index) != w.enabled {
+                problems.push(FeatureProblem::RequestedOtherwise {
+                    feature: w.name.clone(),
+                    wanted: w.enabled,
+                });
+            }
             continue;
         }
         if state.changeable(w.index) {
