@@ -45,8 +45,9 @@ Operator commands:
       /run/netns and /run/docker/netns) and /proc/*/ns/net (unless
       --no-proc). --bridge, --ifname, --exclude-ifname limit which host ends
       it touches (the uplink never). --once: one pass, a summary, exit 0 when
-      every pair conforms; with --dry-run, change nothing and print what
-      would change. Before its first change to an interface it records the
+      every pair conforms (changed or already set), 1 when any could not be
+      set, 2 when the agent cannot run (bad config, another agent holds the
+      lock); with --dry-run, change nothing and print what would change. Before its first change to an interface it records the
       original state in FILE of --state-file (/run/csum-offload/agent-state.jsonl).
       --metrics-address 127.0.0.1:9981 serves Prometheus metrics on /metrics;
       --textfile writes them for node_exporter. --resync: a full pass every
