@@ -400,7 +400,8 @@ mod tests {
             ),
             (
                 json!([{"driver": "x", "settings": {}}, {"driver": "y", "kernel": ">=six", "settings": {}}]),
-                "rules[1].kernel: \">=six\" is not a comparison",
+                // Whole: the value is clipped, not the message.
+                "rules[1].kernel: \">=six\" is not a comparison with a dotted version number (e.g. \">=6.15\", \"<1.2.0\")",
             ),
             (
                 json!([{"driver": "x", "pciId": "8088:[0", "settings": {}}]),
