@@ -75,7 +75,7 @@ impl Metrics {
         metric(
             "csum_offload_uplink_info",
             "gauge",
-            "A host NIC the decision rests on: its driver, driver and firmware version, and the settings its driver gets.",
+            "A host NIC the decision rests on: its driver, driver and firmware version, and the settings it gets (the first rule that matches it, else its driver table entry, else default).",
             &uplinks,
         );
         metric(

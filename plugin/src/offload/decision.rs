@@ -257,6 +257,76 @@ mod tests {
     }
 
     #[test]
+    fn bond_slaves_are_matched_each_on_its_own_and_off_wins() {
+        // Two txgbe slaves of one bond that differ only in firmware.
+        let slave = |name: &str, firmware: &str| Nic {
+            name: name.into(),
+            facts: NicFacts {
+                driver: "txgbe".into(),
+                driver_version: "1.1.12".into(),
+                firmware_version: firmware.into(),
+                kernel: "6.18.44".into(),
+                ..NicFacts::default()
+            },
+        };
+        let bond = [
+            slave("enp1s0f0", "0x00020004"),
+            slave("enp1s0f1", "0x00030001"),
+        ];
+        let policy = |fixed: serde_json::Value| {
+            let rules = serde_json::json!([
+                { "driver": "txgbe", "firmwareVersion": "0x0003*", "settings": fixed }
+            ]);
+            Policy::built_in()
+                .with_overrides(None, None, Some(&rules))
+                .unwrap()
+        };
+        let build = |nics: &[Nic], p: &Policy| {
+            Decision::build(vec![], String::new(), vec![], nics, p).placed(Placement::Uplink)
+        };
+
+        // The rule relieves the fixed firmware; the other slave falls to
+        // the built-in table, and its tx off is what the pods get.
+        let d = build(&bond, &policy(serde_json::json!({})));
+        assert_eq!(d.nics[0].rule, None);
+        assert_eq!(d.nics[0].source, "built-in table");
+        assert_eq!(d.nics[0].settings, "tx off");
+        assert_eq!(d.nics[1].rule, Some(0));
+        assert_eq!(
+            d.nics[1].source,
+            "rules[0]: driver \"txgbe\" matches \"txgbe\", firmwareVersion \"0x00030001\" matches \"0x0003*\""
+        );
+        assert_eq!(d.nics[1].settings, "(no change)");
+        assert_eq!(d.settings_text, "tx off");
+        // Under apply: uplink each slave gets its own: only the broken one
+        // is set.
+        let set: Vec<&str> = d.nics_to_set().map(|n| n.name.as_str()).collect();
+        assert_eq!(set, ["enp1s0f0"]);
+
+        // A rule that turns tx back on for one slave does not beat the
+        // other slave's tx off.
+        let on = policy(serde_json::json!({"tx": true}));
+        let d = build(&bond, &on);
+        assert_eq!(
+            (d.nics[0].settings.as_str(), d.nics[1].settings.as_str()),
+            ("tx off", "tx on")
+        );
+        assert_eq!(d.settings_text, "tx off");
+        // Control: with both slaves on the fixed firmware the rule decides
+        // for both, and the merge is theirs.
+        let fixed = [
+            slave("enp1s0f0", "0x00030001"),
+            slave("enp1s0f1", "0x00030002"),
+        ];
+        let d = build(&fixed, &on);
+        assert_eq!(
+            d.nics.iter().map(|n| n.rule).collect::<Vec<_>>(),
+            [Some(0), Some(0)]
+        );
+        assert_eq!(d.settings_text, "tx on");
+    }
+
+    #[test]
     fn host_driver_skips_detection_and_says_so() {
         let config = Config {
             host_driver: Some("txgbe".into()),

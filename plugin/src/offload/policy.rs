@@ -216,6 +216,67 @@ mod tests {
         assert!(p.settings_for("i40e").0.is_empty());
     }
 
+    fn facts(driver: &str, firmware: &str, kernel: &str) -> NicFacts {
+        NicFacts {
+            driver: driver.into(),
+            firmware_version: firmware.into(),
+            kernel: kernel.into(),
+            ..NicFacts::default()
+        }
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_then_drivers_then_default() {
+        let rules = json!([
+            { "driver": "txgbe", "firmwareVersion": "0x0002000*", "settings": { "tx": false } },
+            { "driver": "txgbe", "kernel": ">=6.15", "settings": {} }
+        ]);
+        let policy = |rules: &Value| {
+            Policy::built_in()
+                .with_overrides(
+                    Some(&json!({"txgbe": {"tso": false}})),
+                    Some(&json!({"gro": true})),
+                    Some(rules),
+                )
+                .unwrap()
+        };
+        let p = policy(&rules);
+        // Both rules match this NIC: the first one decides.
+        let broken = facts("txgbe", "0x00020004", "6.18.44-fc");
+        assert!(p.rules.iter().all(|r| r.matches(&broken).is_some()));
+        let (s, src) = p.decide_for(&broken);
+        assert_eq!(s, &settings(json!({"tx": false})));
+        assert_eq!(
+            src,
+            PolicySource::Rule {
+                index: 0,
+                why: "driver \"txgbe\" matches \"txgbe\", firmwareVersion \"0x00020004\" matches \"0x0002000*\"".into()
+            }
+        );
+        // The same rules the other way round: now the kernel rule is first
+        // and decides, so the order above was what chose.
+        let reversed = policy(&json!([rules[1], rules[0]]));
+        let (s, src) = reversed.decide_for(&broken);
+        assert!(s.is_empty());
+        assert!(matches!(src, PolicySource::Rule { index: 0, ref why } if why.contains("kernel")));
+        // Only the second rule matches.
+        let (s, src) = p.decide_for(&facts("txgbe", "0x00030001", "6.18.44-fc"));
+        assert!(s.is_empty());
+        assert!(matches!(src, PolicySource::Rule { index: 1, .. }), "{src}");
+        // No rule matches: the config's drivers entry, not the built-in one.
+        let (s, src) = p.decide_for(&facts("txgbe", "0x00030001", "6.1.0"));
+        assert_eq!(s, &settings(json!({"tso": false})));
+        assert_eq!(src, PolicySource::Config);
+        // A driver no rule names: the built-in table, then default.
+        assert_eq!(
+            p.decide_for(&facts("i40e", "", "6.18.44")),
+            (&FeatureSettings::default(), PolicySource::BuiltIn)
+        );
+        let (s, src) = p.decide_for(&facts("mlx5_core", "0x00020004", "6.18.44"));
+        assert_eq!(s, &settings(json!({"gro": true})));
+        assert_eq!(src, PolicySource::Default);
+    }
+
     #[test]
     fn bad_settings_are_rejected_with_the_path() {
         let err = |d: Value| {

@@ -48,9 +48,21 @@ pub enum Matcher {
     Compare(Ordering, bool, Vec<u64>, String),
 }
 
+/// Why a match value is not one. The value is clipped, since it comes
+/// from the config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatchError {
+    #[error(
+        "{0:?} is not a comparison with a dotted version number (e.g. \">=6.15\", \"<1.2.0\")"
+    )]
+    NotAComparison(String),
+    #[error("{0:?} is not a valid glob: {1}")]
+    BadGlob(String, &'static str),
+}
+
 impl Matcher {
-    /// Parses a match value; `Err` says why it is not one.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Parses a match value.
+    pub fn parse(text: &str) -> Result<Self, MatchError> {
         for (op, ord, or_equal) in [
             (">=", Ordering::Greater, true),
             ("<=", Ordering::Less, true),
@@ -63,14 +75,12 @@ impl Matcher {
                 let numbers = dotted(version)
                     .filter(|(n, used)| !n.is_empty() && *used == version.len())
                     .map(|(n, _)| n)
-                    .ok_or_else(|| {
-                        format!("{text:?} is not a comparison with a dotted version number (e.g. \">=6.15\", \"<1.2.0\")")
-                    })?;
+                    .ok_or_else(|| MatchError::NotAComparison(json::clip(text)))?;
                 return Ok(Self::Compare(ord, or_equal, numbers, text.to_string()));
             }
         }
         if text.contains(['*', '?', '[', ']']) {
-            check_glob(text).map_err(|why| format!("{text:?} is not a valid glob: {why}"))?;
+            check_glob(text).map_err(|why| MatchError::BadGlob(json::clip(text), why))?;
             return Ok(Self::Glob(text.to_string()));
         }
         Ok(Self::Exact(text.to_string()))
@@ -228,8 +238,10 @@ pub enum RuleError {
     NoSettings(usize),
     #[error("rules[{0}].{1} must be a string, got {2}")]
     NotAString(usize, &'static str, &'static str),
+    #[error("rules[{0}].{1}: must not be empty")]
+    Empty(usize, &'static str),
     #[error("rules[{0}].{1}: {2}")]
-    BadValue(usize, &'static str, String),
+    BadMatch(usize, &'static str, #[source] MatchError),
     #[error(transparent)]
     Settings(#[from] SettingsError),
 }
@@ -262,14 +274,9 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RuleError> {
             .as_str()
             .ok_or_else(|| RuleError::NotAString(index, field, json::kind(v)))?;
         if text.is_empty() {
-            return Err(RuleError::BadValue(
-                index,
-                field,
-                "must not be empty".into(),
-            ));
+            return Err(RuleError::Empty(index, field));
         }
-        let matcher = Matcher::parse(text)
-            .map_err(|why| RuleError::BadValue(index, field, json::clip(&why)))?;
+        let matcher = Matcher::parse(text).map_err(|e| RuleError::BadMatch(index, field, e))?;
         when.push((*field, matcher));
     }
     if !when.iter().any(|(f, _)| *f == "driver") {
@@ -286,7 +293,7 @@ fn parse_rule(index: usize, value: &Value) -> Result<Rule, RuleError> {
 
 impl Rule {
     /// Whether every field of the rule matches; if so, the reason, e.g.
-    /// `driver "txgbe" = "txgbe", firmwareVersion "0x00020004" matches "0x0002000*"`.
+    /// `driver "txgbe" matches "txgbe", firmwareVersion "0x00020004" matches "0x0002000*"`.
     pub fn matches(&self, facts: &NicFacts) -> Option<String> {
         let mut why = Vec::new();
         for (field, matcher) in &self.when {
@@ -353,7 +360,7 @@ mod tests {
             ("1.[0-9", "a '[' without its ']'"),
             ("1.]", "a ']' without its '['"),
         ] {
-            let e = Matcher::parse(text).unwrap_err();
+            let e = Matcher::parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
         }
     }
@@ -393,7 +400,8 @@ mod tests {
             ),
             (
                 json!([{"driver": "x", "settings": {}}, {"driver": "y", "kernel": ">=six", "settings": {}}]),
-                "rules[1].kernel: \">=six\" is not a comparison",
+                // Whole: the value is clipped, not the message.
+                "rules[1].kernel: \">=six\" is not a comparison with a dotted version number (e.g. \">=6.15\", \"<1.2.0\")",
             ),
             (
                 json!([{"driver": "x", "pciId": "8088:[0", "settings": {}}]),
