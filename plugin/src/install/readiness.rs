@@ -23,8 +23,7 @@
 
 use super::entry::{Entry, PLUGIN_TYPE};
 use super::files;
-use super::pass::Problem;
-use super::pass::{self, Mode, PassOutcome};
+use super::pass::{self, PassMode, PassOutcome, PassProblem};
 use super::{load_entry, InstallError, Options};
 use crate::config::DetectionFailure;
 use crate::offload::decision::{decide, Decision};
@@ -50,7 +49,7 @@ pub enum NotReady {
     #[error("{0}")]
     Changing(String),
     #[error(transparent)]
-    Problem(Problem),
+    Pass(PassProblem),
     #[error("host NIC detection failed on this node: {}; {}", with_hint(.error), consequence(*.on_failure))]
     Detection {
         error: DetectError,
@@ -143,7 +142,7 @@ pub fn check_installed(opts: &Options) -> Result<String, InstallError> {
     if !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
         reasons.push(NotReady::BinaryMissing(opts.bin_dir.join(PLUGIN_TYPE)));
     }
-    let pass = pass::reconcile(opts, &entry, Mode::DryRun)?;
+    let pass = pass::reconcile(opts, &entry, PassMode::DryRun)?;
     let mut ok = None;
     match pass.outcome {
         PassOutcome::Installed { file, .. } => ok = Some(opts.conf_dir.join(file)),
@@ -154,7 +153,7 @@ pub fn check_installed(opts: &Options) -> Result<String, InstallError> {
         PassOutcome::Blocked(why) => reasons.push(NotReady::Blocked(why)),
         PassOutcome::Retry(why) => reasons.push(NotReady::Changing(why)),
     }
-    reasons.extend(pass.problems.into_iter().map(NotReady::Problem));
+    reasons.extend(pass.problems.into_iter().map(NotReady::Pass));
     if let Err(e) = detect(&entry) {
         reasons.push(e);
     }
