@@ -8,7 +8,8 @@
 //! - the core: `config` (the entry) and `offload` (facts -> decision ->
 //!   tune -> read back);
 //! - `kernel`: netlink, ethtool, netns;
-//! - support: `logger` (with `logfile`), `args`, `json`, `fsread`.
+//! - support: `logger` (with `logfile`), `args`, `json`, `fsread`,
+//!   `spec_versions` (the CNI versions the plugin speaks).
 
 pub mod agent;
 pub mod args;
@@ -22,6 +23,7 @@ pub(crate) mod kernel;
 pub(crate) mod logfile;
 pub(crate) mod logger;
 pub(crate) mod offload;
+pub(crate) mod spec_versions;
 /// What the integration tests read through the library rather than through
 /// the binary: kept out of the documented surface.
 #[doc(hidden)]

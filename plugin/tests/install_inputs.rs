@@ -4,7 +4,9 @@
 //! DaemonSet's dropped capabilities), the file the runtime uses is the one
 //! edited or the problem is reported (invalid UTF-8, over 1 MiB, deep
 //! nesting, a non-UTF-8 name, cniVersions, containerd's and CRI-O's rules),
-//! and a user's symlinked primary keeps its link, owner and mode.
+//! a link the installer cannot follow (the pod's view, a mount namespace)
+//! blocks under every runtime, and a user's symlinked primary keeps its
+//! link, owner and mode.
 //!
 //! Every command runs in a netns of its own with `hostDriver` in its
 //! config, so detection never depends on the machine's routes, and under
@@ -497,4 +499,165 @@ fn a_hand_written_entry_is_left_reported_and_never_duplicated() {
         r.text()
     );
     assert_eq!(fs::read(&cilium).unwrap(), text, "uninstall leaves it");
+}
+
+/// Runs `cmd` in a mount namespace of its own with each `(host, at)` bind
+/// mounted: the DaemonSet pod's view of the node, where the conf dir is
+/// `/host/etc/cni/net.d` and nothing else of the host is mounted.
+fn in_pod_view(cmd: &mut Command, mounts: &[(&Path, &Path)]) {
+    use std::ffi::CString;
+    use std::os::unix::process::CommandExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mounts: Vec<(CString, CString)> = mounts.iter().map(|(h, a)| (c(h), c(a))).collect();
+    let root = CString::new("/").unwrap();
+    // SAFETY: unshare(2) and mount(2) only, between fork and exec, on
+    // strings made before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            let fail = || Err(std::io::Error::last_os_error());
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return fail();
+            }
+            // Our mounts must not reach the test's namespace.
+            let private = libc::MS_REC | libc::MS_PRIVATE;
+            let none = std::ptr::null();
+            if libc::mount(none, root.as_ptr(), none, private, none.cast()) != 0 {
+                return fail();
+            }
+            for (host, at) in &mounts {
+                let bind = libc::MS_BIND;
+                if libc::mount(host.as_ptr(), at.as_ptr(), none, bind, none.cast()) != 0 {
+                    return fail();
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A link the installer cannot follow (absolute, or out of the conf dir
+/// with `..`) may be a good file to the host's runtime: under every
+/// runtime rule it blocks the write and fails readiness, naming the link,
+/// its target and the fix; it is never skipped as "dangling", which would
+/// put the entry into a later file the runtime does not use.
+#[test]
+fn a_link_the_installer_cannot_follow_blocks_under_every_runtime() {
+    let (dirs, config) = setup("pod-view");
+    let runtimes: [&[&str]; 3] = [&["--runtime", "containerd"], &["--runtime", "crio"], &[]];
+    let kindnet = dirs.conf().join(KINDNET);
+    let before = fs::read(&kindnet).unwrap();
+    // The host's view: 05-calico.conflist -> ../calico/calico.conflist,
+    // a good file, the one the runtime uses.
+    let real_dir = dirs.root.join("calico");
+    fs::create_dir_all(&real_dir).unwrap();
+    let real = real_dir.join("calico.conflist");
+    fs::write(&real, kindnet_bytes()).unwrap();
+    let link = dirs.conf().join("05-calico.conflist");
+    symlink("../calico/calico.conflist", &link).unwrap();
+    age(&real);
+    // The pod's view: only the conf dir, at <root>/pod/host/net.d.
+    let pod_conf = dirs.root.join("pod/host/net.d");
+    let pod_calico = dirs.root.join("pod/host/calico");
+    fs::create_dir_all(&pod_conf).unwrap();
+    fs::create_dir_all(&pod_calico).unwrap();
+    let in_pod = |args: &[&str], mounts: &[(&Path, &Path)]| {
+        let mut cmd = Command::new(common::BIN);
+        cmd.arg("install")
+            .arg("--cni-conf-dir")
+            .arg(&pod_conf)
+            .arg("--cni-bin-dir")
+            .arg(dirs.bin())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env_remove("CNI_COMMAND")
+            .env_remove("CSUM_OFFLOAD_RUNTIME");
+        in_empty_netns(&mut cmd);
+        in_pod_view(&mut cmd, mounts);
+        let out = output_within(
+            &mut cmd,
+            LIMIT,
+            &format!("install {args:?} in the pod view"),
+        );
+        Run {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    };
+    let host_conf = dirs.conf();
+    let conf_only = [(host_conf.as_path(), pod_conf.as_path())];
+    let says = |r: &Run, target: &str, mount_at: &Path| {
+        let text = r.text();
+        assert!(!r.ok, "{text}");
+        for words in [
+            format!("is a symbolic link to \"{target}\""),
+            format!("mount the directory it leads to into the installer's container at {}, or replace the link", mount_at.display()),
+            "cannot tell which file the runtime uses".to_string(),
+        ] {
+            assert!(text.contains(&words), "{words:?} in: {text}");
+        }
+        assert!(
+            !text.contains("containerd fails"),
+            "not a containerd failure: {text}"
+        );
+        assert!(
+            !text.contains("cannot read it either"),
+            "not dangling: {text}"
+        );
+    };
+    for runtime in runtimes {
+        let r = in_pod(&[&["--once"], runtime].concat(), &conf_only);
+        says(&r, "../calico/calico.conflist", &pod_calico);
+        assert!(r.stderr.contains("05-calico.conflist: "), "{}", r.text());
+        assert_eq!(
+            fs::read(&kindnet).unwrap(),
+            before,
+            "{runtime:?}: a later file"
+        );
+        assert_eq!(entries(&real), 0, "{runtime:?}");
+        let r = in_pod(&[&["--check"], runtime].concat(), &conf_only);
+        says(&r, "../calico/calico.conflist", &pod_calico);
+    }
+    // The fix the message names: the link's directory mounted too.
+    let both = [conf_only[0], (real_dir.as_path(), pod_calico.as_path())];
+    let r = in_pod(&["--once", "--runtime", "crio"], &both);
+    assert!(r.ok, "{}", r.text());
+    assert_eq!(entries(&real), 1, "through the link: {}", r.text());
+    assert_eq!(fs::read(&kindnet).unwrap(), before);
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    for runtime in runtimes {
+        let r = in_pod(&[&["--check"], runtime].concat(), &both);
+        assert!(r.ok, "{runtime:?}: {}", r.text());
+    }
+    fs::remove_file(&link).unwrap();
+
+    // An absolute target that does not exist in this view either.
+    let nowhere = format!("/csum-offload-nowhere-{}", std::process::id());
+    let target = format!("{nowhere}/calico.conflist");
+    symlink(&target, dirs.conf().join("05-abs.conflist")).unwrap();
+    for runtime in runtimes {
+        for verb in ["--once", "--check"] {
+            let r = run(&dirs, "install", &[&[verb], runtime].concat(), &config);
+            says(&r, &target, Path::new(&nowhere));
+        }
+    }
+    assert_eq!(fs::read(&kindnet).unwrap(), before);
+    fs::remove_file(dirs.conf().join("05-abs.conflist")).unwrap();
+
+    // Negative control: a dangling link to a plain name stays in the conf
+    // dir in every view, so the runtime cannot read it either; CRI-O
+    // skips it and the entry goes into the next file.
+    symlink("gone.conflist", dirs.conf().join("05-gone.conflist")).unwrap();
+    let r = run(&dirs, "install", &["--once", "--runtime", "crio"], &config);
+    assert!(r.ok, "{}", r.text());
+    assert!(
+        r.stderr.contains("05-gone.conflist: skipped"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(entries(&kindnet), 1);
 }

@@ -5,8 +5,8 @@
 
 use serde_json::{json, Value};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -14,104 +14,38 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::BIN;
+use common::{kindnet_conflist as kindnet, wait_until as wait_for, Daemon, InstallDirs};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("csum-offload-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(dir.join("net.d")).unwrap();
-        fs::create_dir_all(dir.join("bin")).unwrap();
-        TempDir(dir)
-    }
-    fn conf(&self) -> PathBuf {
-        self.0.join("net.d")
-    }
-    fn bin(&self) -> PathBuf {
-        self.0.join("bin")
-    }
-    /// `csum-offload VERB` on this dir's conf and bin dirs, outside any
-    /// CNI invocation, in a netns of its own: detection never depends on
-    /// this machine's routes (configs that must be ready set hostDriver).
-    fn command(&self, verb: &str) -> Command {
-        let mut cmd = Command::new(BIN);
-        cmd.arg(verb)
-            .arg("--cni-conf-dir")
-            .arg(self.conf())
-            .arg("--cni-bin-dir")
-            .arg(self.bin())
-            .env_remove("CNI_COMMAND");
-        common::in_empty_netns(&mut cmd);
-        cmd
-    }
-    fn log(&self) -> String {
-        fs::read_to_string(self.0.join("installer.log")).unwrap_or_default()
-    }
+/// `csum-offload VERB` on these dirs in a netns of its own: detection
+/// never depends on this machine's routes (configs that must be ready set
+/// hostDriver).
+fn command(dirs: &InstallDirs, verb: &str) -> Command {
+    let mut cmd = dirs.command(verb);
+    common::in_empty_netns(&mut cmd);
+    cmd
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+/// The installer's log (its stderr, see `start`).
+fn installer_log(dirs: &InstallDirs) -> String {
+    fs::read_to_string(dirs.root.join("installer.log")).unwrap_or_default()
 }
 
-/// The installer process; killed if a test fails before its SIGTERM.
-struct Installer(Option<Child>);
-
-impl Installer {
-    fn start(dir: &TempDir, config: Option<&Value>) -> Self {
-        let mut cmd = dir.command("install");
-        cmd.stdout(Stdio::null())
-            .stderr(fs::File::create(dir.0.join("installer.log")).unwrap());
-        if let Some(config) = config {
-            let path = dir.0.join("config.json");
-            fs::write(&path, config.to_string()).unwrap();
-            cmd.arg("--config").arg(path);
-        }
-        Installer(Some(cmd.spawn().expect("start the installer")))
+/// The watch loop (`install` without `--once`) with `config`, if any, as
+/// its `--config`; its stderr goes to `log`.
+fn start(dirs: &InstallDirs, config: Option<&Value>) -> Daemon {
+    let mut cmd = command(dirs, "install");
+    if let Some(config) = config {
+        let path = dirs.root.join("config.json");
+        fs::write(&path, config.to_string()).unwrap();
+        cmd.arg("--config").arg(path);
     }
-
-    /// SIGTERM, then the exit status within 10 s.
-    fn terminate(self) -> std::process::ExitStatus {
-        self.signal(libc::SIGTERM)
-    }
-
-    /// `signal`, then the exit status within 10 s.
-    fn signal(mut self, signal: i32) -> std::process::ExitStatus {
-        let mut child = self.0.take().unwrap();
-        // SAFETY: kill(2) on our own child's pid.
-        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "installer did not exit on SIGTERM"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
+    Daemon::spawn(&mut cmd, dirs.root.join("installer.log"))
 }
 
-impl Drop for Installer {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
+/// `signal`, then the exit status within 10 s.
+fn stop_with(installer: Daemon, signal: i32) -> std::process::ExitStatus {
+    installer.send(signal);
+    installer.wait(Duration::from_secs(10))
 }
 
 fn read_json(path: &Path) -> Option<Value> {
@@ -124,17 +58,6 @@ fn our_entries(list: &Value) -> usize {
     })
 }
 
-fn kindnet() -> Value {
-    json!({
-        "cniVersion": "0.3.1",
-        "name": "kindnet",
-        "plugins": [
-            {"type": "ptp", "ipMasq": false, "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}, "mtu": 1500},
-            {"type": "portmap", "capabilities": {"portMappings": true}}
-        ]
-    })
-}
-
 /// Replaces a file the way a careful CNI does: temp file, then rename.
 fn write_atomically(path: &Path, bytes: &[u8]) {
     let tmp = path.with_file_name(".writer-tmp");
@@ -142,15 +65,15 @@ fn write_atomically(path: &Path, bytes: &[u8]) {
     fs::rename(&tmp, path).unwrap();
 }
 
-fn check(dir: &TempDir, config: &Value) -> bool {
-    let path = dir.0.join("config.json");
+fn check(dir: &InstallDirs, config: &Value) -> bool {
+    let path = dir.root.join("config.json");
     fs::write(&path, config.to_string()).unwrap();
     ready(dir, &path)
 }
 
 /// The DaemonSet's readiness probe: `install --check` with this config file.
-fn ready(dir: &TempDir, config: &Path) -> bool {
-    dir.command("install")
+fn ready(dir: &InstallDirs, config: &Path) -> bool {
+    command(dir, "install")
         .arg("--check")
         .arg("--config")
         .arg(config)
@@ -163,12 +86,12 @@ fn ready(dir: &TempDir, config: &Path) -> bool {
 
 #[test]
 fn entry_survives_a_rewriting_primary_cni_and_leaves_on_sigterm() {
-    let dir = TempDir::new("watch-fight");
+    let dir = InstallDirs::new("watch-fight");
     let primary = dir.conf().join("10-kindnet.conflist");
     let original = serde_json::to_vec(&kindnet()).unwrap();
     fs::write(&primary, &original).unwrap();
     let config = json!({"hostDriver": "txgbe", "logLevel": "debug"});
-    let installer = Installer::start(&dir, Some(&config));
+    let installer = start(&dir, Some(&config));
     wait_for("the first insert", Duration::from_secs(20), || {
         read_json(&primary).is_some_and(|v| our_entries(&v) == 1)
     });
@@ -234,7 +157,7 @@ fn entry_survives_a_rewriting_primary_cni_and_leaves_on_sigterm() {
         .unwrap()
         .push(json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "txgbe", "logLevel": "debug"}));
     assert_eq!(v, want, "entry last, everything else kept");
-    let log = dir.log();
+    let log = installer_log(&dir);
     assert!(
         log.contains("another writer keeps"),
         "throttle warning missing:\n{log}"
@@ -250,7 +173,11 @@ fn entry_survives_a_rewriting_primary_cni_and_leaves_on_sigterm() {
     );
 
     let status = installer.terminate();
-    assert!(status.success(), "exit status {status:?}\n{}", dir.log());
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        installer_log(&dir)
+    );
     let after = read_json(&primary).unwrap();
     assert_eq!(
         after,
@@ -272,10 +199,10 @@ fn entry_survives_a_rewriting_primary_cni_and_leaves_on_sigterm() {
 
 #[test]
 fn waits_for_a_config_converts_a_conf_follows_a_new_first_file_and_restores() {
-    let dir = TempDir::new("watch-wait");
-    let installer = Installer::start(&dir, None);
+    let dir = InstallDirs::new("watch-wait");
+    let installer = start(&dir, None);
     wait_for("the waiting message", Duration::from_secs(20), || {
-        dir.log().contains("waiting for a network config")
+        installer_log(&dir).contains("waiting for a network config")
     });
     // An invalid file is left alone (and logged), not edited.
     let bad = dir.conf().join("05-broken.conflist");
@@ -289,7 +216,7 @@ fn waits_for_a_config_converts_a_conf_follows_a_new_first_file_and_restores() {
         read_json(&list).is_some_and(|v| our_entries(&v) == 1) && !conf.exists()
     });
     assert_eq!(fs::read(&bad).unwrap(), b"{\"name\": \"x\", \"plugins\": [");
-    let log = dir.log();
+    let log = installer_log(&dir);
     assert_eq!(
         log.matches("waiting for a network config").count(),
         1,
@@ -321,9 +248,17 @@ fn waits_for_a_config_converts_a_conf_follows_a_new_first_file_and_restores() {
     );
 
     // Ctrl-C (SIGINT) takes the same path as SIGTERM.
-    let status = installer.signal(libc::SIGINT);
-    assert!(status.success(), "exit status {status:?}\n{}", dir.log());
-    assert!(dir.log().contains("SIGINT received"), "{}", dir.log());
+    let status = stop_with(installer, libc::SIGINT);
+    assert!(
+        status.success(),
+        "exit status {status:?}\n{}",
+        installer_log(&dir)
+    );
+    assert!(
+        installer_log(&dir).contains("SIGINT received"),
+        "{}",
+        installer_log(&dir)
+    );
     assert_eq!(
         fs::read(&conf).unwrap(),
         conf_bytes,
@@ -345,14 +280,13 @@ fn waits_for_a_config_converts_a_conf_follows_a_new_first_file_and_restores() {
 
 #[test]
 fn a_bad_config_is_refused_before_anything_is_written() {
-    let dir = TempDir::new("watch-badconfig");
+    let dir = InstallDirs::new("watch-badconfig");
     let primary = dir.conf().join("10-kindnet.conflist");
     let original = serde_json::to_vec(&kindnet()).unwrap();
     fs::write(&primary, &original).unwrap();
-    let path = dir.0.join("config.json");
+    let path = dir.root.join("config.json");
     fs::write(&path, r#"{"drivers": {"txgbe": {"txcsum": false}}}"#).unwrap();
-    let out = dir
-        .command("install")
+    let out = command(&dir, "install")
         .arg("--once")
         .arg("--config")
         .arg(&path)
@@ -370,13 +304,13 @@ fn a_bad_config_is_refused_before_anything_is_written() {
 
 #[test]
 fn multus_first_needs_conf_file_and_then_edits_the_delegate() {
-    let dir = TempDir::new("multus");
+    let dir = InstallDirs::new("multus");
     let multus = br#"{"cniVersion":"0.3.1","name":"multus-cni-network","type":"multus-shim","socketDir":"/run/multus/"}"#;
     let calico = json!({"cniVersion": "0.3.1", "name": "k8s-pod-network", "plugins": [{"type": "calico"}, {"type": "portmap"}]});
     fs::write(dir.conf().join("00-multus.conf"), multus).unwrap();
     fs::write(dir.conf().join("10-calico.conflist"), calico.to_string()).unwrap();
     let run = |extra: &[&str]| {
-        dir.command("install")
+        command(&dir, "install")
             .arg("--once")
             .args(extra)
             .output()
@@ -410,7 +344,7 @@ fn multus_first_needs_conf_file_and_then_edits_the_delegate() {
 
 #[test]
 fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
-    let dir = TempDir::new("handover");
+    let dir = InstallDirs::new("handover");
     let primary = dir.conf().join("10-kindnet.conflist");
     fs::write(&primary, serde_json::to_vec(&kindnet()).unwrap()).unwrap();
     let entry = |v: &Value| {
@@ -418,7 +352,7 @@ fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
             .as_array()
             .and_then(|p| p.iter().find(|p| p["type"] == "csum-offload").cloned())
     };
-    let old = Installer::start(&dir, Some(&json!({"logLevel": "info"})));
+    let old = start(&dir, Some(&json!({"logLevel": "info"})));
     wait_for("the old installer's entry", Duration::from_secs(20), || {
         read_json(&primary).and_then(|v| entry(&v))
             == Some(
@@ -427,18 +361,13 @@ fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
     });
     // The new version starts next to the old one (maxSurge) with a new
     // config: it takes over, and the old one stops editing.
-    let new_dir = TempDir::new("handover-new");
-    let new_config = new_dir.0.join("config.json");
+    let new_dir = InstallDirs::new("handover-new");
+    let new_config = new_dir.root.join("config.json");
     fs::write(&new_config, r#"{"logLevel": "debug"}"#).unwrap();
-    let new = Installer(Some(
-        dir.command("install")
-            .arg("--config")
-            .arg(&new_config)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(new_dir.0.join("installer.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    ));
+    let new = Daemon::spawn(
+        command(&dir, "install").arg("--config").arg(&new_config),
+        new_dir.root.join("installer.log"),
+    );
     let want_new = Some(
         json!({"type": "csum-offload", "managedBy": "csum-offload-installer", "logLevel": "debug"}),
     );
@@ -448,20 +377,24 @@ fn rolling_update_hands_over_without_a_gap_and_deletion_still_removes() {
     wait_for(
         "the old installer to stand by",
         Duration::from_secs(20),
-        || dir.log().contains("a newer installer took over this node"),
+        || installer_log(&dir).contains("a newer installer took over this node"),
     );
     // No fight: the entry stays the new one while both run.
     thread::sleep(Duration::from_millis(500));
     assert_eq!(read_json(&primary).and_then(|v| entry(&v)), want_new);
-    assert!(!dir.log().contains("another writer keeps"), "{}", dir.log());
+    assert!(
+        !installer_log(&dir).contains("another writer keeps"),
+        "{}",
+        installer_log(&dir)
+    );
 
     // The old pod is deleted: the entry stays for the new one, with no gap.
     let status = old.terminate();
     assert!(status.success());
     assert!(
-        dir.log().contains("leaving the entry to it"),
+        installer_log(&dir).contains("leaving the entry to it"),
         "{}",
-        dir.log()
+        installer_log(&dir)
     );
     assert_eq!(read_json(&primary).and_then(|v| entry(&v)), want_new);
 
@@ -506,12 +439,12 @@ fn assert_loadable(conf: &Path, when: &str) {
 
 #[test]
 fn killed_mid_edit_never_leaves_a_partial_config() {
-    let dir = TempDir::new("sigkill");
+    let dir = InstallDirs::new("sigkill");
     let conf = dir.conf().join("10-bridge.conf");
     let original = br#"{"cniVersion":"1.0.0","name":"mynet","type":"bridge","bridge":"cni0"}"#;
     fs::write(&conf, original).unwrap();
     let run = |verb: &str| {
-        dir.command(verb)
+        command(&dir, verb)
             .args(if verb == "install" {
                 &["--once"][..]
             } else {
@@ -588,19 +521,17 @@ fn publish_configmap(dir: &Path, generation: u32, config: &str) {
 
 #[test]
 fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
-    let dir = TempDir::new("configmap");
+    let dir = InstallDirs::new("configmap");
     let primary = dir.conf().join("10-kindnet.conflist");
     fs::write(&primary, serde_json::to_vec(&kindnet()).unwrap()).unwrap();
-    let cm = dir.0.join("configmap");
+    let cm = dir.root.join("configmap");
     fs::create_dir_all(&cm).unwrap();
     publish_configmap(&cm, 1, r#"{"hostDriver": "txgbe", "apply": "both"}"#);
     let config = cm.join("config.json");
-    let mut cmd = dir.command("install");
-    cmd.arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(dir.0.join("installer.log")).unwrap());
-    let installer = Installer(Some(cmd.spawn().unwrap()));
+    let installer = Daemon::spawn(
+        command(&dir, "install").arg("--config").arg(&config),
+        dir.root.join("installer.log"),
+    );
     let entry = || {
         read_json(&primary).and_then(|v| {
             v["plugins"]
@@ -633,7 +564,7 @@ fn configmap_updates_reach_the_entry_and_bad_ones_do_not() {
     wait_for(
         "the config error in the log",
         Duration::from_secs(20),
-        || dir.log().contains("keeping the previous entry"),
+        || installer_log(&dir).contains("keeping the previous entry"),
     );
     assert_eq!(
         entry(),
@@ -660,15 +591,13 @@ fn sigint_stops_an_installer_started_with_sigint_ignored() {
     // still stop on it: SIGINT is in its signalfd's mask, and the kernel
     // queues a blocked signal even when its disposition is "ignore".
     use std::os::unix::process::CommandExt;
-    let dir = TempDir::new("sigign");
+    let dir = InstallDirs::new("sigign");
     fs::write(
         dir.conf().join("10-kindnet.conflist"),
         kindnet().to_string(),
     )
     .unwrap();
-    let mut cmd = dir.command("install");
-    cmd.stdout(Stdio::null())
-        .stderr(fs::File::create(dir.0.join("installer.log")).unwrap());
+    let mut cmd = command(&dir, "install");
     // SAFETY: signal(2) only, between fork and exec.
     unsafe {
         cmd.pre_exec(|| {
@@ -676,12 +605,12 @@ fn sigint_stops_an_installer_started_with_sigint_ignored() {
             Ok(())
         });
     }
-    let installer = Installer(Some(cmd.spawn().unwrap()));
+    let installer = Daemon::spawn(&mut cmd, dir.root.join("installer.log"));
     let list = dir.conf().join("10-kindnet.conflist");
     wait_for("the entry", Duration::from_secs(10), || {
         read_json(&list).is_some_and(|v| our_entries(&v) == 1)
     });
-    let status = installer.signal(libc::SIGINT);
-    assert!(status.success(), "{status:?}\n{}", dir.log());
+    let status = stop_with(installer, libc::SIGINT);
+    assert!(status.success(), "{status:?}\n{}", installer_log(&dir));
     assert_eq!(read_json(&list).unwrap(), kindnet(), "the entry is gone");
 }

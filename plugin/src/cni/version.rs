@@ -3,23 +3,13 @@
 
 use crate::json;
 use serde_json::{Map, Value};
-use std::fmt;
 
-/// Versions listed in VERSION's `supportedVersions`, oldest first.
-pub const SUPPORTED: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+/// The list and the version type live below the front ends, so that the
+/// installer reads the same list without importing the protocol.
+pub use crate::spec_versions::{Version, SUPPORTED};
 /// The version this plugin reports as its own in VERSION and errors
 /// raised before a config version is known.
 pub const CURRENT: &str = "1.1.0";
-
-/// A parsed `major.minor.patch` version, ordered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Version(pub u32, pub u32, pub u32);
-
-impl fmt::Display for Version {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.0, self.1, self.2)
-    }
-}
 
 /// A version the plugin cannot speak, or a verb its version does not allow.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -48,12 +38,6 @@ pub enum ConvertError {
 }
 
 impl Version {
-    pub fn parse(s: &str) -> Option<Self> {
-        let mut parts = s.split('.').map(|p| p.parse::<u32>().ok());
-        let v = Version(parts.next()??, parts.next()??, parts.next()??);
-        parts.next().is_none().then_some(v)
-    }
-
     /// Results before 1.0.0 carry `ips[].version`; from 1.0.0 on they do not.
     fn has_ip_version_field(self) -> bool {
         self < Version(1, 0, 0)
@@ -62,10 +46,7 @@ impl Version {
 
 /// Checks that a config version is one we support.
 pub fn check_supported(cni_version: &str) -> Result<Version, VersionError> {
-    SUPPORTED
-        .contains(&cni_version)
-        .then(|| Version::parse(cni_version))
-        .flatten()
+    crate::spec_versions::supported(cni_version)
         .ok_or_else(|| VersionError::Unsupported(json::clip(cni_version)))
 }
 

@@ -4,8 +4,10 @@
 
 use super::entry::{Entry, MANAGED_BY, MANAGED_KEY, PLUGIN_TYPE};
 use super::select::netconf::Members;
-use super::select::{extension, gojson, is_config_name, libcni_version, ConfFile};
-use crate::cni::version;
+use super::select::{
+    extension, gojson, is_config_name, libcni_version, ConfFile, VersionListError,
+};
+use crate::spec_versions;
 use serde_json::{Map, Value};
 
 /// Suffix of the file that keeps a converted `.conf`/`.json` until removal.
@@ -35,7 +37,7 @@ pub enum Step {
 /// Why the entry cannot go into the primary file. Nothing is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EditError {
-    #[error("{file}: cniVersion {version}{how} is not supported by csum-offload (supported: {}); the runtime would fail every pod with this chain, so the entry is not added", version::SUPPORTED.join(", "))]
+    #[error("{file}: cniVersion {version}{how} is not supported by csum-offload (supported: {}); the runtime would fail every pod with this chain, so the entry is not added", spec_versions::SUPPORTED.join(", "))]
     UnsupportedVersion {
         file: String,
         version: String,
@@ -46,6 +48,12 @@ pub enum EditError {
     TargetExists { file: String, target: String },
     #[error("{file}: {why}")]
     Unreadable { file: String, why: String },
+    /// libcni refuses the list's `cniVersion`/`cniVersions`.
+    #[error("{file}: {source}")]
+    VersionList {
+        file: String,
+        source: VersionListError,
+    },
 }
 
 /// Whether a plugin is a csum-offload entry, whoever wrote it.
@@ -120,9 +128,9 @@ fn parse_object(file: &ConfFile) -> Result<Map<String, Value>, EditError> {
 /// older libcni (containerd 1.x) ignores `cniVersions` and uses
 /// `cniVersion`.
 fn check_chain_versions(file: &str, list: &Map<String, Value>) -> Result<(), EditError> {
-    let chosen = libcni_version(list).map_err(|why| EditError::Unreadable {
+    let chosen = libcni_version(list).map_err(|source| EditError::VersionList {
         file: file.to_string(),
-        why,
+        source,
     })?;
     let plain = list
         .get("cniVersion")
@@ -140,7 +148,7 @@ fn check_chain_versions(file: &str, list: &Map<String, Value>) -> Result<(), Edi
         ),
     ];
     for (v, how) in checks {
-        if version::check_supported(v).is_err() {
+        if spec_versions::supported(v).is_none() {
             return Err(EditError::UnsupportedVersion {
                 file: file.to_string(),
                 version: if v.is_empty() {
@@ -772,7 +780,7 @@ mod tests {
                 "{text}: {err}"
             );
         }
-        for v in crate::cni::version::SUPPORTED {
+        for v in spec_versions::SUPPORTED {
             let text =
                 format!(r#"{{"cniVersion":"{v}","name":"n","plugins":[{{"type":"bridge"}}]}}"#);
             let dir = vec![f("10-n.conflist", &text)];

@@ -14,9 +14,10 @@ pub const PLUGIN_TYPE: &str = "csum-offload";
 pub const MANAGED_KEY: &str = "managedBy";
 pub const MANAGED_BY: &str = "csum-offload-installer";
 
-/// Why a `--config` file cannot be the entry.
+/// Why the installer's `--config` file (the ConfigMap) cannot be made
+/// into the entry.
 #[derive(Debug, thiserror::Error)]
-pub enum EntryError {
+pub enum InstallerConfigError {
     #[error("not valid JSON: {0}")]
     Json(#[source] serde_json::Error),
     #[error("must be a JSON object (one conflist entry)")]
@@ -43,22 +44,22 @@ impl Entry {
     /// ours if given, then the installer's mark; `cniVersion` and `name`
     /// are dropped because the runtime injects the list's own;
     /// `prevResult` belongs to the runtime, `managedBy` to the installer.
-    pub fn from_config(text: &str) -> Result<Self, EntryError> {
-        let value: Value = serde_json::from_str(text).map_err(EntryError::Json)?;
+    pub fn from_config(text: &str) -> Result<Self, InstallerConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(InstallerConfigError::Json)?;
         let Value::Object(obj) = value else {
-            return Err(EntryError::NotAnObject);
+            return Err(InstallerConfigError::NotAnObject);
         };
         let mut entry = Map::new();
         match obj.get("type") {
             None => {}
             Some(Value::String(t)) if t == PLUGIN_TYPE => {}
-            Some(other) => return Err(EntryError::WrongType(other.to_string())),
+            Some(other) => return Err(InstallerConfigError::WrongType(other.to_string())),
         }
         if obj.contains_key("prevResult") {
-            return Err(EntryError::PrevResult);
+            return Err(InstallerConfigError::PrevResult);
         }
         if obj.contains_key(MANAGED_KEY) {
-            return Err(EntryError::Managed);
+            return Err(InstallerConfigError::Managed);
         }
         entry.insert("type".into(), Value::String(PLUGIN_TYPE.into()));
         entry.insert(MANAGED_KEY.into(), Value::String(MANAGED_BY.into()));
@@ -71,7 +72,7 @@ impl Entry {
         if let Err(Undecodable::Invalid(why)) = netconf::check(&Members(
             entry.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         )) {
-            return Err(EntryError::Undecodable(why));
+            return Err(InstallerConfigError::Undecodable(why));
         }
         let entry = Entry(entry);
         entry.config()?;

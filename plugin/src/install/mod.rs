@@ -30,9 +30,9 @@ use crate::logger::{self, LevelError};
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
 use edit::EditError;
-use entry::{Entry, EntryError, PLUGIN_TYPE};
+use entry::{Entry, InstallerConfigError, PLUGIN_TYPE};
 use files::FsError;
-use pass::{Mode, PassOutcome};
+use pass::{PassMode, PassOutcome};
 use readiness::Unready;
 use select::Runtime;
 use std::io;
@@ -57,7 +57,10 @@ pub enum InstallError {
     #[error(transparent)]
     ReadConfig(#[from] LoadError),
     #[error("{}: {source}", path.display())]
-    Entry { path: PathBuf, source: EntryError },
+    Entry {
+        path: PathBuf,
+        source: InstallerConfigError,
+    },
     #[error("{}: {source}", path.display())]
     Dir { path: PathBuf, source: io::Error },
     #[error("cannot find this binary: {0}")]
@@ -266,7 +269,7 @@ fn install_once(opts: &Options, entry: &Entry) -> Result<String, InstallError> {
     let conf_dir = opts.conf_dir.as_path();
     // A few quick retries cover a file caught mid-write.
     for _ in 0..20 {
-        let pass = pass::reconcile(opts, entry, Mode::Apply)?;
+        let pass = pass::reconcile(opts, entry, PassMode::Write)?;
         for n in &pass.notes {
             log::warn!("{n}");
         }

@@ -38,7 +38,7 @@ pub enum PassOutcome {
 /// What keeps the node from being covered as the ConfigMap says, although
 /// the pass did what it could.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Problem {
+pub enum PassProblem {
     #[error(transparent)]
     Select(#[from] SelectProblem),
     #[error("{file} holds a csum-offload entry the installer did not write (no \"{MANAGED_KEY}\") that differs from the installer's entry; it stays as it is and applies instead (remove it, or make it the same, to have the ConfigMap's policy)")]
@@ -52,19 +52,19 @@ pub struct Pass {
     /// One line per file the runtime skips.
     pub notes: Vec<String>,
     /// What makes the node not ready although the pass did what it could.
-    pub problems: Vec<Problem>,
+    pub problems: Vec<PassProblem>,
 }
 
 /// Whether a pass may write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Apply,
+pub enum PassMode {
+    Write,
     DryRun,
 }
 
 /// One pass: find the primary config under the runtime's rule and make it
-/// hold `entry` (in `DryRun`, only say whether it does).
-pub fn reconcile(opts: &Options, entry: &Entry, mode: Mode) -> Result<Pass, FsError> {
+/// hold `entry` (in `PassMode::DryRun`, only say whether it does).
+pub fn reconcile(opts: &Options, entry: &Entry, mode: PassMode) -> Result<Pass, FsError> {
     reconcile_as(opts, entry, mode, Owned::Marked)
 }
 
@@ -72,7 +72,7 @@ pub fn reconcile(opts: &Options, entry: &Entry, mode: Mode) -> Result<Pass, FsEr
 pub fn reconcile_as(
     opts: &Options,
     entry: &Entry,
-    mode: Mode,
+    mode: PassMode,
     owned: Owned,
 ) -> Result<Pass, FsError> {
     let mut notes = Vec::new();
@@ -88,10 +88,10 @@ pub fn reconcile_as(
 fn run(
     opts: &Options,
     entry: &Entry,
-    mode: Mode,
+    mode: PassMode,
     owned: Owned,
     notes: &mut Vec<String>,
-    problems: &mut Vec<Problem>,
+    problems: &mut Vec<PassProblem>,
 ) -> Result<PassOutcome, FsError> {
     let conf_dir = opts.conf_dir.as_path();
     let snap = Snapshot::read(conf_dir)?;
@@ -112,7 +112,7 @@ fn run(
             file.name
         ));
     }
-    problems.extend(selection.problems.iter().cloned().map(Problem::from));
+    problems.extend(selection.problems.iter().cloned().map(PassProblem::from));
     if let Some(problem) = &selection.blocking {
         return Ok(PassOutcome::Blocked(problem.to_string()));
     }
@@ -149,7 +149,7 @@ fn run(
             primary.name
         ));
         if !hand.contains(&entry.unmarked()) {
-            problems.push(Problem::HandWritten {
+            problems.push(PassProblem::HandWritten {
                 file: primary.name.clone(),
             });
         }
@@ -157,7 +157,7 @@ fn run(
     if plan.is_empty() {
         return Ok(PassOutcome::Installed { file, wrote: false });
     }
-    if mode == Mode::DryRun {
+    if mode == PassMode::DryRun {
         return Ok(PassOutcome::WouldWrite { file });
     }
     match snap.execute(conf_dir, &plan) {

@@ -6,15 +6,26 @@
 //! knowing which file that is, and the plugin can apply its policy here:
 //! detection runs as the plugin runs it (`decide`, in the same netns: the
 //! DaemonSet uses hostNetwork), so a node where the NIC cannot be found
-//! shows as not ready with the reason, while the entry is still in place
-//! (the plugin changes nothing on such a node, and starts working once
-//! detection does).
+//! shows as not ready with the reason, while the entry is still in place.
+//! What the entry then does on that node depends on its
+//! `detectionFailure`: under "skip" the plugin changes nothing and pods
+//! start unfixed; under "fail" every ADD fails (code 102) and STATUS too
+//! (code 50). Either way it starts working once detection does.
+//!
+//! Why the entry still goes in under "fail": that value is the operator's
+//! explicit choice of "no pod rather than an unfixed pod" for this entry.
+//! Holding the entry back would start pods unfixed, which is the one
+//! outcome the operator opted out of; and the installer's detection at
+//! start is not the plugin's at ADD (a default route that comes up after
+//! boot), so the installer would also have to re-judge and insert later.
+//! Instead it inserts, says at error what will happen, and readiness
+//! fails with the same words until detection works.
 
 use super::entry::{Entry, PLUGIN_TYPE};
 use super::files;
-use super::pass::Problem;
-use super::pass::{self, Mode, PassOutcome};
+use super::pass::{self, PassMode, PassOutcome, PassProblem};
 use super::{load_entry, InstallError, Options};
+use crate::config::DetectionFailure;
 use crate::offload::decision::{decide, Decision};
 use crate::offload::uplink::DetectError;
 use std::fmt;
@@ -38,9 +49,28 @@ pub enum NotReady {
     #[error("{0}")]
     Changing(String),
     #[error(transparent)]
-    Problem(Problem),
-    #[error("host NIC detection failed on this node: {}", with_hint(.0))]
-    Detection(DetectError),
+    Pass(PassProblem),
+    #[error("host NIC detection failed on this node: {}; {}", with_hint(.error), consequence(*.on_failure))]
+    Detection {
+        error: DetectError,
+        /// The entry's `detectionFailure`: what the failure does to pods.
+        on_failure: DetectionFailure,
+    },
+}
+
+/// What a failed detection does to this node's pods, under the entry's
+/// `detectionFailure`.
+fn consequence(on_failure: DetectionFailure) -> &'static str {
+    match on_failure {
+        DetectionFailure::Skip => {
+            "until it works, pods on this node start without the fix \
+             (detectionFailure \"skip\": the plugin changes nothing)"
+        }
+        DetectionFailure::Fail => {
+            "until it works, every pod start on this node fails with code 102, \
+             and STATUS, where the runtime calls it, with code 50 (detectionFailure \"fail\")"
+        }
+    }
 }
 
 fn with_hint(e: &DetectError) -> String {
@@ -73,7 +103,10 @@ pub fn detect(entry: &Entry) -> Result<Decision, NotReady> {
     let config = entry
         .config()
         .map_err(|e| NotReady::Blocked(format!("the entry does not parse: {e}")))?;
-    decide(&config).map_err(NotReady::Detection)
+    decide(&config).map_err(|error| NotReady::Detection {
+        error,
+        on_failure: config.detection_failure,
+    })
 }
 
 /// Logs what the plugin will find on this node, so `kubectl logs` on the
@@ -85,9 +118,18 @@ pub fn log_detection(entry: &Entry) {
                 log::info!("detect: {line}");
             }
         }
+        // Under "fail" this node is about to stop starting pods: error.
+        Err(
+            e @ NotReady::Detection {
+                on_failure: DetectionFailure::Fail,
+                ..
+            },
+        ) => log::error!(
+            "{e}; the entry is still added, as detectionFailure \"fail\" asks, and the \
+             readiness check fails with this reason"
+        ),
         Err(e) => log::warn!(
-            "{e} (the entry is still added: on this node the plugin passes pods through \
-             unchanged until detection works, and the readiness check fails with this reason)"
+            "{e}; the entry is still added, and the readiness check fails with this reason"
         ),
     }
 }
@@ -100,7 +142,7 @@ pub fn check_installed(opts: &Options) -> Result<String, InstallError> {
     if !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
         reasons.push(NotReady::BinaryMissing(opts.bin_dir.join(PLUGIN_TYPE)));
     }
-    let pass = pass::reconcile(opts, &entry, Mode::DryRun)?;
+    let pass = pass::reconcile(opts, &entry, PassMode::DryRun)?;
     let mut ok = None;
     match pass.outcome {
         PassOutcome::Installed { file, .. } => ok = Some(opts.conf_dir.join(file)),
@@ -111,7 +153,7 @@ pub fn check_installed(opts: &Options) -> Result<String, InstallError> {
         PassOutcome::Blocked(why) => reasons.push(NotReady::Blocked(why)),
         PassOutcome::Retry(why) => reasons.push(NotReady::Changing(why)),
     }
-    reasons.extend(pass.problems.into_iter().map(NotReady::Problem));
+    reasons.extend(pass.problems.into_iter().map(NotReady::Pass));
     if let Err(e) = detect(&entry) {
         reasons.push(e);
     }
@@ -127,15 +169,19 @@ mod tests {
 
     #[test]
     fn the_hint_is_said_once() {
-        let no_route = NotReady::Detection(DetectError::NoDefaultRoute).to_string();
+        let failed = |error, on_failure| NotReady::Detection { error, on_failure }.to_string();
+        let no_route = failed(DetectError::NoDefaultRoute, DetectionFailure::Skip);
         assert!(
             no_route.starts_with("host NIC detection failed on this node: "),
             "{no_route}"
         );
         assert_eq!(no_route.matches(DETECTION_HINT).count(), 1, "{no_route}");
-        let missing = NotReady::Detection(DetectError::NoHostInterface("eth9".into())).to_string();
+        let missing = failed(
+            DetectError::NoHostInterface("eth9".into()),
+            DetectionFailure::Skip,
+        );
         assert!(
-            missing.ends_with("; set hostInterface or hostDriver"),
+            missing.contains("; set hostInterface or hostDriver; until it works"),
             "{missing}"
         );
         let all = Unready(vec![
@@ -143,5 +189,26 @@ mod tests {
             NotReady::Changing("b".into()),
         ]);
         assert_eq!(all.to_string(), "a; and: b");
+    }
+
+    #[test]
+    fn the_consequence_follows_detection_failure() {
+        let said = |on_failure| {
+            NotReady::Detection {
+                error: DetectError::NoDefaultRoute,
+                on_failure,
+            }
+            .to_string()
+        };
+        let skip = said(DetectionFailure::Skip);
+        let fail = said(DetectionFailure::Fail);
+        assert!(skip.contains("start without the fix"), "{skip}");
+        assert!(!skip.contains("102"), "{skip}");
+        assert!(
+            fail.contains("every pod start on this node fails with code 102"),
+            "{fail}"
+        );
+        assert!(fail.contains("code 50"), "{fail}");
+        assert!(!fail.contains("without the fix"), "{fail}");
     }
 }

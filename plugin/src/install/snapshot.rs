@@ -8,6 +8,14 @@
 //! symlink fails the runtime's read too; a mode-000 file does not, for a
 //! runtime that runs as root with every capability; a FIFO hangs it).
 //! Only a directory that cannot be listed fails the read.
+//!
+//! A symlink is judged "the runtime cannot read it either" only when the
+//! installer resolves it as the runtime does: under the DaemonSet the conf
+//! dir is a mount (`/host/etc/cni/net.d`), so a link whose target is
+//! absolute or a path (`../calico/x.conflist`) leads somewhere else in the
+//! installer's view than in the host's. Such a link that dangles or loops
+//! here may be a good file to the runtime: it is "cannot tell" (see
+//! `link_out_of_view`), whatever the runtime.
 
 use super::edit::BACKUP_SUFFIX;
 use super::files::{io_err, FsError};
@@ -172,7 +180,7 @@ fn read_one(path: &Path, is_symlink: bool) -> Read {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !is_symlink => return Read::Gone,
-        Err(e) => return Read::Unread(classify(ReadError::Io(e), is_symlink)),
+        Err(e) => return Read::Unread(classify_at(path, ReadError::Io(e), is_symlink)),
     };
     match fsread::read_regular(path, MAX_CONFIG_BYTES) {
         Ok(bytes) => {
@@ -197,8 +205,93 @@ fn read_one(path: &Path, is_symlink: bool) -> Read {
             )
         }
         Err(e) if e.is_not_found() && !is_symlink => Read::Gone,
-        Err(e) => Read::Unread(classify(e, is_symlink)),
+        Err(e) => Read::Unread(classify_at(path, e, is_symlink)),
     }
+}
+
+/// `classify`, unless `path` is a link that fails to resolve here and
+/// leads out of the conf dir on the way (see the module comment).
+fn classify_at(path: &Path, e: ReadError, is_symlink: bool) -> SkipReason {
+    let unresolved = match &e {
+        ReadError::Io(io) => match io.raw_os_error() {
+            Some(libc::ENOENT) => Some("does not exist there"),
+            Some(libc::ELOOP) => Some("loops there"),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let (true, Some(unresolved)) = (is_symlink, unresolved) {
+        if let Some(out) = link_out_of_view(path) {
+            return SkipReason::Unjudged(format!(
+                "is a symbolic link to {:?}, which leads out of the conf dir to {} in the \
+                 installer's view and {unresolved}, while the node's runtime, which sees the \
+                 conf dir at its own path, may read it (fix: mount the directory it leads to \
+                 into the installer's container at {}, or replace the link with the file it \
+                 points to)",
+                out.target,
+                out.leads_to.display(),
+                out.leads_to.parent().unwrap_or(Path::new("/")).display(),
+            ));
+        }
+    }
+    classify(e, is_symlink)
+}
+
+/// The first link in a chain whose target is not a plain name in the conf
+/// dir: what it says and where that leads in this process's view.
+#[derive(Debug, PartialEq, Eq)]
+struct OutOfView {
+    target: PathBuf,
+    leads_to: PathBuf,
+}
+
+/// Follows the link chain from `path` (in the conf dir) while every target
+/// is a plain name, which resolves to the same entry of the same directory
+/// in any view of it; the first target that is absolute or has a `/` in it
+/// (`..`, a subdirectory) may resolve differently for the host's runtime.
+/// None: the chain stays in the conf dir (so a dangling or looping chain
+/// fails for the runtime too).
+fn link_out_of_view(path: &Path) -> Option<OutOfView> {
+    let dir = path.parent()?;
+    let mut current = path.to_path_buf();
+    // The kernel gives up after 40 links; a longer in-dir chain loops.
+    for _ in 0..40 {
+        let target = fs::read_link(&current).ok()?;
+        let plain = target.components().count() == 1
+            && matches!(
+                target.components().next(),
+                Some(std::path::Component::Normal(_))
+            );
+        if !plain {
+            return Some(OutOfView {
+                leads_to: lexical(&current.parent().unwrap_or(dir).join(&target)),
+                target,
+            });
+        }
+        current = dir.join(&target);
+        match fs::symlink_metadata(&current) {
+            Ok(m) if m.file_type().is_symlink() => continue,
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// `path` with `.` and `..` taken out by name, as the kernel would if no
+/// component were a link: only for saying where a link leads.
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// What a failed read means for the runtime, which reads the same path
@@ -273,6 +366,12 @@ mod tests {
         symlink("sub.conf", dir.join("20-dirlink.conf")).unwrap();
         symlink("30-loop.conf", dir.join("30-loop.conf")).unwrap();
         symlink("nowhere", dir.join("40-dangling.json")).unwrap();
+        // Dangling here, but leading out of the dir: the host's runtime
+        // may read them (the DaemonSet sees the conf dir through a mount).
+        let absolute = format!("/csum-offload-nowhere-{}/x.conflist", std::process::id());
+        symlink(&absolute, dir.join("41-abs.conflist")).unwrap();
+        symlink("../elsewhere/x.conflist", dir.join("42-up.conflist")).unwrap();
+        symlink("42-up.conflist", dir.join("43-via.conflist")).unwrap();
         symlink("10-a.conflist", dir.join("50-link.conflist")).unwrap();
         nix::unistd::mkfifo(
             &dir.join("60-fifo.conf"),
@@ -290,6 +389,9 @@ mod tests {
                 "20-dirlink.conf",
                 "30-loop.conf",
                 "40-dangling.json",
+                "41-abs.conflist",
+                "42-up.conflist",
+                "43-via.conflist",
                 "50-link.conflist",
                 "60-fifo.conf",
                 "70-\u{FFFD}.conflist",
@@ -307,6 +409,25 @@ mod tests {
         assert!(
             matches!(reason(&snap, "40-dangling.json"), Some(SkipReason::Unreadable(w)) if w.contains("dangling"))
         );
+        let unjudged = |name| match reason(&snap, name) {
+            Some(SkipReason::Unjudged(w)) => w.clone(),
+            other => panic!("{name}: {other:?}"),
+        };
+        let abs = unjudged("41-abs.conflist");
+        assert!(abs.contains(&format!("{absolute:?}")), "{abs}");
+        assert!(abs.contains("(fix: mount the directory"), "{abs}");
+        let up = unjudged("42-up.conflist");
+        let leads = dir.parent().unwrap().join("elsewhere");
+        assert!(
+            up.contains(&format!("to {} in the", leads.join("x.conflist").display())),
+            "{up}"
+        );
+        assert!(
+            up.contains(&format!("container at {}, or replace", leads.display())),
+            "{up}"
+        );
+        // Through an in-dir link, the out-of-dir hop is named.
+        assert!(unjudged("43-via.conflist").contains("\"../elsewhere/x.conflist\""));
         assert!(matches!(
             reason(&snap, "60-fifo.conf"),
             Some(SkipReason::Hangs(_))

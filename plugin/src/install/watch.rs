@@ -16,7 +16,7 @@ use super::edit::{Owned, BACKUP_SUFFIX};
 use super::entry::{Entry, PLUGIN_TYPE};
 use super::files;
 use super::handover::{self, Claim, Holder, JoinError, Leave, Presence, Role, TOKEN_FILE};
-use super::pass::{reconcile_as, remove_entries, Mode, PassOutcome};
+use super::pass::{reconcile_as, remove_entries, PassMode, PassOutcome};
 use super::select::is_config_name;
 use super::throttle::Throttle;
 use super::{copy_binary, load_entry, remove_binary, InstallError, Options};
@@ -379,7 +379,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                 } else {
                     Owned::Marked
                 };
-                let outcome = reconcile_as(opts, &entry, Mode::Apply, owned).map(|pass| {
+                let outcome = reconcile_as(opts, &entry, PassMode::Write, owned).map(|pass| {
                     let mut notes = pass.notes;
                     notes.extend(pass.problems.iter().map(|p| format!("not ready: {p}")));
                     status.notes(notes);

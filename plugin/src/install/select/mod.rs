@@ -75,12 +75,14 @@ pub enum SkipReason {
     Empty,
     Invalid(String),
     NoType,
-    /// The runtime cannot read it either (a looping or dangling symlink,
-    /// a symlink to a directory, a socket).
+    /// The runtime cannot read it either (a looping or dangling symlink
+    /// whose links stay in the conf dir, a symlink to a directory, a
+    /// socket).
     Unreadable(String),
     /// The installer cannot tell what the runtime makes of it (it cannot
-    /// read it while the runtime, root with every capability, can; it is
-    /// too large or too deep to judge).
+    /// read it while the runtime, root with every capability, can; a
+    /// symlink that leads out of the conf dir and does not resolve in the
+    /// installer's view; it is too large or too deep to judge).
     Unjudged(String),
     /// Reading it blocks (a FIFO): libcni's os.ReadFile waits for a writer
     /// forever, and the runtime's config load with it.
@@ -310,21 +312,43 @@ pub fn delegating_plugin(file: &ConfFile) -> Option<String> {
 /// The spec version libcni implements (pkg/version.Current, libcni 1.2+).
 const LIBCNI_CURRENT: (i64, i64, i64) = (1, 1, 0);
 
+/// Why libcni refuses a conflist's `cniVersion` or `cniVersions`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VersionListError {
+    #[error("cniVersion is not a string")]
+    VersionNotString,
+    #[error("cniVersions is not a list")]
+    NotAList,
+    #[error("cniVersions[{0}] is not a string")]
+    ItemNotString(usize),
+    /// `field` is `cniVersion` or `cniVersions[i]`.
+    #[error("{field}: invalid version {version:?}{}", match .too_many_parts { true => ": too many parts", false => "" })]
+    Unparsable {
+        field: String,
+        version: String,
+        too_many_parts: bool,
+    },
+}
+
 /// libcni's pkg/version.ParseVersion: up to three dot-separated integers
-/// (Go's Atoi, so a sign is allowed); "" is 0.1.0.
-fn go_version(v: &str) -> Result<(i64, i64, i64), String> {
+/// (Go's Atoi, so a sign is allowed); "" is 0.1.0. `field` names where
+/// `v` came from, for the error.
+fn go_version(v: &str, field: impl Fn() -> String) -> Result<(i64, i64, i64), VersionListError> {
     if v.is_empty() {
         return Ok((0, 1, 0));
     }
+    let bad = |too_many_parts| VersionListError::Unparsable {
+        field: field(),
+        version: v.to_string(),
+        too_many_parts,
+    };
     let parts: Vec<&str> = v.split('.').collect();
     if parts.len() >= 4 {
-        return Err(format!("invalid version {v:?}: too many parts"));
+        return Err(bad(true));
     }
     let num = |i: usize| match parts.get(i) {
         None => Ok(0),
-        Some(p) => p
-            .parse::<i64>()
-            .map_err(|_| format!("invalid version {v:?}")),
+        Some(p) => p.parse::<i64>().map_err(|_| bad(false)),
     };
     Ok((num(0)?, num(1)?, num(2)?))
 }
@@ -335,30 +359,30 @@ fn go_version(v: &str) -> Result<(i64, i64, i64), String> {
 /// without one, `cniVersion`. An error is a list libcni refuses to load.
 /// Older libcni (containerd 1.x) ignores `cniVersions` and uses
 /// `cniVersion`.
-pub fn libcni_version(list: &Map<String, Value>) -> Result<String, String> {
+pub fn libcni_version(list: &Map<String, Value>) -> Result<String, VersionListError> {
     let version = match list.get("cniVersion") {
         None => String::new(),
         Some(Value::String(v)) => v.clone(),
-        Some(_) => return Err("cniVersion is not a string".into()),
+        Some(_) => return Err(VersionListError::VersionNotString),
     };
     let Some(all) = list.get("cniVersions") else {
         return Ok(version);
     };
     let Some(all) = all.as_array() else {
-        return Err("cniVersions is not a list".into());
+        return Err(VersionListError::NotAList);
     };
     let mut usable = Vec::new();
     for (i, v) in all.iter().enumerate() {
         let Some(v) = v.as_str() else {
-            return Err(format!("cniVersions[{i}] is not a string"));
+            return Err(VersionListError::ItemNotString(i));
         };
-        let parsed = go_version(v).map_err(|e| format!("cniVersions[{i}]: {e}"))?;
+        let parsed = go_version(v, || format!("cniVersions[{i}]"))?;
         if parsed <= LIBCNI_CURRENT {
             usable.push((parsed, v.to_string()));
         }
     }
     if !version.is_empty() {
-        let parsed = go_version(&version).map_err(|e| format!("cniVersion: {e}"))?;
+        let parsed = go_version(&version, || "cniVersion".to_string())?;
         if parsed <= LIBCNI_CURRENT {
             usable.push((parsed, version.clone()));
         }
@@ -397,7 +421,7 @@ pub fn check_loadable(file: &ConfFile) -> Result<(), SkipReason> {
     if !obj.get("name").is_some_and(Value::is_string) {
         return Err(SkipReason::Invalid("no \"name\" string".into()));
     }
-    libcni_version(obj).map_err(SkipReason::Invalid)?;
+    libcni_version(obj).map_err(|e| SkipReason::Invalid(e.to_string()))?;
     for key in ["disableCheck", "disableGC", "loadOnlyInlinedPlugins"] {
         let ok = match obj.get(key) {
             None | Some(Value::Bool(_)) => true,
@@ -604,15 +628,31 @@ mod tests {
         for (extra, want) in ok {
             assert_eq!(libcni_version(&list(extra)).as_deref(), Ok(want), "{extra}");
         }
-        for bad in [
-            r#","cniVersion":1"#,
-            r#","cniVersions":"1.0.0""#,
-            r#","cniVersions":[1]"#,
-            r#","cniVersions":["1.0.0.0"]"#,
-            r#","cniVersions":["x"]"#,
-            r#","cniVersion":"1.x","cniVersions":["1.0.0"]"#,
+        let unparsable =
+            |field: &str, version: &str, too_many_parts| VersionListError::Unparsable {
+                field: field.into(),
+                version: version.into(),
+                too_many_parts,
+            };
+        for (bad, want) in [
+            (r#","cniVersion":1"#, VersionListError::VersionNotString),
+            (r#","cniVersions":"1.0.0""#, VersionListError::NotAList),
+            (r#","cniVersions":[1]"#, VersionListError::ItemNotString(0)),
+            (
+                r#","cniVersions":["1.0.0.0"]"#,
+                unparsable("cniVersions[0]", "1.0.0.0", true),
+            ),
+            (
+                r#","cniVersions":["x"]"#,
+                unparsable("cniVersions[0]", "x", false),
+            ),
+            (
+                r#","cniVersion":"1.x","cniVersions":["1.0.0"]"#,
+                unparsable("cniVersion", "1.x", false),
+            ),
         ] {
-            assert!(libcni_version(&list(bad)).is_err(), "{bad}");
+            let err = libcni_version(&list(bad)).unwrap_err();
+            assert_eq!(err, want, "{bad}");
             let text = format!(r#"{{"name":"n"{bad},"plugins":[{{"type":"a"}}]}}"#);
             assert!(
                 matches!(
@@ -622,6 +662,14 @@ mod tests {
                 "{bad}"
             );
         }
+        assert_eq!(
+            unparsable("cniVersions[0]", "1.0.0.0", true).to_string(),
+            r#"cniVersions[0]: invalid version "1.0.0.0": too many parts"#
+        );
+        assert_eq!(
+            unparsable("cniVersion", "1.x", false).to_string(),
+            r#"cniVersion: invalid version "1.x""#
+        );
     }
 
     #[test]
