@@ -61,11 +61,11 @@ const HEAD_BYTES: usize = 128;
 /// ConfigMap must not touch another daemon's file on every node).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Foreign {
-    #[error("not a file csum-offload wrote (its first line is not a csum-offload log line); csum-offload appends only to its own log; choose a new path")]
+    #[error("not a file csum-offload wrote (its first line is not a csum-offload log line)")]
     FirstLine,
-    #[error("not a file csum-offload wrote (it is empty, but owned by uid {uid} with mode {mode:04o}, not by uid {euid} with mode 0600); csum-offload appends only to its own log; choose a new path")]
+    #[error("not a file csum-offload wrote (it is empty, but owned by uid {uid} with mode {mode:04o}, not by uid {euid} with mode 0600)")]
     Empty { uid: u32, mode: u32, euid: u32 },
-    #[error("not a file csum-offload wrote (it is {0}); csum-offload appends only to its own log; choose a new path")]
+    #[error("not a file csum-offload wrote (it is {0})")]
     NotRegular(&'static str),
 }
 
@@ -188,7 +188,12 @@ impl LogFile {
             let flag = match check_backup_at(&self.dir, &backup) {
                 Ok(None) => RenameFlags::RENAME_NOREPLACE,
                 Ok(Some(())) => RenameFlags::empty(),
-                Err(e) => return Err(full(format!("{}.1 is {e}; move it away", self.shown))),
+                Err(e) => {
+                    return Err(full(format!(
+                        "{}.1 is {e}, which it does not replace; move {}.1 away",
+                        self.shown, self.shown
+                    )))
+                }
             };
             // A check and a rename are two steps; what this guards against
             // is a config naming another daemon's file, not a local racer
@@ -302,7 +307,12 @@ fn open_existing_at(dir: &OwnedFd, name: &CString) -> io::Result<Option<File>> {
         Err(e) => return Err(e),
     };
     let meta = check_opened(&file)?;
-    check_ours_at(dir, name, &meta).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    check_ours_at(dir, name, &meta).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{e}; csum-offload appends only to its own log; choose a new path"),
+        )
+    })?;
     Ok(Some(file))
 }
 
