@@ -2,7 +2,10 @@
 //! ConfigMap. So it is confined: a regular file under `/var/log`, reached
 //! without following any symbolic link, never the process's own stdout,
 //! created 0600, never a directory created, and bounded in size (one
-//! rotation to `<name>.1`).
+//! rotation to `<name>.1`). And it appends to and rotates only a file it
+//! wrote: another daemon's log under `/var/log` named by mistake (or on
+//! purpose) is left exactly as it is. The root is fixed here, not in the
+//! config: the config is the cluster-wide input being confined.
 
 use std::ffi::CString;
 use std::fs::File;
