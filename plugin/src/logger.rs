@@ -86,23 +86,68 @@ impl Log for Logger {
         // One write per line: O_APPEND keeps lines of concurrent plugin
         // runs whole in a shared log file.
         let message = record.args().to_string();
-        let line = format!(
-            "{} {:5} csum-offload[{}] {}: {}\n",
-            timestamp(),
-            record.level(),
-            std::process::id(),
-            escape(&self.context),
-            escape(&message)
-        );
-        match &self.file {
+        let line = format_line(record.level(), &self.context, &message);
+        let diverted = match &self.file {
             Some(f) => f.write_line(line.as_bytes()),
-            None => {
-                let _ = std::io::stderr().write_all(line.as_bytes());
+            None => Err(crate::logfile::Diverted { notice: None }),
+        };
+        // A log file that cannot take the line (not ours, or full and not
+        // rotatable): the line goes to stderr, after the reason, once.
+        if let Err(d) = diverted {
+            let mut err = std::io::stderr();
+            if let Some(notice) = d.notice {
+                let _ =
+                    err.write_all(format_line(log::Level::Warn, &self.context, &notice).as_bytes());
             }
+            let _ = err.write_all(line.as_bytes());
         }
     }
 
     fn flush(&self) {}
+}
+
+/// One log line: `<UTC time> <LEVEL> csum-offload[<pid>] <context>: <message>`.
+fn format_line(level: log::Level, context: &str, message: &str) -> String {
+    format!(
+        "{} {:5} {PROGRAM}[{}] {}: {}\n",
+        timestamp(),
+        level,
+        std::process::id(),
+        escape(context),
+        escape(message)
+    )
+}
+
+const PROGRAM: &str = "csum-offload";
+
+/// Whether `head` (the first bytes of a file) starts the way every line of
+/// `format_line` does: `2026-12-02T07:53:53.098Z WARN  csum-offload[14392] `.
+/// This is how the log file knows a file is one it wrote.
+pub fn is_log_line(head: &[u8]) -> bool {
+    // The timestamp: digits where `format_line` puts digits.
+    const STAMP: &[u8] = b"dddd-dd-ddTdd:dd:dd.dddZ ";
+    let Some((stamp, rest)) = head.split_at_checked(STAMP.len()) else {
+        return false;
+    };
+    let stamp_ok = STAMP.iter().zip(stamp).all(|(want, got)| match want {
+        b'd' => got.is_ascii_digit(),
+        _ => want == got,
+    });
+    let Some((level, rest)) = rest.split_at_checked(6) else {
+        return false;
+    };
+    let level_ok = LEVELS[1..].iter().any(|(_, l)| {
+        let name = format!("{:5} ", l.to_level().map_or("", |l| l.as_str()));
+        level == name.as_bytes()
+    });
+    let Some(rest) = rest
+        .strip_prefix(PROGRAM.as_bytes())
+        .and_then(|r| r.strip_prefix(b"["))
+    else {
+        return false;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    stamp_ok && level_ok && (1..=10).contains(&digits) && rest[digits..].starts_with(b"] ")
 }
 
 /// `s` with every control character escaped (`\n`, `\t`, `\u{1b}`...).
@@ -176,6 +221,33 @@ mod tests {
             escape("txgbe\n2026-01-01 INFO forged\r\u{1b}[31m"),
             "txgbe\\n2026-01-01 INFO forged\\r\\u{1b}[31m"
         );
+    }
+
+    #[test]
+    fn its_own_lines_are_recognised() {
+        for level in [
+            log::Level::Error,
+            log::Level::Warn,
+            log::Level::Info,
+            log::Level::Trace,
+        ] {
+            let line = format_line(level, "ADD 3f2a9c1b7d4e eth0", "a message");
+            assert!(is_log_line(line.as_bytes()), "{line}");
+            // Only the head is read: a first line cut short still counts.
+            assert!(is_log_line(&line.as_bytes()[..60]), "{line}");
+        }
+        for foreign in [
+            "Dec  2 07:53:53 node kernel: [    0.000000] Linux version 6.18",
+            "2026-12-02T07:53:53.098Z WARN  other-daemon[14392] x: y",
+            "2026-12-02T07:53:53.098Z NOTE  csum-offload[14392] x: y",
+            "2026-12-02 07:53:53.098Z WARN  csum-offload[14392] x: y",
+            "2026-12-02T07:53:53.098Z WARN  csum-offload[] x: y",
+            "2026-12-02T07:53:53.098Z WARN  csum-offload[14392",
+            "2026-12-02T07:53:53",
+            "",
+        ] {
+            assert!(!is_log_line(foreign.as_bytes()), "{foreign}");
+        }
     }
 
     #[test]

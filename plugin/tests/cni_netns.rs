@@ -794,6 +794,154 @@ fn the_log_file_is_confined_created_private_and_bounded() {
     assert!(std::fs::metadata(&log).unwrap().len() < 4096);
 }
 
+/// What identifies a file and its content: a foreign file must keep all of it.
+fn fingerprint(path: &std::path::Path) -> (u64, u64, Vec<u8>) {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    let mut head = std::fs::read(path).unwrap();
+    head.truncate(4096);
+    (meta.ino(), meta.len(), head)
+}
+
+#[test]
+fn the_log_file_appends_to_and_rotates_only_a_file_it_wrote() {
+    use std::os::unix::fs::PermissionsExt;
+    let lab = Lab::new("cso");
+    let logs = LogDir::new("cso");
+    let prev = prev_result("1.0.0", "/x");
+    let add = |log: &std::path::Path| {
+        let r = lab.cni(
+            "ADD",
+            &conf(
+                "1.0.0",
+                json!({"hostDriver": "txgbe", "logFile": log}),
+                Some(prev.clone()),
+            ),
+        );
+        r.expect_ok();
+        r
+    };
+    let refused = "not a file csum-offload wrote";
+    // Another daemon's log (syslog's format): not appended to.
+    let syslog = logs.path("syslog");
+    std::fs::write(&syslog, "Dec  2 07:53:53 node kernel: Linux version 6.18\n").unwrap();
+    let before = fingerprint(&syslog);
+    let r = add(&syslog);
+    assert!(
+        r.stderr.contains("cannot open log file")
+            && r.stderr.contains("(its first line is not a csum-offload log line); csum-offload appends only to its own log; choose a new path"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("changed: ["),
+        "the lines went to stderr: {}",
+        r.stderr
+    );
+    assert_eq!(fingerprint(&syslog), before);
+    // Full, with a .1 beside it: neither renamed nor written.
+    let big = logs.path("big.log");
+    std::fs::write(&big, "2026-12-02 07:53:53 other[1]: started\n").unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&big)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let big1 = logs.path("big.log.1");
+    std::fs::write(&big1, "older lines of another daemon\n").unwrap();
+    let (before, before1) = (fingerprint(&big), fingerprint(&big1));
+    assert!(add(&big).stderr.contains(refused));
+    assert_eq!((fingerprint(&big), fingerprint(&big1)), (before, before1));
+    // Empty: ours only if private to root (an operator's copytruncate).
+    let wide = logs.path("wide.log");
+    std::fs::write(&wide, "").unwrap();
+    std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let theirs = logs.path("theirs.log");
+    std::fs::write(&theirs, "").unwrap();
+    std::fs::set_permissions(&theirs, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    for (path, why) in [
+        (&wide, "owned by uid 0 with mode 0644"),
+        (&theirs, "owned by uid 65534 with mode 0600"),
+    ] {
+        let before = fingerprint(path);
+        let r = add(path);
+        assert!(
+            r.stderr.contains(refused) && r.stderr.contains(why),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(fingerprint(path), before, "{}", path.display());
+    }
+    // Negative control: empty, root's, 0600 is appended to.
+    let truncated = logs.path("truncated.log");
+    std::fs::write(&truncated, "").unwrap();
+    std::fs::set_permissions(&truncated, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(add(&truncated).stderr, "");
+    assert!(std::fs::read_to_string(&truncated)
+        .unwrap()
+        .contains("changed: ["));
+    // Our own log, full, with a foreign .1: .1 is not replaced, the log is
+    // not grown, and the lines go to stderr after one notice.
+    let own = logs.path("own.log");
+    assert_eq!(add(&own).stderr, "");
+    let first = std::fs::read_to_string(&own).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&own)
+        .unwrap()
+        .set_len(8 << 20)
+        .unwrap();
+    let own1 = logs.path("own.log.1");
+    std::fs::write(&own1, "not ours\n").unwrap();
+    let (before, before1) = (fingerprint(&own), fingerprint(&own1));
+    let r = add(&own);
+    assert_eq!(
+        r.stderr.matches("is full (8388608 bytes) and ").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("own.log.1 is not a file csum-offload wrote"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("changed: ["), "{}", r.stderr);
+    assert_eq!(
+        (fingerprint(&own), fingerprint(&own1)),
+        (before.clone(), before1)
+    );
+    // A .1 that is a link or a directory is not replaced either.
+    std::fs::remove_file(&own1).unwrap();
+    std::os::unix::fs::symlink(&syslog, &own1).unwrap();
+    assert!(add(&own)
+        .stderr
+        .contains("own.log.1 is not a file csum-offload wrote (it is a symbolic link)"));
+    assert_eq!(fingerprint(&own), before);
+    assert!(std::fs::symlink_metadata(&own1)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    // Negative control: with csum-offload's own .1, it rotates onto it.
+    std::fs::remove_file(&own1).unwrap();
+    std::fs::copy(&own, &own1).unwrap();
+    assert_eq!(add(&own).stderr, "");
+    assert!(std::fs::read_to_string(&own1).unwrap().starts_with(&first));
+    assert_eq!(std::fs::metadata(&own1).unwrap().len(), 8 << 20);
+    let fresh = std::fs::read_to_string(&own).unwrap();
+    assert!(
+        fresh.len() < 4096 && fresh.contains("changed: ["),
+        "{fresh}"
+    );
+    assert_eq!(
+        std::fs::metadata(&own).unwrap().permissions().mode() & 0o7777,
+        0o600
+    );
+}
+
 /// The IPv6 default route leaves through a vxlan bound to a bridge (driver
 /// "bridge"); the IPv4 one through the macvlan uplink (driver "veth").
 fn dual_stack_with_a_vxlan_uplink(lab: &Lab) {
