@@ -31,6 +31,7 @@ pub mod settings;
 pub mod tune;
 pub mod uplink;
 pub mod veth;
+pub mod wanted;
 
 use std::io;
 

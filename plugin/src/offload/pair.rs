@@ -5,8 +5,8 @@
 use super::settings::FeatureSettings;
 use super::tune::{End, EndReport, Endpoint, FeaturePlan, FeatureProblem};
 use super::veth::PeerError;
+use super::wanted::Placement;
 use super::KernelError;
-use crate::config::Placement;
 use crate::kernel::ethtool::FeatureState;
 use std::fmt;
 use std::io;
