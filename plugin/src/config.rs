@@ -9,49 +9,22 @@ use crate::kernel::link::{check_ifname, IfnameError};
 use crate::logfile::{self, LogPathError};
 use crate::logger::{self, LevelError};
 use crate::offload::policy::{Policy, PolicyError};
+use crate::offload::wanted::Wanted;
 use log::LevelFilter;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Where the settings go: which ends of the veth pair, or the host NIC(s)
-/// instead of any veth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placement {
-    Both,
-    Container,
-    Host,
-    /// The NIC(s) detection found (the leaves under a bond, vlan, bridge
-    /// or macvlan): node-wide state, see `offload::nics`.
-    Uplink,
-}
-
-impl Placement {
-    /// Whether the container end of a pod's veth gets the settings.
-    pub fn container(self) -> bool {
-        matches!(self, Placement::Both | Placement::Container)
-    }
-    /// Whether the host end of a pod's veth gets the settings.
-    pub fn host(self) -> bool {
-        matches!(self, Placement::Both | Placement::Host)
-    }
-}
+// Defined in the core, which never names this module; re-exported because
+// every front end reads them as fields of `Config`.
+pub use crate::offload::wanted::{NonVeth, Placement};
 
 /// What to do when a required setting cannot be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailurePolicy {
     Fail,
     Ignore,
-}
-
-/// What to do when CNI_IFNAME is not a veth (macvlan, ipvlan, SR-IOV VF).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NonVeth {
-    /// Log and pass through: such interfaces have no veth to fix.
-    Skip,
-    /// Fail the ADD: for clusters where every pod must be on a veth.
-    Fail,
 }
 
 /// What to do when the host NIC cannot be detected (no default route, an
@@ -94,6 +67,24 @@ impl Default for Config {
             log_file: None,
             log_level: LevelFilter::Info,
         }
+    }
+}
+
+impl Wanted for Config {
+    fn host_interface(&self) -> Option<&str> {
+        self.host_interface.as_deref()
+    }
+    fn host_driver(&self) -> Option<&str> {
+        self.host_driver.as_deref()
+    }
+    fn policy(&self) -> &Policy {
+        &self.policy
+    }
+    fn placement(&self) -> Placement {
+        self.placement
+    }
+    fn non_veth(&self) -> NonVeth {
+        self.non_veth
     }
 }
 

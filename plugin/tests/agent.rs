@@ -7,64 +7,12 @@
 mod common;
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 const GENERIC: &str = "tx-checksum-ip-generic";
-
-/// A temp dir for one test's state file, config and textfile.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(tag: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("csum-agent-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn config(&self, v: Value) -> String {
-        let path = self.0.join("config.json");
-        std::fs::write(&path, v.to_string()).unwrap();
-        path.to_str().unwrap().to_string()
-    }
-    fn state(&self) -> String {
-        self.0
-            .join("state/agent.jsonl")
-            .to_str()
-            .unwrap()
-            .to_string()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// `csum-offload agent ARGS` to the end; (exit code, stdout, stderr).
-fn agent(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .arg("agent")
-        .args(args)
-        .env_remove("CNI_COMMAND")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn tx(lab: &Lab, i: usize) -> (bool, bool) {
-    let on = |t: FeatureTable| t.into_iter().find(|(n, _, _)| n == GENERIC).unwrap().1;
-    let (c, h) = lab.features_of(i);
-    (on(c), on(h))
-}
 
 #[test]
 fn once_fixes_every_pair_records_it_and_restore_puts_it_back() {
@@ -76,7 +24,7 @@ fn once_fixes_every_pair_records_it_and_restore_puts_it_back() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(out.matches(": would change ").count(), 3, "{out}");
     assert!(
-        (0..3).all(|i| tx(&lab, i) == (true, true)),
+        (0..3).all(|i| lab.tx(i) == (true, true)),
         "a dry run changes nothing"
     );
     let (code, out, err) = agent(&["--once", "--config", &config, "--state-file", &state]);
@@ -87,7 +35,7 @@ fn once_fixes_every_pair_records_it_and_restore_puts_it_back() {
         ),
         "{out}"
     );
-    assert!((0..3).all(|i| tx(&lab, i) == (false, false)));
+    assert!((0..3).all(|i| lab.tx(i) == (false, false)));
     let (_, out, _) = agent(&["--once", "--config", &config, "--state-file", &state]);
     assert!(
         out.contains("0 changed, 0 would change, 3 already set"),
@@ -99,7 +47,7 @@ fn once_fixes_every_pair_records_it_and_restore_puts_it_back() {
         out.contains("6 restored or gone, 0 failed, 0 records left"),
         "{out}"
     );
-    assert!((0..3).all(|i| tx(&lab, i) == (true, true)));
+    assert!((0..3).all(|i| lab.tx(i) == (true, true)));
 }
 
 #[test]
@@ -139,7 +87,7 @@ fn scope_limits_the_pairs_and_the_uplink_is_never_touched() {
         ]);
         assert_eq!(code, 0, "{policy}: {out}{err}");
         assert_eq!(
-            (tx(&lab, 0), tx(&lab, 1), tx(&lab, 2)),
+            (lab.tx(0), lab.tx(1), lab.tx(2)),
             ((false, false), (true, true), (false, false)),
             "{policy}"
         );
@@ -158,7 +106,7 @@ fn scope_limits_the_pairs_and_the_uplink_is_never_touched() {
     ]);
     assert_eq!(code, 0);
     assert!(out.contains("1 container veth pairs: 1 changed"), "{out}");
-    assert_eq!((tx(&lab, 0), tx(&lab, 2)), ((true, true), (false, false)));
+    assert_eq!((lab.tx(0), lab.tx(2)), ((true, true), (false, false)));
 }
 
 #[test]
@@ -178,7 +126,7 @@ fn a_node_without_a_default_route_changes_nothing() {
             && out.contains("changing nothing"),
         "{out}"
     );
-    assert_eq!(tx(&lab, 0), (true, true));
+    assert_eq!(lab.tx(0), (true, true));
     let (code, _, err) = agent(&[
         "--once",
         "--config",
@@ -188,66 +136,19 @@ fn a_node_without_a_default_route_changes_nothing() {
     ]);
     assert_eq!(code, 2);
     assert!(err.contains("detectionFailure \"fail\""), "{err}");
-    assert_eq!(tx(&lab, 0), (true, true));
+    assert_eq!(lab.tx(0), (true, true));
 }
 
-/// The daemon, killed on drop if a test fails first.
-struct Daemon(Option<Child>, PathBuf);
-
-impl Daemon {
-    fn start(args: &[&str], log: PathBuf) -> Self {
-        let child = Command::new(BIN)
-            .arg("agent")
-            .args(args)
-            .env_remove("CNI_COMMAND")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Daemon(Some(child), log)
-    }
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-    fn wait_log(&self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self.log();
-            if log.contains(what) {
-                return log;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what:?} in the agent's log:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    fn stop(mut self) -> i32 {
-        let mut child = self.0.take().unwrap();
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the agent did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
+/// `csum-offload agent ARGS` as a daemon, its stderr in `log`.
+fn start(args: &[&str], log: PathBuf) -> Daemon {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("agent").args(args).env_remove("CNI_COMMAND");
+    Daemon::spawn(&mut cmd, log)
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// SIGTERM; the exit code.
+fn stop(daemon: Daemon) -> i32 {
+    daemon.terminate().code().unwrap_or(-1)
 }
 
 fn get(address: &str) -> String {
@@ -263,7 +164,7 @@ fn the_daemon_fixes_new_pairs_repairs_drift_counts_and_holds_the_lock() {
     let lab = Lab::with_pods("am", 1);
     let s = Scratch::new("daemon");
     let textfile = s.0.join("csum_offload.prom");
-    let daemon = Daemon::start(
+    let daemon = start(
         &[
             "--config",
             &s.config(json!({"hostDriver": "txgbe"})),
@@ -288,7 +189,7 @@ fn the_daemon_fixes_new_pairs_repairs_drift_counts_and_holds_the_lock() {
         .unwrap()
         .to_string();
     daemon.wait_log("changed container eth0");
-    assert_eq!(tx(&lab, 0), (false, false), "a pair there at start");
+    assert_eq!(lab.tx(0), (false, false), "a pair there at start");
     // A new pair, made the way runtimes make them: both ends in the host,
     // then one moved into the container's netns.
     let pod = format!("{}-new", lab.pod);
@@ -319,7 +220,7 @@ fn the_daemon_fixes_new_pairs_repairs_drift_counts_and_holds_the_lock() {
         ],
     );
     daemon.wait_log("(drift repaired)");
-    assert_eq!(tx(&lab, 0), (false, false));
+    assert_eq!(lab.tx(0), (false, false));
     // Restore refuses while an agent runs.
     let (code, _, err) = agent(&["restore", "--state-file", &s.state()]);
     assert_eq!(code, 2);
@@ -342,7 +243,7 @@ fn the_daemon_fixes_new_pairs_repairs_drift_counts_and_holds_the_lock() {
         text.contains("csum_offload_drift_repaired_total 1"),
         "{text}"
     );
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(stop(daemon), 0);
     run("ip", &["netns", "del", &pod]);
 }
 
@@ -351,7 +252,7 @@ fn the_daemon_follows_its_config_file_and_keeps_the_last_valid_one() {
     let lab = Lab::with_pods("ac", 1);
     let s = Scratch::new("reload");
     let config = s.config(json!({"hostDriver": "i40e"}));
-    let daemon = Daemon::start(
+    let daemon = start(
         &[
             "--config",
             &config,
@@ -363,7 +264,7 @@ fn the_daemon_follows_its_config_file_and_keeps_the_last_valid_one() {
         s.0.join("agent.log"),
     );
     daemon.wait_log("watching container veth pairs");
-    assert_eq!(tx(&lab, 0), (true, true), "i40e: nothing to change");
+    assert_eq!(lab.tx(0), (true, true), "i40e: nothing to change");
     // An invalid config is refused, the last valid one kept.
     let write = |v: &str| {
         let tmp = s.0.join("config.tmp");
@@ -372,13 +273,13 @@ fn the_daemon_follows_its_config_file_and_keeps_the_last_valid_one() {
     };
     write(r#"{"hostDriver": "txgbe", "apply": "pod"}"#);
     daemon.wait_log("keeping the previous config");
-    assert_eq!(tx(&lab, 0), (true, true));
+    assert_eq!(lab.tx(0), (true, true));
     // As kubelet updates a ConfigMap volume: the file is replaced.
     write(r#"{"hostDriver": "txgbe"}"#);
     daemon.wait_log("changed; applying it");
     daemon.wait_log("changed container eth0");
-    assert_eq!(tx(&lab, 0), (false, false));
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(lab.tx(0), (false, false));
+    assert_eq!(stop(daemon), 0);
 }
 
 #[test]
@@ -396,9 +297,9 @@ fn a_second_daemon_waits_for_the_first_and_takes_over() {
         "--resync",
         "0",
     ];
-    let first = Daemon::start(&args, s.0.join("first.log"));
+    let first = start(&args, s.0.join("first.log"));
     first.wait_log("changed container eth0");
-    let second = Daemon::start(&args, s.0.join("second.log"));
+    let second = start(&args, s.0.join("second.log"));
     second.wait_log("waiting for it to stop");
     // --once does not wait: it says who holds the lock.
     let (code, _, err) = agent(&["--once", "--config", &config, "--state-file", &s.state()]);
@@ -409,7 +310,7 @@ fn a_second_daemon_waits_for_the_first_and_takes_over() {
     );
     // Drift while the first runs is the first's to repair; then it stops
     // and the second takes over with a full pass of its own.
-    assert_eq!(first.stop(), 0);
+    assert_eq!(stop(first), 0);
     second.wait_log("taking over");
     run(
         "ip",
@@ -418,16 +319,16 @@ fn a_second_daemon_waits_for_the_first_and_takes_over() {
         ],
     );
     second.wait_log("(drift repaired)");
-    assert_eq!(tx(&lab, 0), (false, false));
-    assert_eq!(second.stop(), 0);
+    assert_eq!(lab.tx(0), (false, false));
+    assert_eq!(stop(second), 0);
     // A waiting daemon stops on SIGTERM too.
-    let holder = Daemon::start(&args, s.0.join("holder.log"));
+    let holder = start(&args, s.0.join("holder.log"));
     holder.wait_log("watching container veth pairs");
-    let waiter = Daemon::start(&args, s.0.join("waiter.log"));
+    let waiter = start(&args, s.0.join("waiter.log"));
     waiter.wait_log("waiting for it to stop");
-    let waiter_log = waiter.1.clone();
-    assert_eq!(waiter.stop(), 0);
+    let waiter_log = waiter.log.clone();
+    assert_eq!(stop(waiter), 0);
     let text = std::fs::read_to_string(waiter_log).unwrap();
     assert!(text.contains("received while waiting"), "{text}");
-    assert_eq!(holder.stop(), 0);
+    assert_eq!(stop(holder), 0);
 }

@@ -51,20 +51,12 @@ fn records_of(lab: &Lab) -> Vec<Value> {
     all.into_iter().filter(|r| r["netns"] == id).collect()
 }
 
-fn agent(args: &[&str], scratch: &std::path::Path) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .arg("agent")
-        .args(args)
-        .arg("--state-file")
-        .arg(scratch.join("agent-state.jsonl"))
-        .env_remove("CNI_COMMAND")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// `csum-offload agent ARGS` with its state file in `scratch`.
+fn agent_in(scratch: &Scratch, args: &[&str]) -> (i32, String, String) {
+    let state = scratch.path("agent-state.jsonl");
+    let mut all = args.to_vec();
+    all.extend(["--state-file", state.to_str().unwrap()]);
+    agent(&all)
 }
 
 /// The record is one file for the node, shared by the labs of the tests
@@ -78,14 +70,15 @@ enum Hold {
     Alone(RwLockWriteGuard<'static, ()>),
 }
 
-/// A scratch directory, and on drop the lab's NIC records put back and
-/// forgotten (a lab's netns dies with the test, its record must not stay).
-struct Scratch {
-    dir: std::path::PathBuf,
+/// A hold on the node's record, with a scratch directory, and on drop the
+/// lab's NIC records put back and forgotten (a lab's netns dies with the
+/// test, its record must not stay).
+struct RecordHold {
+    dir: Scratch,
     _hold: Hold,
 }
 
-impl Scratch {
+impl RecordHold {
     fn new(tag: &str) -> Self {
         // A failed test poisons the lock; the record is still usable.
         let hold = Hold::Shared(RECORD_USERS.read().unwrap_or_else(|e| e.into_inner()));
@@ -99,18 +92,18 @@ impl Scratch {
     }
 
     fn with(tag: &str, hold: Hold) -> Self {
-        let dir = std::env::temp_dir().join(format!("csum-uplink-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch { dir, _hold: hold }
+        RecordHold {
+            dir: Scratch::new(&format!("uplink-{tag}")),
+            _hold: hold,
+        }
     }
 }
 
-impl Drop for Scratch {
-    // The restore runs before the hold is released (fields drop after this).
+impl Drop for RecordHold {
+    // The restore runs before the directory goes and the hold is released
+    // (fields drop after this, in order: `dir`, then `_hold`).
     fn drop(&mut self) {
-        let _ = agent(&["restore"], &self.dir);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = agent_in(&self.dir, &["restore"]);
     }
 }
 
@@ -120,7 +113,7 @@ fn uplink_placement_sets_the_nic_records_it_once_and_leaves_the_veths() {
         let lab = Lab::new("upl");
         lab.add_uplink();
         // Alone: the file must not be rewritten by the second ADD.
-        let s = Scratch::alone(&format!("set-{version}"));
+        let s = RecordHold::alone(&format!("set-{version}"));
         assert!(active("up0", GENERIC), "the uplink starts with offload on");
         let c = uplink_conf(version, &lab);
         let reply = lab.cni("ADD", &c);
@@ -160,7 +153,7 @@ fn uplink_placement_sets_the_nic_records_it_once_and_leaves_the_veths() {
 fn check_names_the_nic_that_drifted_and_add_repairs_it_keeping_the_original() {
     let lab = Lab::new("upc");
     lab.add_uplink();
-    let _s = Scratch::new("check");
+    let _s = RecordHold::new("check");
     let c = uplink_conf("1.0.0", &lab);
     lab.cni("ADD", &c).expect_ok();
     run("ethtool", &["-K", "up0", "tx", "on"]);
@@ -185,7 +178,7 @@ fn concurrent_adds_record_the_state_from_before_any_of_them() {
     // write would show as a missing entry or a parse error).
     let lab = Lab::with_pods("upr", 8);
     lab.add_uplink();
-    let _s = Scratch::new("race");
+    let _s = RecordHold::new("race");
     let threads: Vec<_> = (0..8)
         .map(|i| {
             let netns = lab.netns_path_of(i);
@@ -214,7 +207,7 @@ fn concurrent_adds_record_the_state_from_before_any_of_them() {
 fn uninstall_and_agent_restore_put_the_nic_back() {
     let lab = Lab::new("upu");
     lab.add_uplink();
-    let s = Scratch::new("uninstall");
+    let s = RecordHold::new("uninstall");
     let c = uplink_conf("1.0.0", &lab);
     lab.cni("ADD", &c).expect_ok();
     let dirs = InstallDirs::new("upu");
@@ -238,7 +231,7 @@ fn uninstall_and_agent_restore_put_the_nic_back() {
     assert!(stdout.contains("FAILED uplink NIC up0"), "{stdout}");
     assert!(!active("up0", GENERIC));
     assert_eq!(records_of(&lab).len(), 1);
-    let (code, out, err) = agent(&["restore"], &s.dir);
+    let (code, out, err) = agent_in(&s.dir, &["restore"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("uplink NIC up0: restored"), "{out}");
     assert!(active("up0", GENERIC));
@@ -249,7 +242,7 @@ fn uninstall_and_agent_restore_put_the_nic_back() {
 fn a_policy_that_asks_nothing_of_the_nic_changes_and_records_nothing() {
     let lab = Lab::new("upn");
     lab.add_uplink();
-    let _s = Scratch::new("nothing");
+    let _s = RecordHold::new("nothing");
     let c = conf(
         "1.0.0",
         json!({"apply": "uplink", "drivers": {"veth": {}}}),
@@ -281,8 +274,8 @@ fn uplink_with_host_driver_is_refused_and_changes_nothing() {
 fn the_agent_sets_the_nic_repairs_it_and_puts_it_back_when_it_stops_last() {
     let lab = Lab::new("upa");
     lab.add_uplink();
-    let s = Scratch::new("agent");
-    let config = s.dir.join("config.json");
+    let s = RecordHold::new("agent");
+    let config = s.dir.path("config.json");
     std::fs::write(
         &config,
         r#"{"apply": "uplink", "drivers": {"veth": {"tx": false}}}"#,
@@ -290,7 +283,7 @@ fn the_agent_sets_the_nic_repairs_it_and_puts_it_back_when_it_stops_last() {
     .unwrap();
     let config = config.to_str().unwrap();
     // --once --dry-run says what it would do and does nothing.
-    let (code, out, _) = agent(&["--once", "--dry-run", "--config", config], &s.dir);
+    let (code, out, _) = agent_in(&s.dir, &["--once", "--dry-run", "--config", config]);
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("uplink NIC up0: -> tx off; would change [tx-checksum-ip-generic off"),
@@ -309,9 +302,9 @@ fn the_agent_sets_the_nic_repairs_it_and_puts_it_back_when_it_stops_last() {
             "--restore-uplink-on-exit",
         ])
         .arg("--state-file")
-        .arg(s.dir.join("agent-state.jsonl"))
+        .arg(s.dir.path("agent-state.jsonl"))
         .env_remove("CNI_COMMAND");
-        Daemon::spawn(&mut cmd, s.dir.join(log))
+        Daemon::spawn(&mut cmd, s.dir.path(log))
     };
     let first = start("first.log");
     wait_until("the agent setting up0", Duration::from_secs(10), || {

@@ -872,7 +872,8 @@ fn restore_container_end(
         .and_then(|r| r)
         .map_err(|e| e.to_string())?;
     let peer = veth::container_end_of(host_end, &mut pod, host_netns.as_fd())
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     set_features(pod.fd(), &peer.name, features)
 }
 

@@ -345,7 +345,7 @@ impl Agent {
         };
         let peer = match veth::container_end_of(&link, &mut pod, self.host_netns.as_fd()) {
             Ok(Ok(peer)) => peer,
-            Ok(Err(why)) => return Checked::Failed(why),
+            Ok(Err(why)) => return Checked::Failed(why.to_string()),
             Err(e) => {
                 return Checked::Failed(format!("{}: reading its peer in {path}: {e}", link.name))
             }

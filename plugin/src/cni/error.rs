@@ -161,11 +161,16 @@ mod tests {
             .unwrap()
             .starts_with("invalid configuration: unknown field \"txx\""));
         assert!(v.get("details").is_none());
-        let problems = Problems(vec![Problem::HostEndUnreachable("x".into())]);
+        let problems = Problems(vec![Problem::HostEndUnreachable(
+            crate::offload::veth::PeerError::NoPeer("x".into()),
+        )]);
         let v: serde_json::Value =
             serde_json::from_str(&CniError::NotApplied(problems).to_json("0.4.0")).unwrap();
         assert_eq!(v["code"], 100);
-        assert_eq!(v["msg"], "offload settings not applied: host end: x");
+        assert_eq!(
+            v["msg"],
+            "offload settings not applied: host end: x reports no peer interface"
+        );
         assert!(v["details"].as_str().unwrap().contains("troubleshooting"));
     }
 

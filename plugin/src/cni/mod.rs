@@ -7,7 +7,7 @@
 //! - `verbs`: what ADD, CHECK, DEL, GC, STATUS and VERSION do.
 //! - `error`: every failure, mapped once to a code.
 
-pub mod env;
+pub(crate) mod env;
 pub mod error;
 pub mod netconf;
 mod verbs;

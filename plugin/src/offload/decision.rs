@@ -5,7 +5,7 @@
 use super::policy::{Policy, PolicySource};
 use super::settings::FeatureSettings;
 use super::uplink::{self, DetectError, Nic, NicFacts, Uplink};
-use crate::config::{Config, Placement};
+use super::wanted::{Placement, Wanted};
 use crate::kernel::netlink::RouteSocket;
 use serde::Serialize;
 use std::fmt;
@@ -62,10 +62,10 @@ pub struct Decision {
 /// Decides for this node under `config`: `hostDriver` if set (no
 /// detection), else the NIC(s) detection finds from `hostInterface` or the
 /// default route, in the netns the process runs in.
-pub fn decide(config: &Config) -> Result<Decision, DetectError> {
-    if let Some(driver) = &config.host_driver {
+pub fn decide<W: Wanted + ?Sized>(config: &W) -> Result<Decision, DetectError> {
+    if let Some(driver) = config.host_driver() {
         let mut how = "hostDriver from config".to_string();
-        if let Some(name) = &config.host_interface {
+        if let Some(name) = config.host_interface() {
             log::warn!("hostInterface {name} is not inspected: hostDriver {driver} is set");
             how = format!("{how}; hostInterface {name} not inspected");
         }
@@ -74,13 +74,13 @@ pub fn decide(config: &Config) -> Result<Decision, DetectError> {
             facts: NicFacts::of_driver(driver),
         };
         return Ok(
-            Decision::build(Vec::new(), how, Vec::new(), &[nic], &config.policy)
-                .placed(config.placement),
+            Decision::build(Vec::new(), how, Vec::new(), &[nic], config.policy())
+                .placed(config.placement()),
         );
     }
     let mut socket = RouteSocket::open().map_err(DetectError::Socket)?;
-    let uplink = uplink::detect(&mut socket, config.host_interface.as_deref())?;
-    Ok(Decision::from_uplink(uplink, &config.policy).placed(config.placement))
+    let uplink = uplink::detect(&mut socket, config.host_interface())?;
+    Ok(Decision::from_uplink(uplink, config.policy()).placed(config.placement()))
 }
 
 impl Decision {
@@ -239,6 +239,7 @@ impl fmt::Display for Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn settings_of_several_nics_merge() {

@@ -1,6 +1,8 @@
 //! The core every front end calls: node facts -> decision -> tune the
 //! interfaces -> read back.
 //!
+//! - `wanted`: what the entry asks of the core (`Placement`, `NonVeth`,
+//!   the `Wanted` trait `config::Config` implements).
 //! - `features`: kernel feature names and ethtool's aliases (pure).
 //! - `settings`: what a policy asks of an interface (`tx: false`), merged
 //!   across NICs with "off wins".
@@ -31,6 +33,7 @@ pub mod settings;
 pub mod tune;
 pub mod uplink;
 pub mod veth;
+pub mod wanted;
 
 use std::io;
 

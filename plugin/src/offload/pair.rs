@@ -4,8 +4,9 @@
 
 use super::settings::FeatureSettings;
 use super::tune::{End, EndReport, Endpoint, FeaturePlan, FeatureProblem};
+use super::veth::PeerError;
+use super::wanted::Placement;
 use super::KernelError;
-use crate::config::Placement;
 use crate::kernel::ethtool::FeatureState;
 use std::fmt;
 use std::io;
@@ -14,7 +15,7 @@ use std::io;
 /// host end if it could be reached, else why not.
 pub struct Pair<'s> {
     pub container: Endpoint<'s>,
-    pub host: Result<Endpoint<'s>, String>,
+    pub host: Result<Endpoint<'s>, PeerError>,
 }
 
 /// Set the features (ADD) or only compare them (CHECK).
@@ -34,7 +35,7 @@ pub enum Problem {
         problem: FeatureProblem,
     },
     /// The placement covers the host end, and it cannot be found.
-    HostEndUnreachable(String),
+    HostEndUnreachable(PeerError),
     /// The host end merges (GRO) on a pair that carries the fix: it hands
     /// the node merged packets with partial checksums to forward to the
     /// NIC the fix is for, whatever turned it on.

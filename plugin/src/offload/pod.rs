@@ -8,8 +8,8 @@ use super::pair::{self, NoJournal, Pair};
 use super::tune::{End, Endpoint};
 use super::uplink::DetectError;
 use super::veth::{self, PodInterface};
+use super::wanted::{NonVeth, Placement, Wanted};
 use super::KernelError;
-use crate::config::{Config, NonVeth, Placement};
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
 use std::io;
@@ -110,8 +110,8 @@ impl PodSockets {
 
 /// Sets or verifies the policy on the pod's veth pair named by `netns`
 /// and `ifname`.
-pub fn tune(
-    config: &Config,
+pub fn tune<W: Wanted + ?Sized>(
+    config: &W,
     netns: &str,
     ifname: &str,
     mode: Mode,
@@ -129,17 +129,17 @@ pub fn tune(
         }
         // The uplink placement needs no veth: a macvlan or ipvlan pod's
         // packets leave through the same NIC.
-        PodInterface::NotVeth(_) if config.placement == Placement::Uplink => {
+        PodInterface::NotVeth(_) if config.placement() == Placement::Uplink => {
             return uplink(config, mode)
         }
-        PodInterface::NotVeth(link) if config.non_veth == NonVeth::Fail => {
+        PodInterface::NotVeth(link) if config.non_veth() == NonVeth::Fail => {
             return Err(PodError::NotVeth(link.describe()))
         }
         PodInterface::NotVeth(link) => {
             log::info!("{} is not a veth; nothing to do", link.describe());
             return Ok(PodOutcome::NotVeth);
         }
-        PodInterface::Veth { .. } if config.placement == Placement::Uplink => {
+        PodInterface::Veth { .. } if config.placement() == Placement::Uplink => {
             return uplink(config, mode)
         }
         PodInterface::Veth { container, host } => (container, host),
@@ -170,7 +170,7 @@ pub fn tune(
     let outcome = pair::tune(
         &pair,
         &decision.settings,
-        config.placement,
+        config.placement(),
         mode,
         &mut NoJournal,
     )?;
@@ -192,7 +192,7 @@ pub fn tune(
 
 /// The uplink placement at a pod's ADD or CHECK: the node's NICs, never
 /// the pod's veth.
-fn uplink(config: &Config, mode: Mode) -> Result<PodOutcome, PodError> {
+fn uplink<W: Wanted + ?Sized>(config: &W, mode: Mode) -> Result<PodOutcome, PodError> {
     let decision = match decide(config) {
         Ok(d) => d,
         Err(e) => return Ok(PodOutcome::Undetected(e)),

@@ -5,6 +5,39 @@ use crate::kernel::netlink::RouteSocket;
 use std::io;
 use std::os::fd::BorrowedFd;
 
+/// Why the other end of a veth could not be trusted as its peer. Each
+/// variant names the kernel pointer that did not check out; none is an I/O
+/// error (those come back as `io::Error`, beside this).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerError {
+    #[error("{0} reports no peer interface")]
+    NoPeer(String),
+    #[error("the peer of {0} is inside the pod netns, not on the host")]
+    PeerInsidePod(String),
+    #[error(
+        "the peer of {ifname} is in another netns (id {nsid}) than the one the plugin runs in"
+    )]
+    PeerInOtherNetns { ifname: String, nsid: i32 },
+    #[error("host interface #{index} ({found}) is not the peer of {ifname}")]
+    HostNotPeer {
+        index: u32,
+        found: String,
+        ifname: String,
+    },
+    #[error("host interface #{index} (peer of {ifname}) does not exist")]
+    HostPeerMissing { index: u32, ifname: String },
+    #[error("the peer #{index} of {ifname} is not in that netns")]
+    ContainerPeerMissing { index: u32, ifname: String },
+    #[error("#{index} ({found}) in that netns is not the peer of {ifname}")]
+    ContainerNotPeer {
+        index: u32,
+        found: String,
+        ifname: String,
+    },
+    #[error("the peer of {0} in that netns points to another netns")]
+    ContainerPeerElsewhere(String),
+}
+
 /// What CNI_IFNAME turned out to be in the pod netns.
 #[derive(Debug)]
 pub enum PodInterface {
@@ -13,7 +46,7 @@ pub enum PodInterface {
     NotVeth(Link),
     Veth {
         container: Link,
-        host: Result<Link, String>,
+        host: Result<Link, PeerError>,
     },
 }
 
@@ -46,36 +79,34 @@ fn find_host_peer(
     host: &mut RouteSocket,
     host_netns: BorrowedFd<'_>,
     container: &Link,
-) -> io::Result<Result<Link, String>> {
+) -> io::Result<Result<Link, PeerError>> {
+    let ifname = || container.name.clone();
     let Some(peer_index) = container.link.filter(|&i| i != 0) else {
-        return Ok(Err(format!("{} reports no peer interface", container.name)));
+        return Ok(Err(PeerError::NoPeer(ifname())));
     };
     let Some(peer_nsid) = container.link_netnsid else {
-        return Ok(Err(format!(
-            "the peer of {} is inside the pod netns, not on the host",
-            container.name
-        )));
+        return Ok(Err(PeerError::PeerInsidePod(ifname())));
     };
     match pod.nsid_of(host_netns)? {
         Some(id) if id == peer_nsid => {}
         _ => {
-            return Ok(Err(format!(
-            "the peer of {} is in another netns (id {peer_nsid}) than the one the plugin runs in",
-            container.name
-        )))
+            return Ok(Err(PeerError::PeerInOtherNetns {
+                ifname: ifname(),
+                nsid: peer_nsid,
+            }))
         }
     }
     match host.link_by_index(peer_index)? {
         Some(peer) if peer.is_veth() && peer.link == Some(container.index) => Ok(Ok(peer)),
-        Some(other) => Ok(Err(format!(
-            "host interface #{peer_index} ({}) is not the peer of {}",
-            other.describe(),
-            container.name
-        ))),
-        None => Ok(Err(format!(
-            "host interface #{peer_index} (peer of {}) does not exist",
-            container.name
-        ))),
+        Some(other) => Ok(Err(PeerError::HostNotPeer {
+            index: peer_index,
+            found: other.describe(),
+            ifname: ifname(),
+        })),
+        None => Ok(Err(PeerError::HostPeerMissing {
+            index: peer_index,
+            ifname: ifname(),
+        })),
     }
 }
 
@@ -89,28 +120,26 @@ pub fn container_end_of(
     host_end: &Link,
     pod: &mut RouteSocket,
     host_netns: BorrowedFd<'_>,
-) -> io::Result<Result<Link, String>> {
+) -> io::Result<Result<Link, PeerError>> {
+    let ifname = || host_end.name.clone();
     let Some(peer_index) = host_end.link.filter(|&i| i != 0) else {
-        return Ok(Err(format!("{} reports no peer interface", host_end.name)));
+        return Ok(Err(PeerError::NoPeer(ifname())));
     };
     let Some(peer) = pod.link_by_index(peer_index)? else {
-        return Ok(Err(format!(
-            "the peer #{peer_index} of {} is not in that netns",
-            host_end.name
-        )));
+        return Ok(Err(PeerError::ContainerPeerMissing {
+            index: peer_index,
+            ifname: ifname(),
+        }));
     };
     if !peer.is_veth() || peer.link != Some(host_end.index) {
-        return Ok(Err(format!(
-            "#{peer_index} ({}) in that netns is not the peer of {}",
-            peer.describe(),
-            host_end.name
-        )));
+        return Ok(Err(PeerError::ContainerNotPeer {
+            index: peer_index,
+            found: peer.describe(),
+            ifname: ifname(),
+        }));
     }
     match (peer.link_netnsid, pod.nsid_of(host_netns)?) {
         (Some(a), Some(b)) if a == b => Ok(Ok(peer)),
-        _ => Ok(Err(format!(
-            "the peer of {} in that netns points to another netns",
-            host_end.name
-        ))),
+        _ => Ok(Err(PeerError::ContainerPeerElsewhere(ifname()))),
     }
 }

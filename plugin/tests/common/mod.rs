@@ -236,6 +236,19 @@ impl Lab {
         )
     }
 
+    /// Whether TX checksum offload (`tx-checksum-ip-generic`, the bit a
+    /// veth has) is on at (container end, host end) of pod `i`.
+    pub fn tx(&self, i: usize) -> (bool, bool) {
+        let on = |t: FeatureTable| {
+            t.into_iter()
+                .find(|(n, _, _)| n == "tx-checksum-ip-generic")
+                .expect("a veth has tx-checksum-ip-generic")
+                .1
+        };
+        let (c, h) = self.features_of(i);
+        (on(c), on(h))
+    }
+
     /// Every feature of (container end, host end) of the first pod.
     pub fn features(&self) -> (FeatureTable, FeatureTable) {
         self.features_of(0)
@@ -422,6 +435,58 @@ pub fn conf(version: &str, extra: Value, prev: Option<Value>) -> Value {
         obj.insert("prevResult".into(), p);
     }
     c
+}
+
+/// A temp dir for one test's state files, config and textfile; removed
+/// on drop.
+pub struct Scratch(pub std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(tag: &str) -> Self {
+        let n = LABS.fetch_add(1, Ordering::SeqCst);
+        let dir =
+            std::env::temp_dir().join(format!("csum-scratch-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes `v` as `config.json`; its path.
+    pub fn config(&self, v: Value) -> String {
+        let path = self.path("config.json");
+        std::fs::write(&path, v.to_string()).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+
+    /// The agent's state file (not created: the agent makes its directory).
+    pub fn state(&self) -> String {
+        self.path("state/agent.jsonl").to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `csum-offload agent ARGS` run to the end; (exit code, stdout, stderr).
+pub fn agent(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .arg("agent")
+        .args(args)
+        .env_remove("CNI_COMMAND")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A directory under /var/log (the only tree a `logFile` may be in) for
@@ -619,8 +684,9 @@ pub fn without_dac_override(cmd: &mut Command) -> &mut Command {
     without_caps(cmd, &[CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH])
 }
 
-/// A long-running installer (`install` without `--once`) with its stderr
-/// in a log file; killed on drop if the test did not stop it.
+/// A long-running process (`install` without `--once`, `agent` without
+/// `--once`) with its stderr in a log file; killed on drop if the test did
+/// not stop it.
 pub struct Daemon {
     child: Option<std::process::Child>,
     pub log: std::path::PathBuf,
@@ -633,7 +699,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
-            .expect("start the installer");
+            .expect("start the daemon");
         Daemon {
             child: Some(child),
             log,
@@ -642,6 +708,22 @@ impl Daemon {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (at most 10 s) until the log contains `what`; the log.
+    pub fn wait_log(&self, what: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let log = self.log();
+            if log.contains(what) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {what:?} in the log:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -666,7 +748,7 @@ impl Daemon {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "the installer did not exit within {timeout:?}:\n{}",
+                    "the daemon did not exit within {timeout:?}:\n{}",
                     self.log()
                 );
             }
