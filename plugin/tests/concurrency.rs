@@ -17,24 +17,12 @@ use std::process::{Child, Command, Stdio};
 const PODS: usize = 50;
 
 /// TX checksum (tx-checksum-ip-generic) of (pod end, host end) of pod n.
-fn tx_checksum(lab: &Lab, n: usize) -> (bool, bool) {
-    let active = |table: Vec<(String, bool, bool)>| {
-        table
-            .into_iter()
-            .find(|(name, _, _)| name == "tx-checksum-ip-generic")
-            .expect("kernel has tx-checksum-ip-generic")
-            .1
-    };
-    let (pod, host) = lab.features_of(n);
-    (active(pod), active(host))
-}
-
 #[test]
 fn fifty_parallel_adds_all_apply_the_policy() {
     let lab = Lab::with_pods("cc", PODS);
     for n in 0..PODS {
         assert_eq!(
-            tx_checksum(&lab, n),
+            lab.tx(n),
             (true, true),
             "pod {n} starts with TX checksum on"
         );
@@ -98,7 +86,7 @@ fn fifty_parallel_adds_all_apply_the_policy() {
 
     for n in 0..PODS {
         assert_eq!(
-            tx_checksum(&lab, n),
+            lab.tx(n),
             (false, false),
             "pod {n}: TX checksum must be off on both ends"
         );

@@ -171,23 +171,6 @@ fn misses(rule: &Value, facts: &Facts) -> Vec<(String, Value)> {
         .collect()
 }
 
-/// A file for one test's config, removed on drop.
-struct ConfigFile(std::path::PathBuf);
-
-impl ConfigFile {
-    fn new(tag: &str, v: &Value) -> Self {
-        let path = std::env::temp_dir().join(format!("rl-{tag}-{}.json", std::process::id()));
-        std::fs::write(&path, v.to_string()).unwrap();
-        ConfigFile(path)
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// `csum-offload ARGS`: (exit code, stdout, stderr).
 fn operator(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)
@@ -291,9 +274,10 @@ fn rules_match_the_real_uplink_on_facts_read_by_ethtool_sysfs_and_uname() {
     pod.add(rules.clone()).expect_ok();
     assert!(!pod.tx(), "{rule} matched {facts:?}");
     // detect says which rule matched, and on which facts.
-    let entry = ConfigFile::new("real", &rules);
-    let (matched, _) = detected(Some(&entry.0));
-    let text = run(BIN, &["detect", "--config", entry.0.to_str().unwrap()]);
+    let scratch = Scratch::new("rl-real");
+    let entry = std::path::PathBuf::from(scratch.config(rules.clone()));
+    let (matched, _) = detected(Some(&entry));
+    let text = run(BIN, &["detect", "--config", entry.to_str().unwrap()]);
     assert_eq!(matched["rule"], 0, "{matched}");
     let source = matched["source"].as_str().unwrap();
     for (field, fact) in facts.optional() {
@@ -345,12 +329,6 @@ fn add_on(lab: &Lab, i: usize, extra: Value) -> Reply {
     lab.cni_env("ADD", &c, &[("CNI_NETNS", &path)])
 }
 
-fn tx_of(lab: &Lab, i: usize) -> (bool, bool) {
-    let on = |t: FeatureTable| t.into_iter().find(|(n, _, _)| n == GENERIC).unwrap().1;
-    let (c, h) = lab.features_of(i);
-    (on(c), on(h))
-}
-
 /// The veth uplink's facts, as ethtool reports them, after checking that
 /// they are what this file relies on and that `detect` reports the same.
 fn veth_uplink(lab: &Lab) -> Facts {
@@ -388,22 +366,15 @@ fn rules_match_a_reported_driver_version_exactly_by_glob_and_by_comparison() {
     ];
     assert_eq!(table.len(), cases);
     for (i, (value, matches)) in table.into_iter().enumerate() {
-        assert_eq!(tx_of(&lab, i), (true, true));
+        assert_eq!(lab.tx(i), (true, true));
         add_on(&lab, i, rule(value.clone())).expect_ok();
         let want = !matches;
         assert_eq!(
-            tx_of(&lab, i),
+            lab.tx(i),
             (want, want),
             "driverVersion {value:?} against {version:?}: match {matches}"
         );
     }
-}
-
-/// `csum-offload agent ARGS` in the lab's host netns (this thread's).
-fn agent(args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["agent"];
-    all.extend(args);
-    operator(&all)
 }
 
 #[test]
@@ -411,18 +382,15 @@ fn the_agent_labels_its_info_metric_with_the_facts_and_refuses_a_bad_rule() {
     let lab = Lab::with_pods("ra", 1);
     lab.add_uplink();
     let facts = veth_uplink(&lab);
-    let dir = std::env::temp_dir().join(format!("rl-agent-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let state = dir.join("state.jsonl");
-    let textfile = dir.join("csum_offload.prom");
+    let dir = Scratch::new("rl-agent");
+    let state = dir.path("state.jsonl");
+    let textfile = dir.path("csum_offload.prom");
     let run_agent = |config: &Value| {
-        let c = dir.join("config.json");
-        std::fs::write(&c, config.to_string()).unwrap();
+        let c = dir.config(config.clone());
         agent(&[
             "--once",
             "--config",
-            c.to_str().unwrap(),
+            &c,
             "--state-file",
             state.to_str().unwrap(),
             "--textfile",
@@ -438,16 +406,15 @@ fn the_agent_labels_its_info_metric_with_the_facts_and_refuses_a_bad_rule() {
     );
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains(BAD_KERNEL), "{err}");
-    assert_eq!(tx_of(&lab, 0), (true, true));
+    assert_eq!(lab.tx(0), (true, true));
     assert!(!state.exists() && !textfile.exists());
 
     // The good rule alone: the pair is set, and the metric carries the
     // facts it matched.
     let (code, out, err) = run_agent(&json!({"rules": [good]}));
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(tx_of(&lab, 0), (false, false));
+    assert_eq!(lab.tx(0), (false, false));
     let metrics = std::fs::read_to_string(&textfile).unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
     let want = format!(
         "csum_offload_uplink_info{{nic=\"up0\",driver=\"veth\",driver_version=\"{}\",firmware_version=\"{}\",settings=\"tx off\"}} 1",
         facts.driver_version, facts.firmware_version
@@ -461,13 +428,13 @@ fn the_agent_labels_its_info_metric_with_the_facts_and_refuses_a_bad_rule() {
 #[test]
 fn detect_and_the_installer_refuse_a_bad_rule_and_change_nothing() {
     let good = json!({"driver": "veth", "kernel": ">=1", "settings": {"tx": false}});
-    let bad = ConfigFile::new(
-        "bad",
-        &json!({"rules": [good.clone(), {"driver": "veth", "kernel": ">=six", "settings": {}}]}),
+    let (bad_dir, fine_dir) = (Scratch::new("rl-bad"), Scratch::new("rl-fine"));
+    let bad = bad_dir.config(
+        json!({"rules": [good.clone(), {"driver": "veth", "kernel": ">=six", "settings": {}}]}),
     );
-    let fine = ConfigFile::new("fine", &json!({"rules": [good]}));
+    let fine = fine_dir.config(json!({"rules": [good]}));
 
-    let (code, out, err) = operator(&["detect", "--config", bad.0.to_str().unwrap()]);
+    let (code, out, err) = operator(&["detect", "--config", &bad]);
     assert_eq!((code, out.as_str()), (2, ""), "{err}");
     assert!(err.contains(BAD_KERNEL), "{err}");
 
@@ -475,11 +442,11 @@ fn detect_and_the_installer_refuse_a_bad_rule_and_change_nothing() {
     let primary = dirs.conf().join("10-kindnet.conflist");
     let original = serde_json::to_vec_pretty(&kindnet_conflist()).unwrap();
     std::fs::write(&primary, &original).unwrap();
-    let install = |config: &ConfigFile| {
+    let install = |config: &str| {
         dirs.command("install")
             .arg("--once")
             .arg("--config")
-            .arg(&config.0)
+            .arg(config)
             .output()
             .unwrap()
     };
