@@ -12,6 +12,20 @@ use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
 
+/// `agent --once` over the labs' netns files only (no /proc scan).
+fn once(config: &str, state: &str) -> (i32, String, String) {
+    agent(&[
+        "--once",
+        "--no-proc",
+        "--netns-dir",
+        "/run/netns",
+        "--config",
+        config,
+        "--state-file",
+        state,
+    ])
+}
+
 #[test]
 fn a_default_route_that_appears_is_detected_and_its_policy_applied() {
     let lab = Lab::with_pods("anr", 1);
@@ -56,16 +70,7 @@ fn once_exits_1_when_a_pair_cannot_be_set_and_says_which() {
         "hostDriver": "txgbe",
         "drivers": {"txgbe": {"tx": false, "netns-local": true}}
     }));
-    let (code, out, err) = agent(&[
-        "--once",
-        "--no-proc",
-        "--netns-dir",
-        "/run/netns",
-        "--config",
-        &config,
-        "--state-file",
-        &w.state(),
-    ]);
+    let (code, out, err) = once(&config, &w.state());
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("2 failed"), "{out}");
     assert!(out.contains("netns-local"), "names the feature: {out}");
@@ -75,16 +80,7 @@ fn once_exits_1_when_a_pair_cannot_be_set_and_says_which() {
     );
     // The negative control: the same pairs with a policy that can be set.
     let config = w.config(json!({"hostDriver": "txgbe"}));
-    let (code, out, err) = agent(&[
-        "--once",
-        "--no-proc",
-        "--netns-dir",
-        "/run/netns",
-        "--config",
-        &config,
-        "--state-file",
-        &w.state(),
-    ]);
+    let (code, out, err) = once(&config, &w.state());
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!((lab.tx(0), lab.tx(1)), ((false, false), (false, false)));
 }
@@ -95,18 +91,7 @@ fn the_plugin_and_the_agent_take_the_same_decision() {
     let w = Scratch::new("agree");
     let entry = json!({"hostDriver": "txgbe", "drivers": {"txgbe": {"tx": false, "tso": false}}});
     let config = w.config(entry.clone());
-    let once = || {
-        agent(&[
-            "--once",
-            "--no-proc",
-            "--netns-dir",
-            "/run/netns",
-            "--config",
-            &config,
-            "--state-file",
-            &w.state(),
-        ])
-    };
+    let pass = || once(&config, &w.state());
     // Pod 0 through the plugin's ADD; then the agent finds it set and
     // changes only pod 1.
     let add = |i: usize| {
@@ -124,7 +109,7 @@ fn the_plugin_and_the_agent_take_the_same_decision() {
         exec(&env, c.to_string().as_bytes())
     };
     add(0).expect_ok();
-    let (code, out, err) = once();
+    let (code, out, err) = pass();
     assert_eq!(code, 0, "{out}{err}");
     assert!(
         out.contains("2 container veth pairs: 1 changed, 0 would change, 1 already set, 0 failed"),
@@ -144,7 +129,7 @@ fn the_plugin_and_the_agent_take_the_same_decision() {
     );
     exec(&env, c.to_string().as_bytes()).expect_ok();
     // A second pass changes nothing: no fight, no flapping.
-    let (code, out, _) = once();
+    let (code, out, _) = pass();
     assert_eq!(code, 0);
     assert!(
         out.contains("2 container veth pairs: 0 changed, 0 would change, 2 already set, 0 failed"),

@@ -17,7 +17,6 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::Command;
 
 const GENERIC: &str = "tx-checksum-ip-generic";
 
@@ -169,20 +168,6 @@ fn misses(rule: &Value, facts: &Facts) -> Vec<(String, Value)> {
             (format!("{field} {value}"), miss)
         })
         .collect()
-}
-
-/// `csum-offload ARGS`: (exit code, stdout, stderr).
-fn operator(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(BIN)
-        .args(args)
-        .env_remove("CNI_COMMAND")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// A pod netns with eth0, whose peer lives in a netns of its own.

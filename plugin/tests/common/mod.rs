@@ -476,8 +476,15 @@ impl Drop for Scratch {
 
 /// `csum-offload agent ARGS` run to the end; (exit code, stdout, stderr).
 pub fn agent(args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["agent"];
+    all.extend(args);
+    operator(&all)
+}
+
+/// `csum-offload ARGS` (an operator command) run to the end; (exit code,
+/// stdout, stderr).
+pub fn operator(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)
-        .arg("agent")
         .args(args)
         .env_remove("CNI_COMMAND")
         .output()
