@@ -38,7 +38,6 @@ use state::{StateError, StateFile, DEFAULT_STATE_FILE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -261,22 +260,7 @@ impl Presence {
             path: path.clone(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::os::unix::fs::DirBuilderExt::mode(
-                std::fs::DirBuilder::new().recursive(true),
-                0o700,
-            )
-            .create(dir)
-            .map_err(err)?;
-        }
-        let file = File::options()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(err)?;
+        let file = crate::kernel::private::open_lock(&path).map_err(err)?;
         crate::kernel::lock::flock(&file, libc::LOCK_SH).map_err(err)?;
         Ok(Self(file))
     }
@@ -728,25 +712,10 @@ impl Peers {
 /// of a running one (which would redo it at its next look).
 fn lock(state_file: &Path) -> Result<File, AgentError> {
     let path = state_file.with_extension("lock");
-    if let Some(dir) = path.parent() {
-        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
-            .create(dir)
-            .map_err(|source| StateError {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-    }
-    let file = File::options()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&path)
-        .map_err(|source| StateError {
-            path: path.clone(),
-            source,
-        })?;
+    let file = crate::kernel::private::open_lock(&path).map_err(|source| StateError {
+        path: path.clone(),
+        source,
+    })?;
     if crate::kernel::lock::flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
         return Err(AgentError::Locked(format!(
             "another csum-offload agent is running on this node (it holds {})",

@@ -8,13 +8,14 @@
 //! that are gone are dropped at every full pass.
 
 use crate::kernel::ethtool::FeatureState;
+use crate::kernel::private;
 use crate::offload::pair::Journal;
 use crate::offload::tune::{End, Endpoint, FeaturePlan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_STATE_FILE: &str = "/run/csum-offload/agent-state.jsonl";
@@ -65,13 +66,7 @@ impl StateFile {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(err)?;
-        }
+        private::make_dir_of(path).map_err(err)?;
         let records = load(path).map_err(err)?;
         let file = OpenOptions::new()
             .create(true)
@@ -112,26 +107,15 @@ impl StateFile {
         self.rewrite()
     }
 
-    /// Replaces the file with the records held (temp file, fsync, rename).
+    /// Replaces the file with the records held (temp file, fsync, rename,
+    /// directory fsync).
     pub fn rewrite(&mut self) -> Result<(), StateError> {
         let err = |source| StateError {
             path: self.path.clone(),
             source,
         };
-        let tmp = self.path.with_extension("tmp");
-        let mut out = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(err)?;
-        for r in &self.records {
-            out.write_all(line(r).as_bytes()).map_err(err)?;
-        }
-        out.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
+        let text: String = self.records.iter().map(line).collect();
+        private::replace(&self.path, text.as_bytes()).map_err(err)?;
         self.file = OpenOptions::new()
             .append(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)

@@ -7,6 +7,8 @@
 //! - `netns`: network namespace handles and a thread's move into one.
 //! - `system`: the kernel release, a PCI function's id from sysfs.
 //! - `lock`: flock(2), with a bounded wait.
+//! - `private`: root-only state files (0700 directory, 0600 files, no
+//!   link followed, replaced whole).
 //! - `signals`: SIGTERM and SIGINT through a signalfd.
 //! - `monitor`: link and route events of the host and of every netns with
 //!   an id in it.
@@ -17,5 +19,6 @@ pub mod lock;
 pub mod monitor;
 pub mod netlink;
 pub mod netns;
+pub mod private;
 pub mod signals;
 pub mod system;

@@ -16,11 +16,11 @@ use super::tune::{Endpoint, FeaturePlan};
 use crate::kernel::ethtool::FeatureState;
 use crate::kernel::lock::lock_exclusive_within;
 use crate::kernel::netns;
+use crate::kernel::private;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -87,25 +87,11 @@ impl NicRecords {
             path: path.to_path_buf(),
             source,
         };
-        if let Some(dir) = path.parent() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(err)?;
-        }
         let lock_path = path.with_extension("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&lock_path)
-            .map_err(|source| RecordError {
-                path: lock_path.clone(),
-                source,
-            })?;
+        let lock = private::open_lock(&lock_path).map_err(|source| RecordError {
+            path: lock_path.clone(),
+            source,
+        })?;
         lock_exclusive_within(&lock, LOCK_WAIT).map_err(|source| RecordError {
             path: lock_path.clone(),
             source: if source.kind() == io::ErrorKind::WouldBlock {
@@ -159,24 +145,10 @@ impl NicRecords {
                 _ => Ok(()),
             };
         }
-        let tmp = self.path.with_extension("tmp");
-        let mut out = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&tmp)
-            .map_err(err)?;
         let mut text =
             serde_json::to_vec_pretty(&self.records).map_err(|e| err(io::Error::other(e)))?;
         text.push(b'\n');
-        out.write_all(&text).map_err(err)?;
-        out.sync_all().map_err(err)?;
-        std::fs::rename(&tmp, &self.path).map_err(err)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
-        }
+        private::replace(&self.path, &text).map_err(err)?;
         Ok(())
     }
 }
