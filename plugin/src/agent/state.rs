@@ -9,7 +9,7 @@
 
 use crate::kernel::ethtool::FeatureState;
 use crate::kernel::private;
-use crate::offload::pair::Journal;
+use crate::offload::pair::{originals, Journal};
 use crate::offload::tune::{End, Endpoint, FeaturePlan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -175,12 +175,7 @@ impl Journal for StateFile {
             .filter(|r| r.pair == pair && r.end == end)
             .flat_map(|r| r.features.keys())
             .collect();
-        let features: BTreeMap<String, bool> = changes
-            .iter()
-            .filter_map(|(i, _)| plan.names.get(*i).map(|n| (n, before.requested(*i))))
-            .filter(|(n, _)| !known.contains(n))
-            .map(|(n, v)| (n.clone(), v))
-            .collect();
+        let features = originals(plan, before, changes, |n| known.iter().any(|k| *k == n));
         if features.is_empty() {
             return Ok(());
         }

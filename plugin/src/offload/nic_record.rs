@@ -11,7 +11,7 @@
 //! name; a NIC re-created since (driver reload) has its defaults back and
 //! a new ifindex, so its record is dropped, never applied to it.
 
-use super::pair::Journal;
+use super::pair::{originals, Journal};
 use super::tune::{Endpoint, FeaturePlan};
 use crate::kernel::ethtool::FeatureState;
 use crate::kernel::lock::lock_exclusive_within;
@@ -184,19 +184,12 @@ impl Journal for NicRecords {
             }
         };
         let record = &mut self.records[position];
-        let mut added = false;
-        for (i, _) in changes {
-            if let Some(name) = plan.names.get(*i) {
-                if !record.features.contains_key(name) {
-                    record.features.insert(name.clone(), before.requested(*i));
-                    added = true;
-                }
-            }
+        let new = originals(plan, before, changes, |n| record.features.contains_key(n));
+        if new.is_empty() {
+            return Ok(());
         }
-        if added {
-            self.save().map_err(|e| e.source)?;
-        }
-        Ok(())
+        record.features.extend(new);
+        self.save().map_err(|e| e.source)
     }
 }
 

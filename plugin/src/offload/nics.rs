@@ -12,7 +12,7 @@
 
 use super::decision::Decision;
 use super::nic_record::{NicRecords, RecordError};
-use super::pair::{EndOutcome, Journal, Mode, Problem, Problems};
+use super::pair::{EndOutcome, Journal, Mode, Problems};
 use super::tune::{self, End, Endpoint, FeaturePlan};
 use super::KernelError;
 use crate::kernel::netlink::RouteSocket;
@@ -90,20 +90,7 @@ pub fn tune(decision: &Decision, mode: Mode, record: &Path) -> Result<NicOutcome
                     .map_err(kernel)?
             }
         };
-        outcome
-            .problems
-            .0
-            .extend(
-                report
-                    .problems
-                    .iter()
-                    .cloned()
-                    .map(|problem| Problem::Feature {
-                        end: End::Nic,
-                        ifname: nic.name.clone(),
-                        problem,
-                    }),
-            );
+        outcome.problems.add_report(End::Nic, &nic.name, &report);
         outcome.nics.push(EndOutcome {
             end: End::Nic,
             ifname: nic.name.clone(),

@@ -8,6 +8,7 @@ use super::veth::PeerError;
 use super::wanted::Placement;
 use super::KernelError;
 use crate::kernel::ethtool::FeatureState;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 
@@ -64,6 +65,21 @@ impl fmt::Display for Problem {
 pub struct Problems(pub Vec<Problem>);
 
 impl Problems {
+    /// Adds the feature problems `report` found on `ifname`, at `end`.
+    pub fn add_report(&mut self, end: End, ifname: &str, report: &EndReport) {
+        self.0.extend(
+            report
+                .problems
+                .iter()
+                .cloned()
+                .map(|problem| Problem::Feature {
+                    end,
+                    ifname: ifname.to_string(),
+                    problem,
+                }),
+        );
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -98,6 +114,23 @@ pub trait Journal {
         before: &FeatureState,
         changes: &[(usize, bool)],
     ) -> io::Result<()>;
+}
+
+/// What a journal records of `changes`: the original requested state of
+/// each bit about to be sent that `known` does not hold yet (the first
+/// original is the one to restore).
+pub fn originals(
+    plan: &FeaturePlan,
+    before: &FeatureState,
+    changes: &[(usize, bool)],
+    known: impl Fn(&str) -> bool,
+) -> BTreeMap<String, bool> {
+    changes
+        .iter()
+        .filter_map(|(i, _)| plan.names.get(*i).map(|n| (n, before.requested(*i))))
+        .filter(|(n, _)| !known(n))
+        .map(|(n, v)| (n.clone(), v))
+        .collect()
 }
 
 /// No record kept (the CNI plugin: a pod's veth dies with the pod).
@@ -190,18 +223,7 @@ pub fn tune(
         };
         outcome
             .problems
-            .0
-            .extend(
-                report
-                    .problems
-                    .iter()
-                    .cloned()
-                    .map(|problem| Problem::Feature {
-                        end: target.end,
-                        ifname: target.ifname.to_string(),
-                        problem,
-                    }),
-            );
+            .add_report(target.end, target.ifname, &report);
         outcome.ends.push(EndOutcome {
             end: target.end,
             ifname: target.ifname.to_string(),

@@ -1,7 +1,7 @@
 //! The job on one pod: open its netns, find its veth pair, decide for the
 //! node, and set (or verify) the features on the ends the placement names.
 
-use super::decision::decide;
+use super::decision::{decide, Decision};
 use super::nic_record::{RecordError, RECORD_FILE};
 use super::nics::{self, NicError};
 use super::pair::{self, NoJournal, Pair};
@@ -144,14 +144,10 @@ pub fn tune<W: Wanted + ?Sized>(
         }
         PodInterface::Veth { container, host } => (container, host),
     };
-    let decision = match decide(config) {
+    let decision = match decision_for(config) {
         Ok(d) => d,
-        Err(e) => return Ok(PodOutcome::Undetected(e)),
+        Err(outcome) => return Ok(outcome),
     };
-    if decision.changes_nothing() {
-        log::info!("host NIC {}: policy changes nothing", decision.nic_list());
-        return Ok(PodOutcome::NoChange);
-    }
     let pair = Pair {
         container: Endpoint {
             end: End::Container,
@@ -190,17 +186,25 @@ pub fn tune<W: Wanted + ?Sized>(
     Ok(PodOutcome::Tuned(outcome.problems))
 }
 
+/// The decision for this node, or the outcome that ends the job before
+/// any device is looked at: detection failed, or the policy changes
+/// nothing.
+fn decision_for<W: Wanted + ?Sized>(config: &W) -> Result<Decision, PodOutcome> {
+    let decision = decide(config).map_err(PodOutcome::Undetected)?;
+    if decision.changes_nothing() {
+        log::info!("host NIC {}: policy changes nothing", decision.nic_list());
+        return Err(PodOutcome::NoChange);
+    }
+    Ok(decision)
+}
+
 /// The uplink placement at a pod's ADD or CHECK: the node's NICs, never
 /// the pod's veth.
 fn uplink<W: Wanted + ?Sized>(config: &W, mode: Mode) -> Result<PodOutcome, PodError> {
-    let decision = match decide(config) {
+    let decision = match decision_for(config) {
         Ok(d) => d,
-        Err(e) => return Ok(PodOutcome::Undetected(e)),
+        Err(outcome) => return Ok(outcome),
     };
-    if decision.changes_nothing() {
-        log::info!("host NIC {}: policy changes nothing", decision.nic_list());
-        return Ok(PodOutcome::NoChange);
-    }
     let outcome = nics::tune(&decision, mode, std::path::Path::new(RECORD_FILE))?;
     for nic in &outcome.nics {
         if mode == Mode::Set && !nic.report.changed.is_empty() {
