@@ -82,16 +82,9 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
 mod tests {
     use super::*;
 
-    fn tempdir(tag: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("csum-fsread-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn regular_files_only_and_bounded() {
-        let dir = tempdir("kinds");
+        let dir = crate::unit_dirs::fresh("fsread", "kinds");
         let file = dir.join("f.json");
         std::fs::write(&file, b"{}").unwrap();
         assert_eq!(read_regular(&file, 10).unwrap(), b"{}");

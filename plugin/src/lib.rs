@@ -24,6 +24,8 @@ pub(crate) mod logfile;
 pub(crate) mod logger;
 pub(crate) mod offload;
 pub(crate) mod spec_versions;
+#[cfg(test)]
+pub(crate) mod unit_dirs;
 /// What the integration tests read through the library rather than through
 /// the binary: kept out of the documented surface.
 #[doc(hidden)]

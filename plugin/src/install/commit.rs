@@ -392,26 +392,9 @@ fn remove_unheld_temps(dir: &Path, quiet: Duration) {
 mod tests {
     use super::*;
 
-    fn tempdir(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("csum-offload-commit-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut n: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        n.sort();
-        n
-    }
-
     #[test]
     fn replace_swaps_only_what_was_read() {
-        let dir = tempdir("replace");
+        let dir = crate::unit_dirs::fresh("commit", "replace");
         let path = dir.join("10-a.conflist");
         fs::write(&path, "old").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).unwrap();
@@ -424,13 +407,17 @@ mod tests {
         let e = replace(&path, b"edited", b"new", own).unwrap_err();
         assert!(matches!(e, FsError::Changed(_)), "{e}");
         assert_eq!(fs::read(&path).unwrap(), b"theirs");
-        assert_eq!(names(&dir), ["10-a.conflist"], "no temp file left");
+        assert_eq!(
+            crate::unit_dirs::names(&dir),
+            ["10-a.conflist"],
+            "no temp file left"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn create_and_rename_never_overwrite() {
-        let dir = tempdir("create");
+        let dir = crate::unit_dirs::fresh("commit", "create");
         let own = current_owner(0o644);
         create(&dir.join("a.conflist"), b"1", own).unwrap();
         assert!(matches!(
@@ -452,13 +439,17 @@ mod tests {
         ));
         assert_eq!(fs::read(dir.join("a.conflist")).unwrap(), b"b");
         remove(&dir.join("a.conflist"), b"b").unwrap();
-        assert!(names(&dir).is_empty(), "{:?}", names(&dir));
+        assert!(
+            crate::unit_dirs::names(&dir).is_empty(),
+            "{:?}",
+            crate::unit_dirs::names(&dir)
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn stale_temps_go_at_once_live_ones_stay() {
-        let dir = tempdir("stale");
+        let dir = crate::unit_dirs::fresh("commit", "stale");
         // A killed installer's file: nobody holds it.
         let stale = dir.join(format!("{TEMP_PREFIX}999999-1"));
         fs::write(&stale, "partial").unwrap();
@@ -471,7 +462,7 @@ mod tests {
         assert!(!stale.exists(), "unlocked and quiet: removed");
         assert!(live.path.exists(), "locked: kept");
         live.remove();
-        assert!(names(&dir).is_empty());
+        assert!(crate::unit_dirs::names(&dir).is_empty());
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -151,23 +151,6 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, MetadataExt};
 
-    fn tempdir(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("csum-offload-files-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut n: Vec<String> = fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        n.sort();
-        n
-    }
-
     fn write(name: &str, bytes: &[u8]) -> Step {
         Step::Write {
             name: name.into(),
@@ -178,7 +161,7 @@ mod tests {
 
     #[test]
     fn atomic_write_keeps_mode_and_leaves_no_temp() {
-        let dir = tempdir("mode");
+        let dir = crate::unit_dirs::fresh("files", "mode");
         fs::write(dir.join("10-a.conflist"), "{}").unwrap();
         fs::set_permissions(dir.join("10-a.conflist"), fs::Permissions::from_mode(0o600)).unwrap();
         let snap = Snapshot::read(&dir).unwrap();
@@ -187,13 +170,13 @@ mod tests {
         let meta = fs::metadata(dir.join("10-a.conflist")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
         assert_eq!(fs::read(dir.join("10-a.conflist")).unwrap(), b"{\"x\":1}\n");
-        assert_eq!(names(&dir), ["10-a.conflist"]);
+        assert_eq!(crate::unit_dirs::names(&dir), ["10-a.conflist"]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_concurrent_rewrite_aborts_the_plan() {
-        let dir = tempdir("race");
+        let dir = crate::unit_dirs::fresh("files", "race");
         fs::write(dir.join("10-a.conflist"), "{}").unwrap();
         let snap = Snapshot::read(&dir).unwrap();
         // Another writer replaces the file after our read.
@@ -209,7 +192,7 @@ mod tests {
 
     #[test]
     fn a_symlinked_config_is_edited_at_its_target_and_stays_a_link() {
-        let dir = tempdir("link");
+        let dir = crate::unit_dirs::fresh("files", "link");
         let real = dir.join("real");
         fs::create_dir_all(&real).unwrap();
         fs::write(real.join("calico.conflist"), "{}").unwrap();
@@ -233,7 +216,7 @@ mod tests {
         let meta = fs::metadata(real.join("calico.conflist")).unwrap();
         assert_eq!(meta.mode() & 0o7777, 0o640);
         assert_eq!(
-            names(&real),
+            crate::unit_dirs::names(&real),
             ["calico.conflist"],
             "no temp left next to the target"
         );
@@ -246,14 +229,14 @@ mod tests {
             }],
         )
         .unwrap();
-        assert!(names(&conf).is_empty());
+        assert!(crate::unit_dirs::names(&conf).is_empty());
         assert!(real.join("calico.conflist").exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn owner_and_group_are_kept() {
-        let dir = tempdir("owner");
+        let dir = crate::unit_dirs::fresh("files", "owner");
         let path = dir.join("10-a.conflist");
         fs::write(&path, "{}").unwrap();
         std::os::unix::fs::chown(&path, Some(4242), Some(4343)).unwrap();
@@ -267,7 +250,7 @@ mod tests {
 
     #[test]
     fn binary_copy_is_skipped_when_identical() {
-        let dir = tempdir("bin");
+        let dir = crate::unit_dirs::fresh("files", "bin");
         fs::write(dir.join("src"), b"\x7fELF v1").unwrap();
         assert!(install_binary(&dir.join("src"), &dir, "plugin").unwrap());
         assert!(binary_present(&dir, "plugin"));

@@ -226,14 +226,6 @@ pub fn role(mine: &str, holder: &Holder) -> Role {
 mod tests {
     use super::*;
 
-    fn tempdir(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("csum-offload-hand-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn roles() {
         let cases = [
@@ -250,7 +242,7 @@ mod tests {
 
     #[test]
     fn a_token_is_alive_while_its_claim_is_held() {
-        let dir = tempdir("token");
+        let dir = crate::unit_dirs::fresh("hand", "token");
         let (a, b) = (new_token(), new_token());
         assert_ne!(a, b);
         assert_eq!(holder(&dir), Holder::Nobody);
@@ -276,7 +268,7 @@ mod tests {
         // What the exit decision rests on: of two installers exiting at
         // the same moment, the second finds itself last even while the
         // first still has the file open.
-        let dir = tempdir("convert");
+        let dir = crate::unit_dirs::fresh("hand", "convert");
         let a = Presence::join(&dir).unwrap();
         let b = Presence::join(&dir).unwrap();
         assert!(flock(&a.file, libc::LOCK_EX | libc::LOCK_NB).is_err());
@@ -287,7 +279,7 @@ mod tests {
 
     #[test]
     fn of_several_leaving_exactly_one_is_last() {
-        let dir = tempdir("presence");
+        let dir = crate::unit_dirs::fresh("hand", "presence");
         let a = Presence::join(&dir).unwrap();
         let b = Presence::join(&dir).unwrap();
         let c = Presence::join(&dir).unwrap();

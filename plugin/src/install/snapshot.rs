@@ -335,14 +335,6 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
-    fn tempdir(tag: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("csum-offload-snap-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     fn reason<'a>(snap: &'a Snapshot, name: &str) -> Option<&'a SkipReason> {
         snap.files
             .iter()
@@ -354,7 +346,7 @@ mod tests {
 
     #[test]
     fn every_kind_of_entry_is_read_or_judged_without_blocking() {
-        let dir = tempdir("kinds");
+        let dir = crate::unit_dirs::fresh("snap", "kinds");
         fs::write(dir.join("10-a.conflist"), "{}").unwrap();
         fs::write(
             dir.join("99-big.conf"),
