@@ -104,6 +104,31 @@ fn commands() -> BTreeSet<String> {
         .collect()
 }
 
+/// A line of a page: a code fence's opening or closing line, a line inside
+/// a fenced block, or a line of prose.
+enum DocLine<'a> {
+    Fence,
+    Code(&'a str),
+    Prose(&'a str),
+}
+
+/// The lines of `text`, each told apart by the ``` fences around it.
+fn doc_lines(text: &str) -> Vec<DocLine<'_>> {
+    let mut fenced = false;
+    text.lines()
+        .map(|line| {
+            if line.trim_start().starts_with("```") {
+                fenced = !fenced;
+                DocLine::Fence
+            } else if fenced {
+                DocLine::Code(line)
+            } else {
+                DocLine::Prose(line)
+            }
+        })
+        .collect()
+}
+
 /// The words after `csum-offload` in code: command lines in fenced blocks
 /// (after a `#` or `$` prompt, or none) and inline code spans.
 fn commands_in(text: &str) -> Vec<String> {
@@ -115,24 +140,23 @@ fn commands_in(text: &str) -> Vec<String> {
         (!w.is_empty() && !w.starts_with('-')).then_some(w)
     };
     let mut found = Vec::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced {
-            let l = line.trim_start();
-            let l = l
-                .strip_prefix("# ")
-                .or_else(|| l.strip_prefix("$ "))
-                .unwrap_or(l);
-            if let Some(rest) = l.strip_prefix("csum-offload ") {
-                found.extend(word(rest));
+    for line in doc_lines(text) {
+        match line {
+            DocLine::Fence => {}
+            DocLine::Code(line) => {
+                let l = line.trim_start();
+                let l = l
+                    .strip_prefix("# ")
+                    .or_else(|| l.strip_prefix("$ "))
+                    .unwrap_or(l);
+                if let Some(rest) = l.strip_prefix("csum-offload ") {
+                    found.extend(word(rest));
+                }
             }
-        } else {
-            for (i, _) in line.match_indices("`csum-offload ") {
-                found.extend(word(&line[i + "`csum-offload ".len()..]));
+            DocLine::Prose(line) => {
+                for (i, _) in line.match_indices("`csum-offload ") {
+                    found.extend(word(&line[i + "`csum-offload ".len()..]));
+                }
             }
         }
     }
@@ -207,13 +231,9 @@ fn every_make_target_named_in_the_docs_exists() {
 /// dropped, spaces to `-`; a repeated heading gets `-1`, `-2`, ...
 fn anchors(text: &str) -> BTreeSet<String> {
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced || !line.starts_with('#') {
+    for line in doc_lines(text) {
+        let DocLine::Prose(line) = line else { continue };
+        if !line.starts_with('#') {
             continue;
         }
         let title = line.trim_start_matches('#').trim();
@@ -238,15 +258,8 @@ fn anchors(text: &str) -> BTreeSet<String> {
 /// repository.
 fn local_links(text: &str) -> Vec<String> {
     let mut links = Vec::new();
-    let mut fenced = false;
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if fenced {
-            continue;
-        }
+    for line in doc_lines(text) {
+        let DocLine::Prose(line) = line else { continue };
         let mut rest = line;
         while let Some(i) = rest.find("](") {
             rest = &rest[i + 2..];
@@ -440,22 +453,23 @@ fn command_lines(text: &str, commands: &BTreeSet<String>) -> Vec<(String, BTreeS
             found.push((command, flags(&rest[..end])));
         }
     };
-    let mut fenced = false;
     let mut joined = String::new();
-    for line in text.lines() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            take(&std::mem::take(&mut joined));
-            continue;
-        }
-        if !fenced {
-            for (i, _) in line.match_indices('`') {
-                if line[i + 1..].starts_with("csum-offload ") {
-                    take(&line[i + 1..]);
-                }
+    for line in doc_lines(text) {
+        let line = match line {
+            DocLine::Fence => {
+                take(&std::mem::take(&mut joined));
+                continue;
             }
-            continue;
-        }
+            DocLine::Prose(line) => {
+                for (i, _) in line.match_indices('`') {
+                    if line[i + 1..].starts_with("csum-offload ") {
+                        take(&line[i + 1..]);
+                    }
+                }
+                continue;
+            }
+            DocLine::Code(line) => line,
+        };
         let continues = joined.trim_end().ends_with('\\') || line.trim_start().starts_with('[');
         if !continues {
             take(&std::mem::take(&mut joined));
