@@ -5,6 +5,9 @@
 #
 # Everything this suite names starts with "e2ecd" (netns, links, bridges,
 # the ctr namespace), so it never touches another test's objects.
+E2E_SUITE=e2e
+# shellcheck source=e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
@@ -28,8 +31,6 @@ SYSTEM_DIRS=(/etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd /run/csum-
 # Created mount points are recorded here so a later run (even after a
 # crash) removes them again if they are still empty.
 CREATED_LIST=/run/csum-offload-e2e/created-dirs
-
-say() { printf '%s\n' "$*"; }
 
 # One e2e run at a time, the suite's and the pod-start benchmark's alike:
 # names and subnets are fixed.
@@ -71,24 +72,6 @@ run_locked() {
     remove_created_mount_points
     exit "$rc"
 }
-log() { printf '  %s\n' "$*" >&2; }
-die() {
-    printf 'e2e: %s\n' "$*" >&2
-    exit 1
-}
-
-# Bounded wait: retry CMD every 0.1 s, at most TRIES times.
-wait_for() {
-    local tries=$1
-    shift
-    local i
-    for ((i = 0; i < tries; i++)); do
-        "$@" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
 # --- outside the private mount namespace -----------------------------------
 
 # Creates missing mount points for the bind mounts and remembers them.
@@ -149,28 +132,6 @@ reap_stale_runs() {
         fi
     done
     remove_e2e_links
-}
-
-# Pids whose command line contains ARG (exact substring).
-pids_with_arg() {
-    local f p
-    for f in /proc/[0-9]*/cmdline; do
-        p=${f#/proc/}
-        p=${p%/cmdline}
-        [ "$p" = "$$" ] && continue
-        if tr '\0' ' ' 2>/dev/null <"$f" | grep -qF -- "$1"; then
-            echo "$p"
-        fi
-    done
-}
-
-# Kills a process and its children (children first), by pid.
-kill_tree() {
-    local child
-    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        kill_tree "$child"
-    done
-    kill -KILL "$1" 2>/dev/null || true
 }
 
 remove_e2e_links() {
@@ -283,21 +244,6 @@ teardown_environment() {
     else
         rm -rf --one-file-system "$WORK"
     fi
-}
-
-# Waits (at most TRIES x 0.1 s) for PID to exit; reaps it if it is our
-# child. A zombie counts as gone.
-wait_pid_gone() {
-    local pid=$1 tries=$2 i state
-    for ((i = 0; i < tries; i++)); do
-        state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
-        if [ -z "$state" ] || [ "$state" = Z ]; then
-            wait "$pid" 2>/dev/null || true
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
 }
 
 ctr_() { timeout 60 ctr --address "$SOCK" --namespace "$CTR_NS" "$@"; }

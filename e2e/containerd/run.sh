@@ -134,24 +134,12 @@ inner() {
         printf '%s\n' "${CASES[@]%% *}"
         return 0
     fi
-    local selected=() c p
-    for c in "${CASES[@]}"; do
-        if [ $# = 0 ]; then
-            selected+=("$c")
-            continue
-        fi
-        for p in "$@"; do
-            if [[ ${c%% *} == *$p* ]]; then
-                selected+=("$c")
-                break
-            fi
-        done
-    done
-    [ ${#selected[@]} -gt 0 ] || die "no case matches: $*"
+    select_cases "$@"
+    local c
     local t0=$SECONDS
     setup_environment
     say "e2e: containerd $(containerd --version | awk '{print $3}'), CNI plugins from $DEBIAN_CNI_DIR, work dir $WORK"
-    for c in "${selected[@]}"; do
+    for c in "${SELECTED[@]}"; do
         eval "run_case $c"
     done
     say ""

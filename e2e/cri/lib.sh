@@ -6,6 +6,9 @@
 #
 # Everything this suite names starts with "e2ecri" (links, netns, cgroups,
 # images, the work dir), and every address is in 10.61.0.0/16.
+E2E_SUITE=e2e-cri
+# shellcheck source=e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 CRI_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$CRI_DIR/../.." && pwd)
@@ -20,23 +23,6 @@ CRI_LOCK=/run/csum-offload-e2e-cri/lock
 WORK_PREFIX=/tmp/csum-e2ecri.
 # cgroupfs parent of every pod (kubelet's /kubepods); see tests.py.
 CGROUP_ROOT=e2ecri
-
-say() { printf '%s\n' "$*"; }
-die() {
-    printf 'e2e-cri: %s\n' "$*" >&2
-    exit 1
-}
-
-# Bounded wait: retry CMD every 0.1 s, at most TRIES times.
-wait_for() {
-    local tries=$1 i
-    shift
-    for ((i = 0; i < tries; i++)); do
-        "$@" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # outer -> locked -> inner, each a new run of the calling script.
 cri_main() {
@@ -106,27 +92,6 @@ remove_cgroups() {
         [ -d "$d" ] || continue
         find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     done
-}
-
-pids_with_arg() {
-    local f p
-    for f in /proc/[0-9]*/cmdline; do
-        p=${f#/proc/}
-        p=${p%/cmdline}
-        [ "$p" = "$$" ] && continue
-        if tr '\0' ' ' 2>/dev/null <"$f" | grep -qF -- "$1"; then
-            echo "$p"
-        fi
-    done
-}
-
-kill_tree() {
-    local child
-    # shellcheck disable=SC2013 # the children files hold space-separated pids
-    for child in $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        kill_tree "$child"
-    done
-    kill -KILL "$1" 2>/dev/null || true
 }
 
 # --- inside: the node --------------------------------------------------------

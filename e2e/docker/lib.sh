@@ -28,6 +28,9 @@
 # Everything this suite names starts with "e2edk". Its subnet is
 # 10.62.0.0/16: 10.62.0.0/24 docker's default bridge, 10.62.8.0/24 the
 # user-defined network, 10.62.255.0/24 the uplink.
+E2E_SUITE=e2e-docker
+# shellcheck source=e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
@@ -51,43 +54,6 @@ WAN_IF=e2edkwan0
 SUITE_CG=e2edk-suite
 DOCKER_CG=e2edk
 E2E_LOCK=/run/csum-offload-e2e/docker.lock
-
-say() { printf '%s\n' "$*"; }
-log() { printf '  %s\n' "$*" >&2; }
-die() {
-    printf 'e2e-docker: %s\n' "$*" >&2
-    exit 1
-}
-
-# Bounded wait: retry CMD every 0.1 s, at most TRIES times.
-wait_for() {
-    local tries=$1
-    shift
-    local i
-    for ((i = 0; i < tries; i++)); do
-        "$@" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    return 1
-}
-
-# Microseconds since the epoch, without a fork.
-now_us() { echo "${EPOCHREALTIME/./}"; }
-
-# Waits (at most TRIES x 0.1 s) for PID to exit; reaps it if it is our
-# child. A zombie counts as gone.
-wait_pid_gone() {
-    local pid=$1 tries=$2 i state
-    for ((i = 0; i < tries; i++)); do
-        state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null || true)
-        if [ -z "$state" ] || [ "$state" = Z ]; then
-            wait "$pid" 2>/dev/null || true
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
 
 # --- entry: outer (checks), locked (one run at a time), inner ------------
 

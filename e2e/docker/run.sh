@@ -167,25 +167,13 @@ inner() {
         printf '%s\n' "${CASES[@]%% *}"
         return 0
     fi
-    local selected=() c p
-    for c in "${CASES[@]}"; do
-        if [ $# = 0 ]; then
-            selected+=("$c")
-            continue
-        fi
-        for p in "$@"; do
-            if [[ ${c%% *} == *$p* ]]; then
-                selected+=("$c")
-                break
-            fi
-        done
-    done
-    [ ${#selected[@]} -gt 0 ] || die "no case matches: $*"
+    select_cases "$@"
+    local c
     local t0=$SECONDS
     setup_environment
     say "e2e-docker: $(versions_line)"
     say "e2e-docker: work dir $WORK, agent $AGENT_BIN, setup $((SECONDS - t0)) s"
-    for c in "${selected[@]}"; do
+    for c in "${SELECTED[@]}"; do
         eval "run_case $c"
     done
     say ""
