@@ -8,8 +8,9 @@
 //! - the core: `config` (the entry) and `offload` (facts -> decision ->
 //!   tune -> read back);
 //! - `kernel`: netlink, ethtool, netns;
-//! - support: `logger` (with `logfile`), `args`, `json`, `fsread`,
-//!   `spec_versions` (the CNI versions the plugin speaks).
+//! - support: `logger` (with `logfile`), `args`, `json`, `fsread`, `glob`
+//!   (the one pattern syntax), `spec_versions` (the CNI versions the plugin
+//!   speaks).
 
 pub mod agent;
 pub mod args;
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod cni;
 pub mod config;
 pub(crate) mod fsread;
+pub(crate) mod glob;
 pub mod install;
 pub(crate) mod json;
 pub(crate) mod kernel;

@@ -21,6 +21,8 @@ mod state;
 
 use crate::args::{Args, ArgsError};
 use crate::config::{self, Config, DetectionFailure, LoadError};
+use crate::glob::{Glob, GlobError};
+use crate::json;
 use crate::kernel::monitor::{Event, Monitor};
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
@@ -59,6 +61,13 @@ pub enum AgentError {
     LogLevel(#[from] LevelError),
     #[error("--resync must be a number of seconds, got {0:?}")]
     Resync(String),
+    #[error("{flag} {pattern:?}: {source}; see docs/configuration.md#globs")]
+    Glob {
+        flag: &'static str,
+        pattern: String,
+        #[source]
+        source: GlobError,
+    },
     #[error(transparent)]
     State(#[from] StateError),
     #[error("{0}")]
@@ -125,6 +134,22 @@ fn values(args: &mut Args, name: &str) -> Result<Vec<String>, ArgsError> {
     Ok(all)
 }
 
+/// Takes every `--name GLOB` given, each parsed: a pattern the syntax
+/// does not cover is refused here, before anything is touched, rather
+/// than matching nothing (an exclusion that excludes nothing).
+fn globs(args: &mut Args, flag: &'static str) -> Result<Vec<Glob>, AgentError> {
+    values(args, flag)?
+        .into_iter()
+        .map(|pattern| {
+            Glob::parse(&pattern).map_err(|source| AgentError::Glob {
+                flag,
+                pattern: json::clip(&pattern),
+                source,
+            })
+        })
+        .collect()
+}
+
 fn netns_dirs(args: &mut Args) -> Result<Vec<PathBuf>, ArgsError> {
     let given = values(args, "--netns-dir")?;
     Ok(if given.is_empty() {
@@ -163,8 +188,8 @@ impl Options {
             dry_run: args.flag("--dry-run"),
             scope: Scope {
                 bridges: values(args, "--bridge")?,
-                names: values(args, "--ifname")?,
-                exclude: values(args, "--exclude-ifname")?,
+                names: globs(args, "--ifname")?,
+                exclude: globs(args, "--exclude-ifname")?,
             },
             netns_dirs: netns_dirs(args)?,
             scan_processes: !args.flag("--no-proc"),
@@ -854,4 +879,44 @@ fn set_features(
 ) -> Result<String, String> {
     tune::restore_requested(fd, ifname, features).map_err(|e| e.to_string())?;
     Ok(ifname.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Options, AgentError> {
+        Options::parse(&mut Args::new(args.iter().map(|s| s.to_string()).collect()))
+    }
+
+    fn refused(args: &[&str]) -> AgentError {
+        match parse(args) {
+            Ok(_) => panic!("{args:?} must be refused"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn ifname_flags_are_globs_parsed_up_front() {
+        let opts = parse(&["--ifname", "hx*", "--exclude-ifname", "hxa[0-9]"]).ok();
+        let scope = opts.map(|o| o.scope).unwrap();
+        assert_eq!(scope.names[0].as_str(), "hx*");
+        assert!(scope.exclude[0].matches("hxa7") && !scope.exclude[0].matches("hxab"));
+        for (flag, pattern, why) in [
+            ("--exclude-ifname", "hxa[0-9", "a '[' without its ']'"),
+            (
+                "--ifname",
+                "hxa[9-0]",
+                "the range '9-0' is reversed (write '0-9')",
+            ),
+            ("--exclude-ifname", "", "an empty pattern matches no name"),
+        ] {
+            let e = refused(&[flag, pattern]);
+            assert_eq!(e.exit_code(), 2);
+            assert_eq!(
+                e.to_string(),
+                format!("{flag} {pattern:?}: {why}; see docs/configuration.md#globs"),
+            );
+        }
+    }
 }

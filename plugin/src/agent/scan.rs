@@ -1,10 +1,10 @@
 //! Which host interfaces are containers' veths, which of them the agent
 //! may touch, and where their peers' network namespaces are.
 
+use crate::glob::Glob;
 use crate::kernel::link::Link;
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns::{self, Found};
-use crate::offload::features::glob_match;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -22,9 +22,9 @@ pub struct Scope {
     /// Only host ends attached to one of these bridges (empty: any).
     pub bridges: Vec<String>,
     /// Only host ends whose name matches one of these globs (empty: any).
-    pub names: Vec<String>,
+    pub names: Vec<Glob>,
     /// Never host ends whose name matches one of these globs.
-    pub exclude: Vec<String>,
+    pub exclude: Vec<Glob>,
 }
 
 impl Scope {
@@ -33,8 +33,8 @@ impl Scope {
     pub fn admits(&self, host_end: &Link, master: Option<&str>) -> bool {
         let name = host_end.name.as_str();
         (self.bridges.is_empty() || master.is_some_and(|m| self.bridges.iter().any(|b| b == m)))
-            && (self.names.is_empty() || self.names.iter().any(|g| glob_match(g, name)))
-            && !self.exclude.iter().any(|g| glob_match(g, name))
+            && (self.names.is_empty() || self.names.iter().any(|g| g.matches(name)))
+            && !self.exclude.iter().any(|g| g.matches(name))
     }
 }
 
@@ -223,6 +223,7 @@ mod tests {
             !is_container_veth(&veth("veth1", None)),
             "both ends in the host"
         );
+        let glob = |p: &str| Glob::parse(p).unwrap();
         let mut bridge = veth("br0", Some(0));
         bridge.kind = Some("bridge".into());
         assert!(!is_container_veth(&bridge));
@@ -236,12 +237,23 @@ mod tests {
         assert!(!docker.admits(&veth("veth1", Some(0)), Some("cni0")));
         assert!(!docker.admits(&veth("veth1", Some(0)), None));
         let named = Scope {
-            names: vec!["cali*".into()],
-            exclude: vec!["calitest*".into()],
+            names: vec![glob("cali*")],
+            exclude: vec![glob("calitest*")],
             ..Scope::default()
         };
         assert!(named.admits(&veth("cali12ab", Some(0)), None));
         assert!(!named.admits(&veth("calitest1", Some(0)), None));
         assert!(!named.admits(&veth("veth1", Some(0)), None));
+        // The whole syntax, not only `*` (the agent once read `?` and
+        // `[...]` as themselves, and excluded nothing).
+        let classes = Scope {
+            names: vec![glob("hx??")],
+            exclude: vec![glob("hxa?"), glob("hx[0-9]*")],
+            ..Scope::default()
+        };
+        assert!(classes.admits(&veth("hxb1", Some(0)), None));
+        assert!(!classes.admits(&veth("hxa1", Some(0)), None));
+        assert!(!classes.admits(&veth("hx12", Some(0)), None));
+        assert!(!classes.admits(&veth("hxb12", Some(0)), None));
     }
 }

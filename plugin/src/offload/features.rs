@@ -5,7 +5,9 @@
 //! typo is a config error before any device is touched. At apply time the
 //! same patterns are matched against the strings the running kernel reports
 //! (ETH_SS_FEATURES), so a feature this list does not know yet still works
-//! once it is named by pattern.
+//! once it is named by pattern (the crate's one glob syntax, `glob.rs`).
+
+use crate::glob::Glob;
 
 /// Every netdev feature name Linux has had up to 6.18, in kernel bit order.
 /// Some (`tx-lockless`, `netns-local`) exist only on older kernels: asking
@@ -103,8 +105,9 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
 pub struct FeatureSelector {
     /// The key as the user wrote it, for messages.
     pub key: String,
-    /// Pattern matched against kernel feature names (`*` matches any run).
-    pub pattern: &'static str,
+    /// Matched against kernel feature names: the alias's pattern
+    /// (`tx-checksum-*`) or the exact name.
+    pub pattern: Glob,
     /// True for an ethtool alias: it selects a group, and members the
     /// device cannot change are tolerated the way `ethtool -K` tolerates them.
     pub is_alias: bool,
@@ -113,26 +116,24 @@ pub struct FeatureSelector {
 impl FeatureSelector {
     /// Resolves a config key: an alias (short or long) or an exact kernel
     /// feature name. `None` means the name is unknown.
+    ///
+    /// The patterns are this file's constants, all valid (a unit test
+    /// parses every one), so `None` from a pattern cannot happen; it would
+    /// refuse the key rather than panic.
     pub fn parse(key: &str) -> Option<Self> {
-        if let Some((_, _, pattern)) = ALIASES.iter().find(|(s, l, _)| *s == key || *l == key) {
-            return Some(Self {
-                key: key.to_string(),
-                pattern,
-                is_alias: true,
-            });
-        }
-        KERNEL_FEATURES
-            .iter()
-            .find(|name| **name == key)
-            .map(|name| Self {
-                key: key.to_string(),
-                pattern: name,
-                is_alias: false,
-            })
+        let (pattern, is_alias) = match ALIASES.iter().find(|(s, l, _)| *s == key || *l == key) {
+            Some((_, _, pattern)) => (*pattern, true),
+            None => (*KERNEL_FEATURES.iter().find(|name| **name == key)?, false),
+        };
+        Some(Self {
+            key: key.to_string(),
+            pattern: Glob::parse(pattern).ok()?,
+            is_alias,
+        })
     }
 
     pub fn matches(&self, feature: &str) -> bool {
-        glob_match(self.pattern, feature)
+        self.pattern.matches(feature)
     }
 
     /// Members of this selector among the given feature names.
@@ -167,19 +168,6 @@ pub fn suggest(key: &str) -> Option<&'static str> {
         .filter(|(d, c)| *d <= 3.max(c.len() / 4))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-/// Matches `*` wildcards the way ethtool's feature patterns use them.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == text,
-        Some((head, rest)) => {
-            let Some(tail) = text.strip_prefix(head) else {
-                return false;
-            };
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob_match(rest, &tail[i..]))
-        }
-    }
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -286,11 +274,13 @@ mod tests {
     }
 
     #[test]
-    fn glob() {
-        assert!(glob_match("tx-tcp*-segmentation", "tx-tcp6-segmentation"));
-        assert!(glob_match("tx-tcp*-segmentation", "tx-tcp-segmentation"));
-        assert!(!glob_match("tx-tcp*-segmentation", "tx-udp-segmentation"));
-        assert!(glob_match("a*", "a"));
-        assert!(!glob_match("a", "ab"));
+    fn every_name_and_alias_is_a_valid_pattern_and_a_name_matches_only_itself() {
+        for (short, long, _) in ALIASES {
+            assert!(FeatureSelector::parse(short).is_some(), "{short}");
+            assert!(FeatureSelector::parse(long).is_some(), "{long}");
+        }
+        for name in KERNEL_FEATURES {
+            assert_eq!(names(name), [*name]);
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 use super::settings::{FeatureSettings, SettingsError};
 use super::uplink::NicFacts;
+use crate::glob::{Glob, GlobError};
 use crate::json;
 use serde_json::Value;
 use std::cmp::Ordering;
@@ -39,10 +40,9 @@ impl NicFacts {
 /// How one value is matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Matcher {
-    Exact(String),
-    /// `*` any run, `?` one character, `[...]` a class (`[!...]` negated,
-    /// `a-z` ranges).
-    Glob(String),
+    /// The crate's one glob syntax (`glob.rs`); a value without `*`, `?`,
+    /// `[`, `]` or `\` is matched exactly.
+    Glob(Glob),
     /// A comparison on dotted version numbers: the fact's leading dotted
     /// numbers ("6.18.44-fc" is 6.18.44) against these.
     Compare(Ordering, bool, Vec<u64>, String),
@@ -57,7 +57,7 @@ pub enum MatchError {
     )]
     NotAComparison(String),
     #[error("{0:?} is not a valid glob: {1}")]
-    BadGlob(String, &'static str),
+    BadGlob(String, #[source] GlobError),
 }
 
 impl Matcher {
@@ -79,17 +79,14 @@ impl Matcher {
                 return Ok(Self::Compare(ord, or_equal, numbers, text.to_string()));
             }
         }
-        if text.contains(['*', '?', '[', ']']) {
-            check_glob(text).map_err(|why| MatchError::BadGlob(json::clip(text), why))?;
-            return Ok(Self::Glob(text.to_string()));
-        }
-        Ok(Self::Exact(text.to_string()))
+        Glob::parse(text)
+            .map(Self::Glob)
+            .map_err(|why| MatchError::BadGlob(json::clip(text), why))
     }
 
     pub fn matches(&self, fact: &str) -> bool {
         match self {
-            Self::Exact(want) => fact == want,
-            Self::Glob(pattern) => glob(pattern.as_bytes(), fact.as_bytes()),
+            Self::Glob(pattern) => pattern.matches(fact),
             Self::Compare(ord, or_equal, want, _) => match dotted(fact) {
                 // The fact must be a version: its numbers end it or are
                 // followed by a separator ("6.18.44-fc", "5.15.2-k"), not
@@ -113,7 +110,8 @@ impl Matcher {
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Exact(s) | Self::Glob(s) | Self::Compare(_, _, _, s) => write!(f, "{s:?}"),
+            Self::Glob(g) => write!(f, "{:?}", g.as_str()),
+            Self::Compare(_, _, _, s) => write!(f, "{s:?}"),
         }
     }
 }
@@ -153,64 +151,6 @@ fn compare(a: &[u64], b: &[u64]) -> Ordering {
         })
         .find(|o| *o != Ordering::Equal)
         .unwrap_or(Ordering::Equal)
-}
-
-fn check_glob(p: &str) -> Result<(), &'static str> {
-    let b = p.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'[' => {
-                let mut j = i + 1;
-                if j < b.len() && (b[j] == b'!' || b[j] == b'^') {
-                    j += 1;
-                }
-                let first = j;
-                while j < b.len() && (b[j] != b']' || j == first) {
-                    j += 1;
-                }
-                if j >= b.len() {
-                    return Err("a '[' without its ']'");
-                }
-                i = j + 1;
-            }
-            b']' => return Err("a ']' without its '['"),
-            _ => i += 1,
-        }
-    }
-    Ok(())
-}
-
-/// Shell-style matching of a checked glob.
-fn glob(p: &[u8], t: &[u8]) -> bool {
-    match p.first() {
-        None => t.is_empty(),
-        Some(b'*') => (0..=t.len()).any(|i| glob(&p[1..], &t[i..])),
-        Some(b'?') => !t.is_empty() && glob(&p[1..], &t[1..]),
-        Some(b'[') => {
-            let Some((&c, rest)) = t.split_first() else {
-                return false;
-            };
-            let mut j = 1;
-            let negated = p.get(j).is_some_and(|&x| x == b'!' || x == b'^');
-            if negated {
-                j += 1;
-            }
-            let first = j;
-            let mut hit = false;
-            while j < p.len() && (p[j] != b']' || j == first) {
-                if j + 2 < p.len() && p[j + 1] == b'-' && p[j + 2] != b']' {
-                    hit |= (p[j]..=p[j + 2]).contains(&c);
-                    j += 3;
-                } else {
-                    hit |= p[j] == c;
-                    j += 1;
-                }
-            }
-            hit != negated && glob(&p[(j + 1).min(p.len())..], rest)
-        }
-        Some(&x) => t.first() == Some(&x) && glob(&p[1..], &t[1..]),
-    }
 }
 
 /// One rule: what it matches, and the settings it gives.
@@ -349,6 +289,9 @@ mod tests {
         );
         assert!(!m(">=1").matches(""), "a fact the driver does not report");
         assert!(!m("1.1.*").matches(""));
+        // One syntax with the agent's flags: escapes, `^` negation.
+        assert!(m("0x\\*").matches("0x*") && !m("0x\\*").matches("0x1"));
+        assert!(m("[^i]*").matches("txgbe") && !m("[^i]*").matches("i40e"));
     }
 
     #[test]
@@ -359,6 +302,10 @@ mod tests {
             ("=", "not a comparison"),
             ("1.[0-9", "a '[' without its ']'"),
             ("1.]", "a ']' without its '['"),
+            // Globs the old matcher took and then matched nothing with.
+            ("1.[9-0]*", "the range '9-0' is reversed"),
+            ("1.\\", "a '\\' at the end escapes nothing"),
+            ("[[:digit:]].*", "POSIX classes"),
         ] {
             let e = Matcher::parse(text).unwrap_err().to_string();
             assert!(e.contains(want), "{text}: {e}");
