@@ -44,14 +44,15 @@ Operator commands:
       (default: built-in policy). Peers' netns are found in DIR (default
       /run/netns and /run/docker/netns) and /proc/*/ns/net (unless
       --no-proc). --bridge, --ifname, --exclude-ifname limit which host ends
-      it touches (the uplink never). --once: one pass, a summary, exit 0 when
-      every pair conforms (changed or already set), 1 when any could not be
+      it touches (the uplink never); GLOB: * ? [a-z] [!x], \\ escapes.
+      --once: one pass, a summary, exit 0 when every pair conforms
+      (changed or already set), 1 when any could not be
       set, 2 when the agent cannot run (bad config, another agent holds the
       lock); with --dry-run, change nothing and print what would change. Before its first change to an interface it records the
       original state in FILE of --state-file (/run/csum-offload/agent-state.jsonl).
       --metrics-address 127.0.0.1:9981 serves Prometheus metrics on /metrics;
       --textfile writes them for node_exporter. --resync: a full pass every
-      SECONDS (default 300; 0: never, events only).
+      SECONDS, 0 to 86400 (default 300; 0: never, events only).
       --restore-uplink-on-exit: at SIGTERM, when no other agent runs, put
       back the NICs apply \"uplink\" changed (daemon only).
   csum-offload agent restore [--state-file FILE] [--netns-dir DIR]... [--no-proc]

@@ -50,6 +50,15 @@ const REDETECT_DELAY: Duration = Duration::from_millis(200);
 /// How often a daemon waiting for another agent's lock tries again.
 const LOCK_RETRY_MS: u16 = 500;
 
+/// `--resync` when not given, in seconds.
+const RESYNC_DEFAULT: u64 = 300;
+
+/// The longest `--resync`: a day. A longer period is no different from
+/// "events only" (0) in practice, and a bound keeps every deadline the
+/// daemon computes from it far from `Instant`'s limits (an unbounded
+/// value overflowed `now + resync` and took the daemon down).
+const RESYNC_MAX: u64 = 86_400;
+
 /// Why an agent command failed; printed after "csum-offload: ".
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -59,7 +68,7 @@ pub enum AgentError {
     Config(#[from] LoadError),
     #[error("--log-level {0}")]
     LogLevel(#[from] LevelError),
-    #[error("--resync must be a number of seconds, got {0:?}")]
+    #[error("--resync must be a whole number of seconds from 0 (events only) to {RESYNC_MAX}, got {0:?}")]
     Resync(String),
     #[error("{flag} {pattern:?}: {source}; see docs/configuration.md#globs")]
     Glob {
@@ -150,6 +159,18 @@ fn globs(args: &mut Args, flag: &'static str) -> Result<Vec<Glob>, AgentError> {
         .collect()
 }
 
+/// `--resync SECONDS`: None is events only (0).
+fn resync(value: Option<String>) -> Result<Option<Duration>, AgentError> {
+    let Some(text) = value else {
+        return Ok(Some(Duration::from_secs(RESYNC_DEFAULT)));
+    };
+    match text.parse::<u64>() {
+        Ok(0) => Ok(None),
+        Ok(n) if n <= RESYNC_MAX => Ok(Some(Duration::from_secs(n))),
+        _ => Err(AgentError::Resync(json::clip(&text))),
+    }
+}
+
 fn netns_dirs(args: &mut Args) -> Result<Vec<PathBuf>, ArgsError> {
     let given = values(args, "--netns-dir")?;
     Ok(if given.is_empty() {
@@ -173,14 +194,7 @@ impl Options {
             Some(path) => config::load_file(path)?,
             None => Config::default(),
         };
-        let resync = match args.value("--resync")? {
-            None => Some(Duration::from_secs(300)),
-            Some(s) => match s.parse::<u64>() {
-                Ok(0) => None,
-                Ok(n) => Some(Duration::from_secs(n)),
-                Err(_) => return Err(AgentError::Resync(s)),
-            },
-        };
+        let resync = resync(args.value("--resync")?)?;
         Ok(Self {
             config,
             config_path,
@@ -893,6 +907,40 @@ mod tests {
         match parse(args) {
             Ok(_) => panic!("{args:?} must be refused"),
             Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn resync_is_bounded_and_zero_means_events_only() {
+        let resync = |args: &[&str]| parse(args).map(|o| o.resync).ok();
+        assert_eq!(resync(&[]), Some(Some(Duration::from_secs(300))));
+        assert_eq!(resync(&["--resync", "0"]), Some(None));
+        assert_eq!(
+            resync(&["--resync", "1"]),
+            Some(Some(Duration::from_secs(1)))
+        );
+        assert_eq!(
+            resync(&["--resync=86400"]),
+            Some(Some(Duration::from_secs(86_400)))
+        );
+        // u64::MAX was taken, and overflowed `Instant::now() + resync`.
+        for bad in [
+            "18446744073709551615",
+            "86401",
+            "-1",
+            "abc",
+            "",
+            "1.5",
+            " 5",
+        ] {
+            let e = refused(&["--resync", bad]);
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "--resync must be a whole number of seconds from 0 (events only) to 86400, got {bad:?}"
+                )
+            );
         }
     }
 

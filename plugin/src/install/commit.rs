@@ -374,9 +374,9 @@ fn remove_unheld_temps(dir: &Path, quiet: Duration) {
         if !meta.is_file() || flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
             continue;
         }
-        let changed = SystemTime::UNIX_EPOCH
-            + Duration::new(meta.ctime().max(0) as u64, meta.ctime_nsec().max(0) as u32);
-        let old = changed.elapsed().is_ok_and(|age| age >= quiet);
+        let old = changed_at(meta.ctime(), meta.ctime_nsec())
+            .and_then(|changed| changed.elapsed().ok())
+            .is_some_and(|age| age >= quiet);
         // Still the same file under that name (we hold it open and locked).
         let same = fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == meta.ino());
         if old && same {
@@ -388,9 +388,36 @@ fn remove_unheld_temps(dir: &Path, quiet: Duration) {
     }
 }
 
+/// The time an inode changed, from its ctime; None if it is not a time
+/// this system can hold. The values come from the file system (a crafted
+/// image can hold any, nanoseconds past a second included), and a
+/// `SystemTime + Duration` that overflows panics.
+fn changed_at(secs: i64, nsec: i64) -> Option<SystemTime> {
+    let nsec = u32::try_from(nsec.clamp(0, 999_999_999)).ok()?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::new(u64::try_from(secs.max(0)).ok()?, nsec))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ctime_out_of_range_is_no_time_rather_than_a_panic() {
+        assert_eq!(changed_at(0, 0), Some(SystemTime::UNIX_EPOCH));
+        assert_eq!(
+            changed_at(-5, -1),
+            Some(SystemTime::UNIX_EPOCH),
+            "before the epoch counts as the epoch: old"
+        );
+        assert_eq!(
+            changed_at(1, 5_000_000_000),
+            Some(SystemTime::UNIX_EPOCH + Duration::new(1, 999_999_999))
+        );
+        // The largest: `UNIX_EPOCH + Duration::new(i64::MAX, 4e9)`, as
+        // before, carried the nanoseconds past what a SystemTime holds.
+        let far = changed_at(i64::MAX, 4_000_000_000).unwrap();
+        assert!(far.elapsed().is_err(), "the future: not old, kept");
+    }
 
     #[test]
     fn replace_swaps_only_what_was_read() {
