@@ -110,6 +110,120 @@ fn scope_limits_the_pairs_and_the_uplink_is_never_touched() {
 }
 
 #[test]
+fn ifname_globs_take_question_marks_and_classes_and_a_bad_one_changes_nothing() {
+    // Host ends gqh0, gqh1, gqh2. The agent once understood only `*`, so
+    // `gqh?` or `gqh[0-1]` excluded nothing and it changed every pair.
+    let lab = Lab::with_pods("gq", 3);
+    let s = Scratch::new("globs");
+    let config = s.config(json!({"hostDriver": "txgbe"}));
+    let state = s.state();
+    let once = |scope: &[&str]| {
+        let mut args = vec!["--once", "--config", &config, "--state-file", &state];
+        args.extend(scope);
+        agent(&args)
+    };
+    let changed = || {
+        (0..3)
+            .map(|i| lab.tx(i) == (false, false))
+            .collect::<Vec<_>>()
+    };
+    for (scope, want) in [
+        (&["--exclude-ifname", "gqh[0-1]"][..], [false, false, true]),
+        (&["--exclude-ifname", "gqh?"][..], [false, false, false]),
+        (
+            &["--ifname", "gqh?", "--exclude-ifname", "gqh[!1]"][..],
+            [false, true, false],
+        ),
+        // Negative control: a class that matches none of them.
+        (&["--exclude-ifname", "gqh[5-9]"][..], [true, true, true]),
+    ] {
+        let (code, out, err) = once(scope);
+        assert_eq!(code, 0, "{scope:?}: {out}{err}");
+        assert_eq!(changed(), want, "{scope:?}: {out}");
+        let (code, out, err) = agent(&["restore", "--state-file", &state]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(changed(), [false; 3]);
+    }
+    // A pattern the syntax does not cover: exit 2 with the reason, before
+    // anything is changed or recorded (a state file of its own, which the
+    // runs above did not make).
+    let fresh = Scratch::new("globs-bad");
+    let state = fresh.state();
+    let once = |scope: &[&str]| {
+        let mut args = vec!["--once", "--config", &config, "--state-file", &state];
+        args.extend(scope);
+        agent(&args)
+    };
+    for (flag, pattern, why) in [
+        ("--exclude-ifname", "gqh[0-1", "a '[' without its ']'"),
+        (
+            "--exclude-ifname",
+            "gqh[1-0]",
+            "the range '1-0' is reversed",
+        ),
+        ("--ifname", "gqh\\", "a '\\' at the end escapes nothing"),
+        ("--ifname", "[[:alnum:]]*", "POSIX classes"),
+    ] {
+        let (code, out, err) = once(&[flag, pattern]);
+        assert_eq!(code, 2, "{flag} {pattern}: {out}{err}");
+        assert!(
+            err.contains(&format!("{flag} {pattern:?}: {why}")),
+            "{flag} {pattern}: {err}"
+        );
+        assert_eq!(out, "");
+        assert_eq!(changed(), [false; 3], "{flag} {pattern}");
+        assert!(!std::path::Path::new(&state).exists(), "nothing recorded");
+    }
+}
+
+#[test]
+fn resync_out_of_range_is_refused_without_a_panic_and_a_day_is_taken() {
+    let lab = Lab::with_pods("rz", 1);
+    let s = Scratch::new("resync");
+    let config = s.config(json!({"hostDriver": "txgbe"}));
+    let state = s.state();
+    // u64::MAX once started the daemon, which panicked at its first
+    // `now + resync`; the others are not numbers of seconds it takes.
+    for bad in ["18446744073709551615", "86401", "-1", "5m", ""] {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("agent")
+            .args(["--config", &config, "--state-file", &state])
+            .args(["--resync", bad])
+            .env_remove("CNI_COMMAND");
+        let out = output_within(
+            &mut cmd,
+            std::time::Duration::from_secs(20),
+            "agent --resync",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--resync {bad:?}: {err}");
+        assert_eq!(
+            err.trim_end(),
+            format!(
+                "csum-offload: --resync must be a whole number of seconds from 0 (events only) to 86400, got {bad:?}"
+            )
+        );
+        assert_eq!(lab.tx(0), (true, true), "--resync {bad:?} changed nothing");
+    }
+    // The control: the largest value is taken, and the daemon runs.
+    let daemon = start(
+        &[
+            "--config",
+            &config,
+            "--state-file",
+            &state,
+            "--resync",
+            "86400",
+        ],
+        s.0.join("agent.log"),
+    );
+    daemon.wait_log("full pass every 86400 s");
+    daemon.wait_log("changed container eth0");
+    assert_eq!(lab.tx(0), (false, false));
+    assert_eq!(stop(daemon), 0);
+}
+
+#[test]
 fn a_node_without_a_default_route_changes_nothing() {
     let lab = Lab::with_pods("ad", 1);
     let s = Scratch::new("nodefault");

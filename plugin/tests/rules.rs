@@ -363,6 +363,40 @@ fn rules_match_a_reported_driver_version_exactly_by_glob_and_by_comparison() {
 }
 
 #[test]
+fn a_glob_the_syntax_does_not_cover_fails_add_with_code_7_and_changes_nothing() {
+    // The old matcher took the first three and matched nothing with them
+    // (a reversed range, a `\` read as itself, a POSIX class read as
+    // characters), so a rule meant to fix a node silently did not.
+    let cases = [
+        ("[9-0]*", "the range '9-0' is reversed (write '0-9')"),
+        ("1.\\", "a '\\' at the end escapes nothing"),
+        (
+            "[[:digit:]].*",
+            "POSIX classes such as '[:digit:]' are not supported",
+        ),
+        ("1.[0-9", "a '[' without its ']'"),
+    ];
+    let lab = Lab::with_pods("rg", 1);
+    lab.add_uplink();
+    let facts = veth_uplink(&lab);
+    let rule = |driver_version: &str| json!({"rules": [{"driver": "veth", "driverVersion": driver_version, "settings": {"tx": false}}]});
+    for (value, why) in cases {
+        let before = lab.features_of(0);
+        let msg = add_on(&lab, 0, rule(value)).expect_error(7);
+        let want = format!("rules[0].driverVersion: {value:?} is not a valid glob: {why}");
+        assert!(msg.contains(&want), "{msg}\nwant {want}");
+        assert_eq!(lab.features_of(0), before, "{value:?} changed nothing");
+    }
+    // The control: the same rule with a class the syntax has matches the
+    // reported version, and applies.
+    assert!(facts
+        .driver_version
+        .starts_with(|c: char| c.is_ascii_digit()));
+    add_on(&lab, 0, rule("[0-9]*.[!x]*")).expect_ok();
+    assert_eq!(lab.tx(0), (false, false), "{facts:?}");
+}
+
+#[test]
 fn the_agent_labels_its_info_metric_with_the_facts_and_refuses_a_bad_rule() {
     let lab = Lab::with_pods("ra", 1);
     lab.add_uplink();
