@@ -197,7 +197,12 @@ pub fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
         return Err(e);
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
+        // O_DIRECTORY: never a FIFO or device put where the directory was.
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(dir)?
+            .sync_all()?;
     }
     Ok(())
 }
