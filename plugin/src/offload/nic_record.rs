@@ -248,6 +248,30 @@ mod tests {
     }
 
     #[test]
+    fn a_record_that_is_not_ours_is_refused_and_left_as_it_is() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::unit_dirs::fresh("nicrec", "foreign");
+        let target = dir.join("theirs.json");
+        std::fs::write(&target, b"[]").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.join("uplink-state.json");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let e = NicRecords::lock(&path).err().unwrap();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = NicRecords::lock(&path).err().unwrap();
+        assert!(e.to_string().contains("is a FIFO"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::copy(&target, &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
+        let e = NicRecords::lock(&path).err().unwrap();
+        assert!(e.to_string().contains("has mode 0622"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"[]");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_held_lock_is_waited_for_then_reported_busy() {
         let dir = std::env::temp_dir().join(format!("csum-nicrec-busy-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
