@@ -67,10 +67,18 @@ pub fn read_regular(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
     if !meta.is_file() {
         return Err(ReadError::NotRegular(kind_of(&meta)));
     }
-    if meta.len() > max {
+    read_bounded(&file, max)
+}
+
+/// The rest of an open regular file (from its offset), at most `max`
+/// bytes: the read half of `read_regular`, for callers that opened and
+/// checked the file themselves (`kernel::private`'s state files).
+pub fn read_bounded(file: &File, max: u64) -> Result<Vec<u8>, ReadError> {
+    let len = file.metadata()?.len();
+    if len > max {
         return Err(ReadError::TooLarge(max));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(len as usize);
     file.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(ReadError::TooLarge(max));

@@ -55,9 +55,10 @@ Operator commands:
       SECONDS, 0 to 86400 (default 300; 0: never, events only).
       --restore-uplink-on-exit: at SIGTERM, when no other agent runs, put
       back the NICs apply \"uplink\" changed (daemon only).
-  csum-offload agent restore [--state-file FILE] [--netns-dir DIR]... [--no-proc]
-      put back the features the agent changed, on the interfaces that still
-      exist (stop the agent first)
+  csum-offload agent restore [--state-file FILE] [--netns-dir DIR]... [--no-proc] [--config FILE]
+      put back the features the agent changed, on the container veth pairs
+      that still exist (stop the agent first); --config only for its
+      hostInterface. Exit 1 when a record could not be read or applied.
   csum-offload --version | --help
 ";
 

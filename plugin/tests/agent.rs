@@ -44,7 +44,7 @@ fn once_fixes_every_pair_records_it_and_restore_puts_it_back() {
     let (code, out, err) = agent(&["restore", "--state-file", &state]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("6 restored or gone, 0 failed, 0 records left"),
+        out.contains("6 restored, 0 gone, 0 failed, 0 unreadable; 0 records left"),
         "{out}"
     );
     assert!((0..3).all(|i| lab.tx(i) == (true, true)));

@@ -6,7 +6,8 @@
 //! - `scan`: which host interfaces are containers' veths, the scope, and
 //!   where the peers' netns are.
 //! - `reconcile`: one pair, or a full pass, through the core.
-//! - `state`: what the agent changed, for `agent restore`.
+//! - `state`: what the agent changed (the restore journal).
+//! - `restore`: `agent restore`, putting it back.
 //! - `metrics`: Prometheus text, on an endpoint and in a textfile.
 //!
 //! Events come from one rtnetlink socket in the host netns that also hears
@@ -16,6 +17,7 @@
 
 mod metrics;
 mod reconcile;
+mod restore;
 mod scan;
 mod state;
 
@@ -24,18 +26,14 @@ use crate::config::{self, Config, DetectionFailure, LoadError};
 use crate::glob::{Glob, GlobError};
 use crate::json;
 use crate::kernel::monitor::{Event, Monitor};
-use crate::kernel::netlink::RouteSocket;
-use crate::kernel::netns;
 use crate::kernel::signals::{stop_requested, stop_signals};
 use crate::logger::{self, LevelError};
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
-use crate::offload::tune;
-use crate::offload::veth;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::SignalFd;
 use reconcile::{Agent, Checked};
-use scan::{NetnsIndex, Scope, DEFAULT_NETNS_DIRS};
+use scan::{Scope, DEFAULT_NETNS_DIRS};
 use state::{StateError, StateFile, DEFAULT_STATE_FILE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -219,7 +217,7 @@ impl Options {
 /// `csum-offload agent ...` and `csum-offload agent restore ...`.
 pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
     if args.flag("restore") {
-        return restore_command(args);
+        return restore::command(args);
     }
     let level = args.value("--log-level")?;
     let mut opts = Options::parse(&mut args)?;
@@ -245,6 +243,11 @@ pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
     } else {
         Some(stop_signals().map_err(|(what, source)| AgentError::System { what, source })?)
     };
+    // A --state-file that is not the agent's is refused before anything
+    // is made beside it (lock, presence).
+    if !opts.dry_run {
+        state::check(&opts.state_file)?;
+    }
     // Every daemon says it is there, waiting or acting, so that the one
     // that stops knows whether it is the last.
     let presence = match &signals {
@@ -295,12 +298,9 @@ struct Presence(File);
 impl Presence {
     fn join(state_file: &Path) -> Result<Self, AgentError> {
         let path = state_file.with_extension("presence");
-        let err = |source| StateError {
-            path: path.clone(),
-            source,
-        };
+        let err = |e: crate::kernel::private::PrivateError| StateError::new(&path, e);
         let file = crate::kernel::private::open_lock(&path).map_err(err)?;
-        crate::kernel::lock::flock(&file, libc::LOCK_SH).map_err(err)?;
+        crate::kernel::lock::flock(&file, libc::LOCK_SH).map_err(|e| err(e.into()))?;
         Ok(Self(file))
     }
 
@@ -751,10 +751,7 @@ impl Peers {
 /// of a running one (which would redo it at its next look).
 fn lock(state_file: &Path) -> Result<File, AgentError> {
     let path = state_file.with_extension("lock");
-    let file = crate::kernel::private::open_lock(&path).map_err(|source| StateError {
-        path: path.clone(),
-        source,
-    })?;
+    let file = crate::kernel::private::open_lock(&path).map_err(|e| StateError::new(&path, e))?;
     if crate::kernel::lock::flock(&file, libc::LOCK_EX | libc::LOCK_NB).is_err() {
         return Err(AgentError::Locked(format!(
             "another csum-offload agent is running on this node (it holds {})",
@@ -763,138 +760,6 @@ fn lock(state_file: &Path) -> Result<File, AgentError> {
     }
     Ok(file)
 }
-
-/// `csum-offload agent restore`: puts back what the agent changed, on the
-/// interfaces that still exist, and forgets what it restored.
-fn restore_command(mut args: Args) -> Result<String, AgentError> {
-    let state_path = state_file(&mut args)?;
-    let dirs = netns_dirs(&mut args)?;
-    let scan_processes = !args.flag("--no-proc");
-    args.finish()?;
-    let _lock = lock(&state_path).map_err(|e| match e {
-        AgentError::Locked(why) => AgentError::Locked(format!(
-            "{why}: stop it first, or its next look changes the interfaces again"
-        )),
-        e => e,
-    })?;
-    let mut state = StateFile::open(&state_path)?;
-    let mut host = RouteSocket::open().map_err(io("netlink socket"))?;
-    let host_netns = netns::current().map_err(io("netns"))?;
-    let mut namespaces = NetnsIndex::new(&dirs, scan_processes);
-    let mut lines = Vec::new();
-    let mut failed = 0;
-    let mut done: BTreeSet<usize> = BTreeSet::new();
-    let records = state.records().to_vec();
-    for (i, record) in records.iter().enumerate() {
-        let label = format!("{} end of {}", record.end, record.pair.host);
-        let host_end = match host.link_by_index(record.pair.host_index) {
-            Ok(Some(l)) if l.name == record.pair.host && l.link == Some(record.pair.peer_index) => {
-                l
-            }
-            Ok(_) => {
-                lines.push(format!("{label}: gone; nothing to restore"));
-                done.insert(i);
-                continue;
-            }
-            Err(e) => {
-                failed += 1;
-                lines.push(format!("FAILED {label}: {e}"));
-                continue;
-            }
-        };
-        let result = if record.end == "host" {
-            set_features(host.fd(), &host_end.name, &record.features)
-        } else {
-            restore_container_end(
-                &host_end,
-                &mut host,
-                &host_netns,
-                &mut namespaces,
-                &record.features,
-            )
-        };
-        match result {
-            Ok(ifname) => {
-                let what: Vec<String> = record
-                    .features
-                    .iter()
-                    .map(|(n, on)| format!("{n} {}", if *on { "on" } else { "off" }))
-                    .collect();
-                lines.push(format!(
-                    "{label} ({ifname}): restored [{}]",
-                    what.join(", ")
-                ));
-                done.insert(i);
-            }
-            Err(e) => {
-                failed += 1;
-                lines.push(format!("FAILED {label}: {e}"));
-            }
-        }
-    }
-    let keep: Vec<state::Record> = records
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| !done.contains(i))
-        .map(|(_, r)| r)
-        .collect();
-    let total = keep.len();
-    state.replace(keep)?;
-    lines.push(format!(
-        "{} restored or gone, {failed} failed, {total} records left",
-        done.len()
-    ));
-    // The NICs `apply: "uplink"` changed (the plugin's or an agent's).
-    let nic_record = Path::new(RECORD_FILE);
-    match nics::restore(nic_record) {
-        Ok(r) => {
-            failed += r.failed;
-            lines.extend(r.lines);
-        }
-        Err(e) => {
-            failed += 1;
-            lines.push(format!("FAILED restoring the uplink NICs: {e}"));
-        }
-    }
-    let text = lines.join("\n");
-    if failed > 0 {
-        return Err(AgentError::Unmet(text));
-    }
-    Ok(text)
-}
-
-fn restore_container_end(
-    host_end: &crate::kernel::link::Link,
-    host: &mut RouteSocket,
-    host_netns: &std::os::fd::OwnedFd,
-    namespaces: &mut NetnsIndex,
-    features: &BTreeMap<String, bool>,
-) -> Result<String, String> {
-    let nsid = host_end
-        .link_netnsid
-        .ok_or("its peer is no longer in another netns")?;
-    let found = namespaces
-        .find(host, nsid)
-        .ok_or_else(|| format!("the netns of its peer (id {nsid}) was not found"))?;
-    let mut pod = netns::run_in(&found.fd, host_netns, RouteSocket::open)
-        .and_then(|r| r)
-        .map_err(|e| e.to_string())?;
-    let peer = veth::container_end_of(host_end, &mut pod, host_netns.as_fd())
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    set_features(pod.fd(), &peer.name, features)
-}
-
-/// Sends the recorded requested states back in one SFEATURES.
-fn set_features(
-    fd: std::os::fd::BorrowedFd<'_>,
-    ifname: &str,
-    features: &BTreeMap<String, bool>,
-) -> Result<String, String> {
-    tune::restore_requested(fd, ifname, features).map_err(|e| e.to_string())?;
-    Ok(ifname.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

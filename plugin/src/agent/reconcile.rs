@@ -3,7 +3,7 @@
 //! are the core's, exactly as the plugin runs them at ADD.
 
 use super::metrics::{Metrics, UplinkInfo};
-use super::scan::{is_container_veth, NetnsIndex, Scope};
+use super::scan::{is_container_veth, may_touch, uplink_devices, NetnsIndex, Scope};
 use super::state::{PairId, StateFile};
 use crate::config::{Config, Placement};
 use crate::kernel::link::Link;
@@ -14,7 +14,7 @@ use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
 use crate::offload::pair::{self, Journal, Mode, NoJournal, Pair};
 use crate::offload::tune::{End, Endpoint};
-use crate::offload::uplink::{self, DetectError};
+use crate::offload::uplink::DetectError;
 use crate::offload::veth;
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, OwnedFd};
@@ -139,17 +139,12 @@ impl Agent {
         // With hostDriver the decision walks nothing; the uplink must still
         // be known, or a node whose uplink is a veth (a kind node's eth0)
         // would have it taken for a container's.
-        self.uplink = match &new {
-            Ok(d) if !d.devices.is_empty() => d.devices.clone(),
-            _ => uplink::detect(&mut self.host, self.config.host_interface.as_deref())
-                .map(|u| u.devices)
-                .unwrap_or_default(),
-        };
-        if let Some(name) = &self.config.host_interface {
-            if !self.uplink.contains(name) {
-                self.uplink.push(name.clone());
-            }
-        }
+        let walked = new.as_ref().map(|d| d.devices.as_slice()).unwrap_or(&[]);
+        self.uplink = uplink_devices(
+            &mut self.host,
+            walked,
+            self.config.host_interface.as_deref(),
+        );
         self.decision = new;
         changed
     }
@@ -307,12 +302,13 @@ impl Agent {
             Err(_) => return Checked::Skipped,
         };
         let link = match self.host.link_by_index(host_index) {
-            Ok(Some(link)) if is_container_veth(&link) => link,
-            Ok(_) => return Checked::Skipped,
+            Ok(Some(link)) => link,
+            Ok(None) => return Checked::Skipped,
             Err(e) => return Checked::Failed(format!("cannot read interface #{host_index}: {e}")),
         };
-        if self.uplink.contains(&link.name) {
-            return Checked::Skipped; // the uplink itself (a kind node's eth0)
+        // Not a container's pair, or the uplink itself (a kind node's eth0).
+        if may_touch(&link, &self.uplink).is_err() {
+            return Checked::Skipped;
         }
         let master = match link.master {
             Some(m) if !self.scope.bridges.is_empty() => {

@@ -16,6 +16,60 @@ pub fn is_container_veth(link: &Link) -> bool {
     link.is_veth() && link.link_netnsid.is_some() && link.link.is_some_and(|l| l != 0)
 }
 
+/// Why the agent leaves a host interface alone, whatever asks it to (a
+/// pass, an event, a journal record).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Untouchable {
+    #[error("{0} is not a veth")]
+    NotVeth(String),
+    #[error("{0} is a veth whose peer is in the host netns too (a host-only pair)")]
+    HostOnly(String),
+    #[error("{0} is a device of the node's uplink")]
+    Uplink(String),
+}
+
+/// The one check of which host interfaces the agent may change: the host
+/// end of a container veth pair that is not a device of the uplink
+/// (`uplink`: what detection walks, a kind node's veth `eth0` among
+/// them). The daemon and `--once` apply it before recording or changing
+/// a pair, `restore` before putting one back.
+pub fn may_touch(link: &Link, uplink: &[String]) -> Result<(), Untouchable> {
+    if !link.is_veth() {
+        return Err(Untouchable::NotVeth(link.describe()));
+    }
+    if !is_container_veth(link) {
+        return Err(Untouchable::HostOnly(link.name.clone()));
+    }
+    if uplink.contains(&link.name) {
+        return Err(Untouchable::Uplink(link.name.clone()));
+    }
+    Ok(())
+}
+
+/// The uplink's devices, never touched: `walked` (what the decision's
+/// detection walked), else what detection walks now (with `hostDriver`
+/// the decision walks nothing, yet a node whose uplink is a veth must
+/// still know it), and `host_interface` itself.
+pub fn uplink_devices(
+    host: &mut RouteSocket,
+    walked: &[String],
+    host_interface: Option<&str>,
+) -> Vec<String> {
+    let mut devices = if walked.is_empty() {
+        crate::offload::uplink::detect(host, host_interface)
+            .map(|u| u.devices)
+            .unwrap_or_default()
+    } else {
+        walked.to_vec()
+    };
+    if let Some(name) = host_interface {
+        if !devices.iter().any(|d| d == name) {
+            devices.push(name.to_string());
+        }
+    }
+    devices
+}
+
 /// Which pairs the operator lets the agent touch, by their host end.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {

@@ -72,6 +72,15 @@ impl RecordError {
     }
 }
 
+/// A state file's refusal as the I/O error `RecordError` carries (its
+/// text kept; `is_busy` looks at the kind only).
+fn private_io(e: private::PrivateError) -> io::Error {
+    match e {
+        private::PrivateError::Io(e) => e,
+        e => io::Error::new(io::ErrorKind::InvalidData, e),
+    }
+}
+
 /// The netns of the calling thread, as records name it.
 pub fn netns_id() -> io::Result<String> {
     let fd = netns::current()?;
@@ -88,9 +97,9 @@ impl NicRecords {
             source,
         };
         let lock_path = path.with_extension("lock");
-        let lock = private::open_lock(&lock_path).map_err(|source| RecordError {
+        let lock = private::open_lock(&lock_path).map_err(|e| RecordError {
             path: lock_path.clone(),
-            source,
+            source: private_io(e),
         })?;
         lock_exclusive_within(&lock, LOCK_WAIT).map_err(|source| RecordError {
             path: lock_path.clone(),
@@ -103,11 +112,14 @@ impl NicRecords {
                 source
             },
         })?;
-        let records = match crate::fsread::read_regular(path, MAX_BYTES) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
+        // Only a record of ours is read (never through a link, never a
+        // FIFO, this uid's, writable by nobody else); anything else at the
+        // path is an error and left as it is, never taken for "no record".
+        let records = match private::read_own(path, MAX_BYTES) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
                 .map_err(|e| err(io::Error::new(io::ErrorKind::InvalidData, e)))?,
-            Err(e) if e.is_not_found() => Vec::new(),
-            Err(e) => return Err(err(io::Error::other(e))),
+            Ok(None) => Vec::new(),
+            Err(e) => return Err(err(private_io(e))),
         };
         Ok(Self {
             path: path.to_path_buf(),
@@ -232,6 +244,30 @@ mod tests {
         std::fs::write(&path, b"[{\"netns\": ").unwrap();
         let e = NicRecords::lock(&path).err().unwrap();
         assert_eq!(e.source.kind(), io::ErrorKind::InvalidData);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_record_that_is_not_ours_is_refused_and_left_as_it_is() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::unit_dirs::fresh("nicrec", "foreign");
+        let target = dir.join("theirs.json");
+        std::fs::write(&target, b"[]").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let path = dir.join("uplink-state.json");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let e = NicRecords::lock(&path).err().unwrap();
+        assert!(e.to_string().contains("is a symbolic link"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = NicRecords::lock(&path).err().unwrap();
+        assert!(e.to_string().contains("is a FIFO"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::copy(&target, &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
+        let e = NicRecords::lock(&path).err().unwrap();
+        assert!(e.to_string().contains("has mode 0622"), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"[]");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
