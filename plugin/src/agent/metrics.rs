@@ -2,11 +2,16 @@
 //! opt-in HTTP endpoint, and written to a textfile for node_exporter's
 //! textfile collector. Names follow the Prometheus conventions (a
 //! `csum_offload_` prefix, `_total` counters, units in the name).
+//!
+//! - `textfile`: the file for node_exporter (`--textfile`).
+
+mod textfile;
+
+pub use textfile::write_textfile;
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -145,15 +150,6 @@ impl Metrics {
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
     }
-}
-
-/// Writes the metrics for node_exporter's textfile collector: a temp file
-/// in the same directory, renamed over the target, so the collector never
-/// reads half a file.
-pub fn write_textfile(path: &Path, metrics: &Metrics) -> std::io::Result<()> {
-    let tmp = path.with_extension("prom.tmp");
-    std::fs::write(&tmp, metrics.render())?;
-    std::fs::rename(&tmp, path)
 }
 
 /// Serves `GET /metrics` (and `/`) on `address` from a thread of its own;
