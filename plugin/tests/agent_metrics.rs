@@ -341,7 +341,9 @@ fn idle_slow_and_flooding_connections_never_delay_a_scrape_or_the_stop() {
             held.push(stream);
         }
     }
-    assert!(held.len() > 400, "{} connections made", held.len());
+    // Most connect; on a loaded machine a few may not within the second,
+    // and any number far above the server's 32 still makes the flood.
+    assert!(held.len() > 200, "{} connections made", held.len());
     let body = scrape(&address);
     assert!(body.contains("\ncsum_offload_detection_ok 1\n"), "{body}");
     // Bounded: no thread per connection, and only so many sockets kept.
