@@ -343,7 +343,7 @@ fn the_daemon_fixes_new_pairs_repairs_drift_counts_and_holds_the_lock() {
         "{err}"
     );
     let metrics = get(&address);
-    assert!(metrics.starts_with("HTTP/1.0 200 OK"), "{metrics}");
+    assert!(metrics.starts_with("HTTP/1.1 200 OK"), "{metrics}");
     for line in [
         "csum_offload_uplink_info{nic=\"\",driver=\"txgbe\",driver_version=\"\",firmware_version=\"\",settings=\"tx off\"} 1",
         "csum_offload_drift_repaired_total 1",

@@ -2,13 +2,18 @@
 //! opt-in HTTP endpoint, and written to a textfile for node_exporter's
 //! textfile collector. Names follow the Prometheus conventions (a
 //! `csum_offload_` prefix, `_total` counters, units in the name).
+//!
+//! - `endpoint`: the HTTP server (`--metrics-address`).
+//! - `textfile`: the file for node_exporter (`--textfile`).
+
+mod endpoint;
+mod textfile;
+
+pub use endpoint::serve;
+pub use textfile::write_textfile;
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One NIC the decision rests on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,47 +150,6 @@ impl Metrics {
             .map(|d| d.as_secs_f64())
             .unwrap_or_default();
     }
-}
-
-/// Writes the metrics for node_exporter's textfile collector: a temp file
-/// in the same directory, renamed over the target, so the collector never
-/// reads half a file.
-pub fn write_textfile(path: &Path, metrics: &Metrics) -> std::io::Result<()> {
-    let tmp = path.with_extension("prom.tmp");
-    std::fs::write(&tmp, metrics.render())?;
-    std::fs::rename(&tmp, path)
-}
-
-/// Serves `GET /metrics` (and `/`) on `address` from a thread of its own;
-/// the thread never enters another netns. Returns the bound address.
-pub fn serve(address: &str, shared: Arc<Mutex<Metrics>>) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(address)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("metrics".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
-                let mut stream = stream;
-                let mut request = [0u8; 1024];
-                let n = stream.read(&mut request).unwrap_or(0);
-                let head = String::from_utf8_lossy(&request[..n]);
-                let ok = head.starts_with("GET /metrics ") || head.starts_with("GET / ");
-                let (status, body) = if ok {
-                    let text = shared.lock().map(|m| m.render()).unwrap_or_default();
-                    ("200 OK", text)
-                } else {
-                    ("404 Not Found", "not found\n".to_string())
-                };
-                let _ = write!(
-                    stream,
-                    "HTTP/1.0 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            }
-        })?;
-    Ok(bound)
 }
 
 #[cfg(test)]
