@@ -19,8 +19,9 @@ pub fn install_stop_signals() {
     }
 }
 
-/// The hard upper bound for --seconds.
-pub const MAX_SECONDS: u64 = 600;
+/// The hard upper bound for --seconds: a day, as long as the local
+/// cluster's cable (e2e/k8s) may run; every loop still ends by itself.
+pub const MAX_SECONDS: u64 = 86_400;
 
 /// Why a loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,10 +11,11 @@ use csum_offload_wire::stats::Counts;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: brokennic --a IF --b IF [--seconds N (60, at most 600)] [--max-frames N (100000)]
-                 [--ready-file FILE] [--summary FILE]
+    "usage: brokennic --a IF --b IF [--seconds N (60, at most 86400)] [--max-frames N (100000)]
+                 [--ready-file FILE] [--summary FILE] [--stats FILE]
 Forwards every frame received on IF a out of IF b and vice versa, byte for byte,
-without completing partial checksums, until SIGINT/SIGTERM or a limit.";
+without completing partial checksums, until SIGINT/SIGTERM or a limit.
+--stats FILE: the summary's counts so far, replaced about once a second.";
 
 /// One direction of the forwarder, with what went through it.
 struct Direction {
@@ -37,7 +38,15 @@ fn main() -> ExitCode {
 
 fn run() -> Result<(), String> {
     let args = Args::parse(USAGE)?;
-    args.only(&["a", "b", "seconds", "max-frames", "ready-file", "summary"])?;
+    args.only(&[
+        "a",
+        "b",
+        "seconds",
+        "max-frames",
+        "ready-file",
+        "summary",
+        "stats",
+    ])?;
     let (a_name, b_name) = (args.required("a")?, args.required("b")?);
     let limits = Limits::new(
         args.number("seconds", 60)?,
@@ -54,9 +63,24 @@ fn run() -> Result<(), String> {
     let mut a_to_b = Direction::new("a_to_b", b.mtu);
     let mut b_to_a = Direction::new("b_to_a", a.mtu);
     let mut buf = vec![0u8; MAX_FRAME];
+    // A long-running cable (the local cluster's) is read while it runs:
+    // the counts so far, through a temp file and a rename so a reader
+    // never sees half of them.
+    let stats = args.get("stats");
+    let mut stats_written = std::time::Instant::now();
     let stop = loop {
         if let Some(why) = limits.reached(a_to_b.counts.frames + b_to_a.counts.frames) {
             break why;
+        }
+        if let Some(path) = stats {
+            if stats_written.elapsed() >= std::time::Duration::from_secs(1) {
+                let text = format!("{}\n{}\n", a_to_b.report(), b_to_a.report());
+                let tmp = format!("{path}.tmp");
+                std::fs::write(&tmp, text)
+                    .and_then(|()| std::fs::rename(&tmp, path))
+                    .map_err(|e| format!("{path}: {e}"))?;
+                stats_written = std::time::Instant::now();
+            }
         }
         let ready = poll_readable(&[a.raw_fd(), b.raw_fd()], 100).map_err(|e| e.to_string())?;
         if ready[0] {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 const USAGE: &str =
-    "usage: wirecheck --ifname IF [--seconds N (30, at most 600)] [--max-frames N (200000)]
+    "usage: wirecheck --ifname IF [--seconds N (30, at most 86400)] [--max-frames N (200000)]
                  [--port P] [--pcap FILE] [--summary FILE] [--ready-file FILE]
                  [--expect valid|partial] [--min-segments N (1)]
 Captures on IF until SIGINT/SIGTERM or a limit and checks every TCP checksum.

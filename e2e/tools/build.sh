@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the pinned test tools of this module (go.mod, go.sum) into
+# target/tools/<key>/bin, where <key> hashes go.mod, go.sum, this script,
+# the sources in cmd/ and the Go version: a second run with the same inputs builds nothing.
+# Prints the bin dir on stdout (last line); progress and times on stderr.
+#
+# The tools: a Kubernetes control plane and kubelet (k8s.io/kubernetes),
+# etcd, containerd 2.x with its runc shim, crictl, the reference CNI
+# plugins and the test clients in cmd/. runc itself is Debian's.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$here"
+
+# Go's own caches stay where Go keeps them (shared by every checkout on
+# the machine); the binaries go under the checkout's target/.
+gover=$(go env GOVERSION)
+key=$( { cat go.mod go.sum build.sh; find cmd -type f -name '*.go' | LC_ALL=C sort | xargs cat; echo "$gover"; } |
+    sha256sum | cut -c1-16)
+out=$root/target/tools/$key
+bin=$out/bin
+if [ -f "$out/.complete" ]; then
+    echo "tools: up to date in $bin (key $key)" >&2
+    echo "$bin"
+    exit 0
+fi
+
+pkgs=(
+    k8s.io/kubernetes/cmd/kube-apiserver
+    k8s.io/kubernetes/cmd/kube-controller-manager
+    k8s.io/kubernetes/cmd/kube-scheduler
+    k8s.io/kubernetes/cmd/kubelet
+    k8s.io/kubernetes/cmd/kubectl
+    github.com/containerd/containerd/v2/cmd/containerd
+    github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
+    github.com/containerd/containerd/v2/cmd/ctr
+    sigs.k8s.io/cri-tools/cmd/crictl
+    github.com/containernetworking/plugins/plugins/main/bridge
+    github.com/containernetworking/plugins/plugins/main/ptp
+    github.com/containernetworking/plugins/plugins/main/loopback
+    github.com/containernetworking/plugins/plugins/ipam/host-local
+    github.com/containernetworking/plugins/plugins/meta/portmap
+    github.com/containernetworking/plugins/plugins/meta/tuning
+    ./cmd/...
+)
+rm -rf "$out" && mkdir -p "$bin"
+start=$(date +%s)
+echo "tools: building ${#pkgs[@]} packages with $gover into $bin (cold builds take many minutes on 2 cores)" >&2
+# Static, no cgo: the kubelet and the plugins are built this way upstream;
+# containerd's btrfs snapshotter is the one part that needs cgo (unused).
+# The versions the programs report (kubectl version, kubelet's node
+# status, containerd's, crictl's), which a release build stamps.
+v() { go list -m -f '{{.Version}}' "$1"; }
+k8s=$(v k8s.io/kubernetes)
+minor=${k8s#v1.}
+minor=${minor%%.*}
+ldflags="-s -w
+ -X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1
+ -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean
+ -X k8s.io/client-go/pkg/version.gitVersion=$k8s -X k8s.io/client-go/pkg/version.gitMajor=1
+ -X k8s.io/client-go/pkg/version.gitMinor=$minor
+ -X github.com/containerd/containerd/v2/version.Version=$(v github.com/containerd/containerd/v2)
+ -X sigs.k8s.io/cri-tools/pkg/version.Version=$(v sigs.k8s.io/cri-tools)
+ -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(v github.com/containernetworking/plugins)"
+CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -tags no_btrfs -ldflags "${ldflags//$'\n'/}" -o "$bin/" "${pkgs[@]}"
+touch "$out/.complete"
+echo "tools: built in $(( $(date +%s) - start )) s" >&2
+echo "$bin"
