@@ -31,6 +31,11 @@ have gcc || need+=(gcc)
 /usr/bin/python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 have iperf3 || need+=(iperf3)   # make bench: the datapath benchmark
 have iptables || need+=(iptables)   # make bench: NAT in the datapath wire check
+# make cluster-up / e2e-k8s: the cluster's certificates, health checks and
+# ConfigMap patches.
+have openssl || need+=(openssl)
+have curl || need+=(curl)
+have jq || need+=(jq)
 if [ ${#need[@]} -gt 0 ]; then
     echo "install-deps: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

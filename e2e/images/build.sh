@@ -136,7 +136,7 @@ busybox)
     rm -rf "$CONTEXT" && mkdir -p "$CONTEXT/rootfs/bin" "$CONTEXT/rootfs/tmp" "$CONTEXT/rootfs/etc"
     [ -x /bin/busybox ] || die "/bin/busybox is missing (apt-get install busybox-static)"
     cp /bin/busybox "$CONTEXT/rootfs/bin/busybox"
-    for app in sh nc cat echo sleep head sha256sum wc ls ip mkfifo true false id grep tee dd httpd wget mkdir cut; do
+    for app in sh nc cat echo sleep head sha256sum wc ls ip mkfifo true false id grep tee dd httpd wget mkdir cut tail ping; do
         ln -sf busybox "$CONTEXT/rootfs/bin/$app"
     done
     echo 'root:x:0:0:root:/:/bin/sh' >"$CONTEXT/rootfs/etc/passwd"

@@ -20,8 +20,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 build_all() {
     local t0=$SECONDS
-    tools_bin >/dev/null
-    say "cluster: tools ready in $((SECONDS - t0)) s ($(tools_bin))"
+    TOOLS_BIN=$(tools_bin)
+    export TOOLS_BIN
+    say "cluster: tools ready in $((SECONDS - t0)) s ($TOOLS_BIN)"
     make -C "$REPO" --no-print-directory build wire-tools >&2
     build_images
 }
@@ -249,6 +250,7 @@ prepare_node() {
     cp "$PKI/$node-serving.crt" "$dir/kubelet-pki/kubelet.crt"
     cp "$PKI/$node-serving.key" "$dir/kubelet-pki/kubelet.key"
     kubeconfig "$dir/kubelet.kubeconfig" "$node"
+    printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\ntimeout: 10\n' "$(node_sock "$node")" "$(node_sock "$node")" >"$dir/crictl.yaml"
     cat >"$dir/containerd.toml" <<TOML
 version = 3
 root = "$dir/containerd/root"
@@ -371,7 +373,7 @@ up() {
         say "cluster: a previous cluster is half there; taking it down first"
         down
     fi
-    local t0=$SECONDS
+    local t0=$SECONDS ns
     mkdir -p "$STATE/logs"
     build_all
     make_pki
@@ -385,6 +387,11 @@ up() {
     done
     for node in "${NODES[@]}"; do
         wait_until 240 "$node Ready (logs: $(node_dir "$node")/logs)" node_ready "$node"
+    done
+    # Pods can be created once the controller-manager made the namespaces'
+    # default service accounts.
+    for ns in default kube-system; do
+        wait_until 60 "the service account $ns/default" kubectl_admin -n "$ns" get serviceaccount default
     done
     touch "$STATE/up"
     say "cluster: up in $((SECONDS - t0)) s"

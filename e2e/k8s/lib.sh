@@ -78,7 +78,8 @@ node_exec() {
     [ -n "$pid" ] || die "$node is not running (make cluster-up)"
     nsenter --target "$pid" --mount --net -- env PATH="$(tools_bin):/usr/sbin:/usr/bin:/sbin:/bin" \
         CONTAINER_RUNTIME_ENDPOINT="unix://$(node_sock "$node")" IMAGE_SERVICE_ENDPOINT="unix://$(node_sock "$node")" \
-        CONTAINERD_ADDRESS="$(node_sock "$node")" CONTAINERD_NAMESPACE=k8s.io "$@"
+        CONTAINERD_ADDRESS="$(node_sock "$node")" CONTAINERD_NAMESPACE=k8s.io \
+        CRI_CONFIG_FILE="$(node_dir "$node")/crictl.yaml" "$@"
 }
 
 kubectl_admin() { "$(tools_bin)/kubectl" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

@@ -27,6 +27,10 @@ BIN=$(tools_bin)
 
 setup_mounts() {
     mount --make-rprivate /
+    # The host's netns files (ip netns keeps /run/netns a mount of its
+    # own) are not the node's; under the /run overlay they would still
+    # be in the mount table, where containerd looks for /run/netns.
+    if mountpoint -q /run/netns; then umount -R -l /run/netns; fi
     local d n
     for d in /etc /opt /var/lib /var/log /run; do
         n=${d//\//_}
@@ -36,6 +40,9 @@ setup_mounts() {
     mount --make-rshared /run
     mkdir -p /run/netns
     mount -t tmpfs -o mode=0755,size=16m csk8s-netns /run/netns
+    # The pods' netns files are mounted here after the agent's container
+    # starts: they reach it (HostToContainer) only from a shared mount.
+    mount --make-shared /run/netns
     for d in /etc/cni/net.d /opt/cni/bin /var/lib/cni /var/lib/kubelet /var/log/pods /var/log/containers \
         /run/csum-offload /var/log/csum-offload; do
         n=${d//\//_}
