@@ -222,7 +222,7 @@ if ! command -v shellcheck >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
 fi
-shellcheck e2e/kind/run.sh manifests/check.sh || die "shellcheck"
+shellcheck -x e2e/kind/run.sh e2e/k8s/*.sh e2e/tools/build.sh manifests/check.sh || die "shellcheck"
 say "kind suite: workload schemas, overlay policy (veth -> tx off), shellcheck: ok"
 
 # 5b. The systemd unit for hosts without Kubernetes (docs/agent.md):

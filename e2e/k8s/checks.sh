@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2317 # helpers defined in run_checks are called through wait_until
 # The checks of csum-offload's DaemonSet on a real cluster, the same for
 # both kinds of cluster: sourced by e2e/k8s/run.sh (the local two-node
 # cluster, make e2e-k8s, in CI) and by e2e/kind/run.sh (kind, for users
@@ -84,6 +84,7 @@ pod_offload() {
     id=$(node_sh "$node" "crictl pods --namespace default --name '^$pod\$' --state ready -q | head -n1")
     [ -n "$id" ] || fail "no sandbox for pod $pod on $node"
     pid=$(node_sh "$node" "crictl inspectp -o go-template --template '{{.info.pid}}' $id")
+    # shellcheck disable=SC2153 # INSPECT comes from the caller
     INSPECTED=$(node_sh "$node" "$INSPECT inspect --netns /proc/$pid/ns/net --ifname eth0")
     SIDES=$(awk '/^container interface/ {s = "container"} /^host interface/ {s = "host"}
                  $1 == "tx-checksum-ip-generic:" {print s "=" $2}' <<<"$INSPECTED" | sort | tr '\n' ' ')
@@ -171,9 +172,9 @@ wire_partial() {
 sample() {
     local node=$1 deadline=$((SECONDS + 600))
     while [ ! -e "$TMP/stop-sampling" ] && [ "$SECONDS" -lt "$deadline" ]; do
-        echo "$(primary_entries "$node")" >>"$TMP/samples-$node"
-        echo "$(network_ready "$node")" >>"$TMP/ready-$node"
-        echo "$(node_ready "$node")" >>"$TMP/node-ready-$node"
+        printf '%s\n' "$(primary_entries "$node")" >>"$TMP/samples-$node"
+        printf '%s\n' "$(network_ready "$node")" >>"$TMP/ready-$node"
+        printf '%s\n' "$(node_ready "$node")" >>"$TMP/node-ready-$node"
         sleep 0.3
     done
 }

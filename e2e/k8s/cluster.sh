@@ -11,7 +11,9 @@
 #
 # Needs root. Layout and addresses: e2e/k8s/lib.sh.
 set -euo pipefail
+# shellcheck disable=SC2034 # read by common.sh
 E2E_SUITE=cluster
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "needs root (network namespaces, mounts, cgroups)"
@@ -401,19 +403,17 @@ up() {
 # Ends every process in the cluster's cgroups (the supervisors, kubelets,
 # containerds, shims, pods, the control plane, brokennic), by pid.
 kill_cgroups() {
-    local cg pids tries
-    for tries in 1 2 3 4 5 6 7 8 9 10; do
-        pids=""
+    local cg pids=() i
+    for ((i = 0; i < 10; i++)); do
+        pids=()
         for cg in "$CG_CONTROL" csk8s-a csk8s-b; do
-            pids="$pids $(cgroup_pids "$cg")"
+            mapfile -t -O "${#pids[@]}" pids < <(cgroup_pids "$cg")
         done
-        pids=$(echo $pids)
-        [ -n "$pids" ] || return 0
-        # shellcheck disable=SC2086 # a list of pids
-        kill -KILL $pids 2>/dev/null || true
+        [ ${#pids[@]} -gt 0 ] || return 0
+        kill -KILL "${pids[@]}" 2>/dev/null || true
         sleep 0.3
     done
-    die "processes left in the cluster's cgroups: $pids"
+    die "processes left in the cluster's cgroups: ${pids[*]}"
 }
 
 down() {

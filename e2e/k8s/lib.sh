@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # the names are for the scripts that source this
 # The local two-node cluster (make cluster-up, make e2e-k8s): names,
 # addresses and helpers shared by cluster.sh, node.sh and run.sh.
 #
@@ -93,10 +93,10 @@ make_cgroup() {
         [ -d "/sys/fs/cgroup/$c" ] || continue
         mkdir -p "$d"
         if [ "$c" = cpuset ]; then
-            local p=/sys/fs/cgroup/cpuset q=""
+            local p=/sys/fs/cgroup/cpuset q="" part
             for part in ${path//\// }; do
                 q=$q/$part
-                [ -s "$p$q/cpuset.cpus" ] && [ -n "$(cat "$p$q/cpuset.cpus")" ] || cat "$p/cpuset.cpus" >"$p$q/cpuset.cpus"
+                [ -n "$(cat "$p$q/cpuset.cpus")" ] || cat "$p/cpuset.cpus" >"$p$q/cpuset.cpus"
                 [ -n "$(cat "$p$q/cpuset.mems")" ] || cat "$p/cpuset.mems" >"$p$q/cpuset.mems"
             done
         fi

@@ -17,10 +17,14 @@
 #                                    files holding the values it wants, so
 #                                    it never changes the host's sysctls
 set -euo pipefail
+# shellcheck disable=SC2034 # read by common.sh
 E2E_SUITE=node
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-[ "${1:-}" = run ] && [ -n "${2:-}" ] || die "usage: node.sh run NODE (started by cluster.sh)"
+if [ "${1:-}" != run ] || [ -z "${2:-}" ]; then
+    die "usage: node.sh run NODE (started by cluster.sh)"
+fi
 NODE=$2
 DIR=$(node_dir "$NODE")
 BIN=$(tools_bin)

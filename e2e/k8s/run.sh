@@ -4,8 +4,11 @@
 # (checks.sh). A fresh cluster each run; it is taken down at the end
 # unless KEEP_CLUSTER=1. Needs root. See docs/testing.md.
 set -euo pipefail
+# shellcheck disable=SC2034 # read by common.sh
 E2E_SUITE=e2e-k8s
+# shellcheck source-path=SCRIPTDIR
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=e2e/k8s/checks.sh
 source "$K8S_DIR/checks.sh"
 
 [ "$(id -u)" = 0 ] || die "needs root"
