@@ -80,6 +80,15 @@ wire-tools:
 e2e: deps build
 	bash e2e/containerd/run.sh
 
+# csum-offload driven through libcni (Go, e2e/tools/cmd/libcni-e2e) as
+# runtimes drive it: ADD/CHECK/DEL/STATUS/GC, the result cache, CNI_ARGS,
+# capabilities, every CNI version, chains of the v1.10.0 reference plugins,
+# config errors and negative controls. Needs root and Go; see
+# docs/testing.md. `bash e2e/libcni/run.sh PATTERN` runs a subset.
+.PHONY: e2e-libcni
+e2e-libcni: deps build
+	bash e2e/libcni/run.sh
+
 # End-to-end under a private Docker engine (Debian's docker.io 20.10 with
 # its own containerd, in private mount and network namespaces): what
 # dockerd does to veth pairs, and the node agent's cases. Needs root; see
