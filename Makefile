@@ -37,7 +37,8 @@ lint:
 clean:
 	cargo clean
 
-# ADD/DEL/CHECK latency against the reference tuning plugin and the spawn
+# ADD/DEL/CHECK latency against the reference tuning plugin (Debian's
+# 1.1.1 and plugins v1.10.0 from e2e/tools) and the spawn
 # floor, plus footprint (size, peak RSS, syscalls), then the pod-start
 # overhead under containerd, then the datapath cost (below); see
 # docs/performance.md.
@@ -45,7 +46,8 @@ clean:
 BENCH_ARGS ?=
 PODSTART_RUNS ?= 40
 bench: deps build wire-tools
-	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) $(BENCH_ARGS)
+	tools=$$(bash e2e/tools/build.sh | tail -n1) && \
+	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) --reference tuning-1.10.0=$$tools/tuning $(BENCH_ARGS)
 	bash e2e/bench/podstart.sh $(PODSTART_RUNS)
 	$(MAKE) --no-print-directory bench-agent
 	$(DATAPATH)
