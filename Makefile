@@ -91,6 +91,13 @@ e2e: deps build
 e2e-libcni: deps build
 	bash e2e/libcni/run.sh
 
+# Which conf file the installer edits, judged by containerd's go-cni and
+# libcni over a corpus of awkward conf dirs (e2e/libcni/confdir.py), with
+# CRI-O's rule as the negative control. No root needed; see docs/testing.md.
+.PHONY: e2e-confdir
+e2e-confdir: build
+	bash e2e/libcni/confdir.sh
+
 # End-to-end under a private Docker engine (Debian's docker.io 20.10 with
 # its own containerd, in private mount and network namespaces): what
 # dockerd does to veth pairs, and the node agent's cases. Needs root; see
