@@ -37,7 +37,8 @@ lint:
 clean:
 	cargo clean
 
-# ADD/DEL/CHECK latency against the reference tuning plugin and the spawn
+# ADD/DEL/CHECK latency against the reference tuning plugin (Debian's
+# 1.1.1 and plugins v1.10.0 from e2e/tools) and the spawn
 # floor, plus footprint (size, peak RSS, syscalls), then the pod-start
 # overhead under containerd, then the datapath cost (below); see
 # docs/performance.md.
@@ -45,7 +46,8 @@ clean:
 BENCH_ARGS ?=
 PODSTART_RUNS ?= 40
 bench: deps build wire-tools
-	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) $(BENCH_ARGS)
+	tools=$$(bash e2e/tools/build.sh | tail -n1) && \
+	/usr/bin/python3 e2e/bench/bench.py --binary $(BIN) --reference tuning-1.10.0=$$tools/tuning $(BENCH_ARGS)
 	bash e2e/bench/podstart.sh $(PODSTART_RUNS)
 	$(MAKE) --no-print-directory bench-agent
 	$(DATAPATH)
@@ -79,6 +81,22 @@ wire-tools:
 .PHONY: e2e
 e2e: deps build
 	bash e2e/containerd/run.sh
+
+# csum-offload driven through libcni (Go, e2e/tools/cmd/libcni-e2e) as
+# runtimes drive it: ADD/CHECK/DEL/STATUS/GC, the result cache, CNI_ARGS,
+# capabilities, every CNI version, chains of the v1.10.0 reference plugins,
+# config errors and negative controls. Needs root and Go; see
+# docs/testing.md. `bash e2e/libcni/run.sh PATTERN` runs a subset.
+.PHONY: e2e-libcni
+e2e-libcni: deps build
+	bash e2e/libcni/run.sh
+
+# Which conf file the installer edits, judged by containerd's go-cni and
+# libcni over a corpus of awkward conf dirs (e2e/libcni/confdir.py), with
+# CRI-O's rule as the negative control. No root needed; see docs/testing.md.
+.PHONY: e2e-confdir
+e2e-confdir: build
+	bash e2e/libcni/confdir.sh
 
 # End-to-end under a private Docker engine (Debian's docker.io 20.10 with
 # its own containerd, in private mount and network namespaces): what

@@ -18,6 +18,9 @@ plus csum-offload CHECK, DEL and VERSION, an ADD that detects the host NIC
 itself (no hostDriver: default route -> macvlan -> veth uplink), and tuning
 CHECK and DEL, for context.
 The net ratio is (csum - floor) / (tuning - floor) on the medians.
+--reference LABEL=PATH adds another tuning build (e.g. the plugins v1.10.0
+tuning from e2e/tools) with the same config in the rotation, and a second
+ratio against it.
 
 Footprint: size of the binary, peak RSS of one ADD (/usr/bin/time), the
 syscalls of one ADD (strace -c -f).
@@ -250,6 +253,10 @@ class Runner:
         self.candidates = args.candidate or []
         for label, _ in self.candidates:
             self.samples[f"{label} ADD changing"] = []
+        self.references = args.reference or []
+        for label, _ in self.references:
+            for verb in ("ADD", "CHECK", "DEL"):
+                self.samples[f"{label} {verb}"] = []
         self.usage = {}
         self.round = 0
 
@@ -265,18 +272,22 @@ class Runner:
         expect("noop", p)
         self.add("floor", ms, p, record)
 
-    def unit_tuning(self, record):
+    def unit_tuning(self, record, label="tuning", path=None):
         v = self.round % 2
         netns = self.lab.netns
-        ms, p = timed([self.tuning], env_for("ADD", netns), self.tuning_conf[v])
-        expect("tuning ADD", p)
-        self.add("tuning ADD", ms, p, record)
-        ms, p = timed([self.tuning], env_for("CHECK", netns), self.tuning_conf[v])
-        expect("tuning CHECK", p)
-        self.add("tuning CHECK", ms, p, record)
-        ms, p = timed([self.tuning], env_for("DEL", netns), self.tuning_del[v])
-        expect("tuning DEL", p)
-        self.add("tuning DEL", ms, p, record)
+        path = path or self.tuning
+        ms, p = timed([path], env_for("ADD", netns), self.tuning_conf[v])
+        expect(f"{label} ADD", p)
+        self.add(f"{label} ADD", ms, p, record)
+        ms, p = timed([path], env_for("CHECK", netns), self.tuning_conf[v])
+        expect(f"{label} CHECK", p)
+        self.add(f"{label} CHECK", ms, p, record)
+        ms, p = timed([path], env_for("DEL", netns), self.tuning_del[v])
+        expect(f"{label} DEL", p)
+        self.add(f"{label} DEL", ms, p, record)
+
+    def unit_reference(self, label, path):
+        return lambda record: self.unit_tuning(record, label, path)
 
     def unit_csum(self, record):
         netns = self.lab.netns
@@ -324,6 +335,7 @@ class Runner:
     def run(self, warmup, iterations, rng):
         units = [self.unit_floor, self.unit_tuning, self.unit_csum]
         units += [self.unit_candidate(label, path) for label, path in self.candidates]
+        units += [self.unit_reference(label, path) for label, path in self.references]
         for i in range(warmup + iterations):
             self.round = i
             rng.shuffle(units)
@@ -378,12 +390,16 @@ def footprint(args, runner, tmp):
             "tuning ADD": peak_rss([runner.tuning], runner.tuning_conf[0], False),
             "floor": peak_rss([runner.noop], runner.cso_conf, False),
         }
+        for label, path in runner.references:
+            out["peak_rss_kib"][f"{label} ADD"] = peak_rss([path], runner.tuning_conf[0], False)
     if shutil.which("strace"):
         out["syscalls"] = {
             "csum ADD": syscalls([args.binary], runner.cso_conf, True),
             "tuning ADD": syscalls([runner.tuning], runner.tuning_conf[0], False),
             "floor": syscalls([runner.noop], runner.cso_conf, False),
         }
+        for label, path in runner.references:
+            out["syscalls"][f"{label} ADD"] = syscalls([path], runner.tuning_conf[0], False)
         if args.strace_detail:
             lab.reset_tx_on()
             subprocess.run(["strace", "-f", "-tt", "-T", "-o", args.strace_detail, args.binary],
@@ -405,6 +421,8 @@ def report(results):
     print()
     for case in ("changing", "already set"):
         print(f"net ratio (csum ADD {case} - floor) / (tuning ADD - floor): {results['ratio'][case]:.3f}")
+        for label, r in results.get("ratio_vs", {}).items():
+            print(f"net ratio (csum ADD {case} - floor) / ({label} ADD - floor): {r[case]:.3f}")
     fp = results.get("footprint", {})
     if fp:
         print(f"\nbinary: {fp['size_bytes']} bytes ({fp['size_bytes'] / 1048576:.2f} MiB); {fp['file']}")
@@ -424,6 +442,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default=os.path.join(REPO, "target/release/csum-offload"))
     ap.add_argument("--tuning", default="/usr/lib/cni/tuning")
+    ap.add_argument("--reference", action="append", type=candidate, metavar="LABEL=PATH",
+                    help="another tuning build in the rotation (ADD, CHECK, DEL), with its own ratio")
     ap.add_argument("--iterations", type=int, default=400)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
@@ -474,6 +494,11 @@ def main():
                     "changing": (lat["csum ADD changing"]["median"] - floor) / tuning_net,
                     "already set": (lat["csum ADD already set"]["median"] - floor) / tuning_net,
                 },
+            }
+            results["ratio_vs"] = {
+                label: {case: (lat[f"csum ADD {case}"]["median"] - floor) / (lat[f"{label} ADD"]["median"] - floor)
+                        for case in ("changing", "already set")}
+                for label, _ in (args.reference or [])
             }
             if not args.no_footprint:
                 results["footprint"] = footprint(args, runner, tmp)
