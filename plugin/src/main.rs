@@ -59,6 +59,19 @@ Operator commands:
       put back the features the agent changed, on the container veth pairs
       that still exist (stop the agent first); --config only for its
       hostInterface. Exit 1 when a record could not be read or applied.
+  csum-offload probe --target IP:PORT (--netns PATH [--ifname eth0] | --source IPV4)
+                     [--bytes N] [--tries K] [--timeout-ms MS] [--state-file FILE]
+                     [--config FILE] [--json]
+      measure whether a pod's TCP with TX checksum offload on reaches TARGET
+      (any TCP listener off the node), against the same transfer with it
+      off: per try, one transfer each way, N bytes (32768) acknowledged
+      within MS (1500), K tries (2). From a real pod's netns (its interface
+      toggled, then put back exactly; a record in FILE,
+      /run/csum-offload/probe-state.json, lets the next probe put it back
+      if this one is killed) or a throwaway pod with address IPV4 (a veth
+      and a host route, gone when the probe ends, even if killed).
+      Exit 0 ok, 1 broken, 3 unreachable, 4 inconclusive, 2 usage or setup
+      error. See docs/probe.md.
   csum-offload --version | --help
 ";
 
@@ -100,6 +113,14 @@ fn main() {
         "--help" | "-h" | "help" => Ok(HELP.trim_end().to_string()),
         "detect" => cli::detect_command(Args::new(args)).map_err(|e| boxed(&e)),
         "inspect" => cli::inspect_command(Args::new(args)).map_err(|e| boxed(&e)),
+        "probe" => match cli::probe_command(Args::new(args)) {
+            // The verdict is the exit code; the report is the output.
+            Ok((text, code)) => {
+                println!("{text}");
+                std::process::exit(code);
+            }
+            Err(e) => Err(boxed(&e)),
+        },
         "install" => install::install_command(Args::new(args)).map_err(|e| boxed(&e)),
         "uninstall" => install::uninstall_command(Args::new(args)).map_err(|e| boxed(&e)),
         "agent" => match agent::agent_command(Args::new(args)) {

@@ -12,6 +12,10 @@
 //! - `signals`: SIGTERM and SIGINT through a signalfd.
 //! - `monitor`: link and route events of the host and of every netns with
 //!   an id in it.
+//! - `plumb`: the rtnetlink changes that wire the probe's throwaway pod
+//!   (veth into a netns, link up/delete, address, host route, neighbour).
+//! - `tcp`: one bounded TCP client transfer, acknowledged byte count
+//!   (SIOCOUTQ), for the probe.
 
 pub mod ethtool;
 pub mod link;
@@ -19,6 +23,8 @@ pub mod lock;
 pub mod monitor;
 pub mod netlink;
 pub mod netns;
+pub mod plumb;
 pub mod private;
 pub mod signals;
 pub mod system;
+pub mod tcp;

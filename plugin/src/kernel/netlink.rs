@@ -6,8 +6,8 @@
 
 use super::link::Link;
 use netlink_packet_core::{
-    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_DUMP,
-    NLM_F_REQUEST,
+    NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload, NlasIterator, NLM_F_ACK,
+    NLM_F_DUMP, NLM_F_REQUEST,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkHeader, LinkMessage};
 use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
@@ -324,6 +324,13 @@ impl RouteSocket {
                 each(parse_nexthop(payload));
             }
         })
+    }
+
+    /// Sends one change request (RTM_NEWLINK, RTM_NEWADDR, ...) with
+    /// NLM_F_ACK and `flags`, and waits for the kernel's answer: Ok on its
+    /// ACK, the errno it refused with otherwise. Used by `plumb`.
+    pub fn change(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        self.exchange(message, NLM_F_ACK | flags, |_, _| {})
     }
 
     /// The id under which this socket's netns knows the netns behind `fd`

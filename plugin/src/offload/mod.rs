@@ -20,6 +20,8 @@
 //! - `nics`: the uplink placement: the settings on the NIC(s) themselves,
 //!   node-wide, with `nic_record` (what they were, for a restore).
 //! - `pod`: the pod job the CNI verbs run: all of the above for one pod.
+//! - `probe`: `csum-offload probe`: the same TCP transfer from a pod with
+//!   TX checksum offload on and off, and the verdict.
 
 pub mod decision;
 pub mod features;
@@ -28,6 +30,7 @@ pub mod nics;
 pub mod pair;
 pub mod pod;
 pub mod policy;
+pub mod probe;
 pub mod rules;
 pub mod settings;
 pub mod tune;
