@@ -395,6 +395,8 @@ up() {
     for ns in default kube-system; do
         wait_until 60 "the service account $ns/default" kubectl_admin -n "$ns" get serviceaccount default
     done
+    # kubectl and crictl of the cluster's release, for the user's PATH.
+    ln -sfn "$(tools_bin)" "$STATE/bin"
     touch "$STATE/up"
     say "cluster: up in $((SECONDS - t0)) s"
     status
@@ -446,7 +448,7 @@ status() {
         return 1
     fi
     kubectl_admin get nodes -o wide
-    say "export KUBECONFIG=$KUBECONFIG_ADMIN"
+    say "export KUBECONFIG=$KUBECONFIG_ADMIN PATH=$STATE/bin:\$PATH"
 }
 
 cmd=${1:-}
