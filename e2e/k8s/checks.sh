@@ -251,6 +251,23 @@ uplink_tx() {
     node_sh "$1" "ethtool -k eth0" | awk '$1 == "tx-checksum-ip-generic:" {print $2}'
 }
 
+# probe_path NODE SOURCE WANT EXIT: `csum-offload probe` from a throwaway
+# pod on NODE (address SOURCE) to the server pod gives verdict WANT and
+# exit status EXIT, and leaves no csprobe veth behind.
+probe_path() {
+    local node=$1 source=$2 want=$3 want_rc=$4 out rc=0 verdict
+    out=$(node_sh "$node" "$INSPECT probe --target $server_ip:8080 --source $source --bytes 512 --json") || rc=$?
+    verdict=$(jq -r .verdict <<<"$out")
+    if [ "$verdict" != "$want" ] || [ "$rc" != "$want_rc" ]; then
+        echo "$out" >&2
+        fail "probe from $node ($source) to $server_ip:8080: verdict $verdict, exit $rc; want $want, exit $want_rc"
+    fi
+    echo "   $node -> csum-server: $verdict (exit $rc): $(jq -r '[.attempts[] | "\(.mode) \(.bytesAcked)/\(.bytes)"] | join(", ")' <<<"$out") bytes acknowledged"
+    if node_sh "$node" "ip -o link" | grep -q csprobe; then
+        fail "$node: the probe left a csprobe veth behind"
+    fi
+}
+
 run_checks() {
     mapfile -t NODES < <(nodes)
     [ ${#NODES[@]} -ge 2 ] || fail "want 2 nodes, got ${NODES[*]}"
@@ -331,6 +348,16 @@ run_checks() {
         check_transfer csum-client csum-server.default.svc.cluster.local
     fi
     k delete pod csum-new --wait=false >/dev/null
+
+    if [ "$BROKEN_WIRE" = 1 ]; then
+        step "4b. csum-offload probe: the path across the wire is broken, the path on one node is healthy"
+        # The server's own veth is fixed now, so its ACKs cross the wire;
+        # the probe judges the client side's path (docs/probe.md).
+        probe_path "$a" 10.212.1.250 broken 1
+        # A source outside every pod subnet: node-b routes the answer back
+        # to the probe's /32 (the server's gateway is node-b's cni0).
+        probe_path "$b" 10.214.0.2 ok 0
+    fi
 
     step "5. the primary CNI writes its config again: the entry comes back"
     node=$b
