@@ -8,7 +8,8 @@
 //! - the core: `config` (the entry) and `offload` (facts -> decision ->
 //!   tune -> read back);
 //! - `kernel`: netlink, ethtool, netns;
-//! - support: `logger` (with `logfile`), `args`, `json`, `fsread`, `glob`
+//! - support: `logger` (with `logfile`; both below `log_line`, the line
+//!   format), `args`, `json`, `fsread`, `glob`
 //!   (the one pattern syntax), `spec_versions` (the CNI versions the plugin
 //!   speaks).
 
@@ -22,6 +23,7 @@ pub(crate) mod glob;
 pub mod install;
 pub(crate) mod json;
 pub(crate) mod kernel;
+pub(crate) mod log_line;
 pub(crate) mod logfile;
 pub(crate) mod logger;
 pub(crate) mod offload;

@@ -358,7 +358,7 @@ fn check_ours_at(dir: &OwnedFd, name: &CString, meta: &std::fs::Metadata) -> Res
         .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
     let mut head = [0u8; HEAD_BYTES];
     let n = reader.read_at(&mut head, 0).unwrap_or(0);
-    if same && crate::logger::is_log_line(&head[..n]) {
+    if same && crate::log_line::is_log_line(&head[..n]) {
         Ok(())
     } else {
         Err(Foreign::FirstLine)

@@ -3,7 +3,7 @@
 //! `code` is the only place a number is chosen.
 
 use super::env::EnvError;
-use super::netconf::{DecodeError, PrevResultError};
+use super::input::{DecodeError, PrevResultError};
 use super::version::{ConvertError, VersionError};
 use crate::config::ConfigError;
 use crate::offload::pod::{PodError, Problems};

@@ -2,6 +2,7 @@
 //! result or error object out.
 //!
 //! - `env`: CNI_COMMAND and the attachment variables.
+//! - `input`: stdin read within a bound, and what cannot be a config.
 //! - `netconf`: the network configuration on stdin around our entry.
 //! - `version`: supported versions, verb gating, result conversion.
 //! - `verbs`: what ADD, CHECK, DEL, GC, STATUS and VERSION do.
@@ -9,6 +10,7 @@
 
 pub(crate) mod env;
 pub mod error;
+mod input;
 pub mod netconf;
 mod verbs;
 pub mod version;
@@ -27,13 +29,13 @@ pub struct Reply {
 }
 
 /// Runs one CNI invocation with stdin read from `input` (bounded; see
-/// `netconf::read_input`).
+/// `input::read_input`).
 pub fn run_reader(
     command: &OsStr,
     input: impl std::io::Read,
     getenv: impl Fn(&str) -> Option<OsString>,
 ) -> Reply {
-    match netconf::read_input(input) {
+    match input::read_input(input) {
         Ok(stdin) => run(command, &stdin, getenv),
         Err(e) => fail(command, Error::from(e), version::CURRENT),
     }

@@ -3,7 +3,8 @@
 
 use super::env::{Attachment, Command};
 use super::error::CniError;
-use super::netconf::{Envelope, NetConf, PrevResultError};
+use super::input::PrevResultError;
+use super::netconf::{Envelope, NetConf};
 use super::version;
 use crate::config::{DetectionFailure, FailurePolicy};
 use crate::logger;
