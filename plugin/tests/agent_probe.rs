@@ -362,3 +362,49 @@ fn the_daemon_probes_at_start_and_again_every_interval() {
     assert!(daemon.terminate().success());
     assert!(s.path("run/verdict.json").exists());
 }
+
+#[test]
+fn bad_probe_fields_are_code_7_for_the_plugin_and_exit_2_for_the_commands() {
+    let s = Scratch::new("apx");
+    let cases = [
+        (
+            json!({"detection": "probe"}),
+            "detection \"probe\" needs probe.target and probe.source",
+        ),
+        (
+            json!({"detection": "both", "probe": {"target": "10.0.0.1:80", "source": "10.244.0.9", "interval": 5}}),
+            "probe.interval must be a whole number of seconds from 10 to 86400, got 5",
+        ),
+        (
+            json!({"probe": {"target": "10.0.0.1:80", "source": "10.244.0.9"}}),
+            "probe is set but detection is \"table\"",
+        ),
+    ];
+    for (bad, want) in cases {
+        let conf = common::conf("1.0.0", bad.clone(), None);
+        let msg = exec(&[("CNI_COMMAND", "ADD")], conf.to_string().as_bytes()).expect_error(7);
+        assert!(msg.contains(want), "{bad}: {msg}");
+        let config = s.config(bad.clone());
+        for args in [
+            vec![
+                "agent",
+                "--once",
+                "--config",
+                &config,
+                "--state-file",
+                &s.state(),
+            ],
+            vec!["detect", "--config", &config],
+        ] {
+            let (code, out, err) = operator(&args);
+            assert_eq!(code, 2, "{args:?}: {out}{err}");
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+    // Control: the same fields, valid, pass the config check and the
+    // ADD goes on to the environment (code 4: no CNI_CONTAINERID here).
+    let good =
+        json!({"detection": "both", "probe": {"target": "10.0.0.1:80", "source": "10.244.0.9"}});
+    let conf = common::conf("1.0.0", good, None);
+    exec(&[("CNI_COMMAND", "ADD")], conf.to_string().as_bytes()).expect_error(4);
+}
