@@ -26,10 +26,12 @@ pub enum ProbeRunError {
     Write(#[from] EvidenceError),
 }
 
-/// The probe's own record and lock (for a `--netns` probe; a throwaway
-/// pod's probe only takes the lock): beside the verdict file.
+/// The probe's own record and lock (a throwaway pod's probe takes only
+/// the lock): `probe-state.json` beside the verdict file, so with the
+/// default `verdictFile` it is `csum-offload probe`'s default too, and an
+/// operator's probe and the agent's take turns.
 fn probe_state_file(spec: &ProbeSpec) -> PathBuf {
-    spec.verdict_file.with_extension("probe-state")
+    spec.verdict_file.with_file_name("probe-state.json")
 }
 
 /// One probe from a throwaway pod with `spec.source`; its record, kept in
@@ -141,4 +143,21 @@ pub fn run(agent: &mut Agent) -> (Vec<String>, bool) {
         }
     }
     (out, changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::offload::probe::toggle::STATE_FILE;
+
+    #[test]
+    fn the_default_lock_is_the_probe_command_s() {
+        let spec = ProbeSpec {
+            target: "10.0.0.1:80".parse().unwrap(),
+            source: "10.244.0.9".parse().unwrap(),
+            interval: Duration::from_secs(300),
+            verdict_file: evidence::VERDICT_FILE.into(),
+        };
+        assert_eq!(probe_state_file(&spec), PathBuf::from(STATE_FILE));
+    }
 }
