@@ -9,16 +9,19 @@ use crate::kernel::link::{check_ifname, IfnameError};
 use crate::logfile::{self, LogPathError};
 use crate::logger::{self, LevelError};
 use crate::offload::policy::{Policy, PolicyError};
-use crate::offload::wanted::Wanted;
+use crate::offload::wanted::{ProbeSpec, Wanted};
 use log::LevelFilter;
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod probe;
+
 // Defined in the core, which never names this module; re-exported because
 // every front end reads them as fields of `Config`.
-pub use crate::offload::wanted::{NonVeth, Placement};
+pub use crate::offload::wanted::{Detection, NonVeth, Placement};
+pub use probe::ProbeFieldError;
 
 /// What to do when a required setting cannot be applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +52,10 @@ pub struct Config {
     pub failure_policy: FailurePolicy,
     pub non_veth: NonVeth,
     pub detection_failure: DetectionFailure,
+    /// Whether the table or the agent's probe verdict decides.
+    pub detection: Detection,
+    /// What the agent probes (set whenever `detection` is not `Table`).
+    pub probe: Option<ProbeSpec>,
     pub log_file: Option<PathBuf>,
     pub log_level: LevelFilter,
 }
@@ -64,6 +71,8 @@ impl Default for Config {
             failure_policy: FailurePolicy::Fail,
             non_veth: NonVeth::Skip,
             detection_failure: DetectionFailure::Skip,
+            detection: Detection::Table,
+            probe: None,
             log_file: None,
             log_level: LevelFilter::Info,
         }
@@ -85,6 +94,12 @@ impl Wanted for Config {
     }
     fn non_veth(&self) -> NonVeth {
         self.non_veth
+    }
+    fn detection(&self) -> Detection {
+        self.detection
+    }
+    fn probe(&self) -> Option<&ProbeSpec> {
+        self.probe.as_ref()
     }
 }
 
@@ -120,6 +135,8 @@ pub enum ConfigError {
     GroOnHostEnd(String),
     #[error("apply \"uplink\" sets the NIC itself, so it needs detection to find the device; hostDriver {0:?} skips detection: remove it (hostInterface chooses where detection starts)")]
     UplinkNeedsDetection(String),
+    #[error(transparent)]
+    Probe(#[from] ProbeFieldError),
     #[error(transparent)]
     LogFile(#[from] LogPathError),
     #[error("logLevel {0}")]
@@ -175,6 +192,8 @@ pub const OWN_KEYS: &[&str] = &[
     "failurePolicy",
     "nonVeth",
     "detectionFailure",
+    "detection",
+    "probe",
     "logFile",
     "logLevel",
     // Set by the installer on the entries it writes; nothing reads it.
@@ -249,6 +268,7 @@ impl Config {
             &["skip", "fail"],
             &[DetectionFailure::Skip, DetectionFailure::Fail],
         )?;
+        let (detection, probe) = probe::parse(&fields)?;
         let log_file = fields.string("logFile")?.map(PathBuf::from);
         if let Some(path) = &log_file {
             logfile::check_path(path)?;
@@ -262,6 +282,8 @@ impl Config {
             failure_policy,
             non_veth,
             detection_failure,
+            detection,
+            probe,
             log_file,
             log_level,
         })
@@ -489,6 +511,59 @@ mod tests {
                 json!({"detectionFailure": "ignore"}),
                 "detectionFailure must be \"skip\" or \"fail\", got \"ignore\"",
             ),
+            (
+                json!({"detection": "guess"}),
+                "detection must be \"table\", \"probe\" or \"both\", got \"guess\"",
+            ),
+            (
+                json!({"detection": "probe"}),
+                "detection \"probe\" needs probe.target and probe.source",
+            ),
+            (
+                json!({"detection": "both", "probe": {"target": "10.0.0.1:80"}}),
+                "detection \"both\" needs probe.target and probe.source",
+            ),
+            (
+                json!({"probe": {"target": "10.0.0.1:80", "source": "10.244.0.9"}}),
+                "probe is set but detection is \"table\"",
+            ),
+            (json!({"detection": "probe", "probe": "10.0.0.1:80"}), "probe must be an object, got a string"),
+            (
+                json!({"detection": "probe", "probe": {"targt": "x"}}),
+                "probe: unknown field \"targt\"",
+            ),
+            (
+                json!({"detection": "probe", "probe": {"target": "10.0.0.1", "source": "10.244.0.9"}}),
+                "probe.target must be an IPv4 address and port (\"10.0.3.15:5201\"), got \"10.0.0.1\"",
+            ),
+            (
+                json!({"detection": "probe", "probe": {"target": "[::1]:80", "source": "10.244.0.9"}}),
+                "probe.target must be an IPv4 address and port",
+            ),
+            (
+                json!({"detection": "probe", "probe": {"target": "10.0.0.1:0", "source": "10.244.0.9"}}),
+                "probe.target must be an IPv4 address and port",
+            ),
+            (
+                json!({"detection": "probe", "probe": {"target": "10.0.0.1:80", "source": 7}}),
+                "probe.source must be an IPv4 address (an unused one of this node's pod CIDR), got 7",
+            ),
+            (
+                json!({"detection": "probe", "probe": {"target": "10.0.0.1:80", "source": "127.0.0.1"}}),
+                "probe.source must be an IPv4 address",
+            ),
+            (
+                json!({"detection": "probe", "probe": {"target": "10.0.0.1:80", "source": "10.244.0.9", "interval": 5}}),
+                "probe.interval must be a whole number of seconds from 10 to 86400, got 5",
+            ),
+            (
+                json!({"detection": "probe", "probe": {"target": "10.0.0.1:80", "source": "10.244.0.9", "interval": 1e30}}),
+                "probe.interval must be a whole number of seconds from 10 to 86400",
+            ),
+            (
+                json!({"detection": "probe", "probe": {"target": "10.0.0.1:80", "source": "10.244.0.9", "verdictFile": "v.json"}}),
+                "probe.verdictFile must be an absolute path, got \"v.json\"",
+            ),
         ];
         for (conf, want) in cases {
             let msg = parse(conf.clone()).unwrap_err().to_string();
@@ -497,6 +572,21 @@ mod tests {
                 "{conf}: {msg:?} should contain {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn probe_fields_take_defaults() {
+        let c = parse(json!({"detection": "probe", "probe": {"target": "10.0.0.1:5201", "source": "10.244.0.9"}})).unwrap();
+        assert_eq!(c.detection, Detection::Probe);
+        let p = c.probe.unwrap();
+        assert_eq!(p.interval, std::time::Duration::from_secs(300));
+        assert_eq!(
+            p.verdict_file,
+            PathBuf::from("/run/csum-offload/probe-verdict.json")
+        );
+        assert_eq!(p.target.to_string(), "10.0.0.1:5201");
+        let c = parse(json!({"detection": null, "probe": null})).unwrap();
+        assert_eq!((c.detection, c.probe), (Detection::Table, None));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod textfile;
 pub use endpoint::serve;
 pub use textfile::write_textfile;
 
+use crate::offload::probe::Verdict;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +24,19 @@ pub struct UplinkInfo {
     pub driver_version: String,
     pub firmware_version: String,
     pub settings: String,
+}
+
+/// The probe's part (`detection` "probe" or "both").
+#[derive(Debug, Clone, Default)]
+pub struct ProbeMetrics {
+    /// The fresh verdict that counts; None: no usable one.
+    pub verdict: Option<Verdict>,
+    /// When the verdict on file was taken (Unix seconds), 0 when none.
+    pub at: u64,
+    pub fallback: bool,
+    pub disagreement: bool,
+    pub runs_total: u64,
+    pub errors_total: u64,
 }
 
 /// What the agent has seen and done since it started.
@@ -40,6 +54,8 @@ pub struct Metrics {
     pub drift_repaired_total: u64,
     pub full_passes_total: u64,
     pub last_reconcile_seconds: f64,
+    /// None under `detection` "table": no probe metrics are exported.
+    pub probe: Option<ProbeMetrics>,
 }
 
 fn escape(value: &str) -> String {
@@ -141,6 +157,53 @@ impl Metrics {
             "When the last pair check ended (Unix time).",
             &[(String::new(), format!("{:.3}", self.last_reconcile_seconds))],
         );
+        if let Some(p) = &self.probe {
+            let shown = p.verdict.map(|v| v.to_string());
+            let verdicts: Vec<(String, String)> =
+                ["ok", "broken", "unreachable", "inconclusive", "none"]
+                    .iter()
+                    .map(|v| {
+                        let now = shown.as_deref().unwrap_or("none") == *v;
+                        (format!("{{verdict=\"{v}\"}}"), u64::from(now).to_string())
+                    })
+                    .collect();
+            metric(
+                "csum_offload_probe_verdict",
+                "gauge",
+                "The probe's verdict that counts (1 on its label): ok, broken, unreachable, inconclusive, or none (missing, stale, for another target).",
+                &verdicts,
+            );
+            metric(
+                "csum_offload_probe_timestamp_seconds",
+                "gauge",
+                "When the verdict on file was taken (Unix time), 0 when there is none.",
+                &one(p.at),
+            );
+            metric(
+                "csum_offload_probe_fallback",
+                "gauge",
+                "1 when detection \"probe\" changes nothing because the verdict is not broken or ok (unreachable, inconclusive, none).",
+                &one(u64::from(p.fallback)),
+            );
+            metric(
+                "csum_offload_probe_disagreement",
+                "gauge",
+                "1 when, under detection \"both\", the table and the probe disagree (a NIC the table fixes on a healthy path, or a broken path the table leaves alone).",
+                &one(u64::from(p.disagreement)),
+            );
+            metric(
+                "csum_offload_probes_total",
+                "counter",
+                "Probes the agent ran.",
+                &one(p.runs_total),
+            );
+            metric(
+                "csum_offload_probe_errors_total",
+                "counter",
+                "Probes that did not run to a verdict (setup failed), or whose verdict could not be kept.",
+                &one(p.errors_total),
+            );
+        }
         out
     }
 
@@ -176,5 +239,36 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("csum_offload_"), "{line}");
         }
+        assert!(!text.contains("probe"), "no probe metrics under the table");
+    }
+
+    #[test]
+    fn probe_metrics() {
+        let m = Metrics {
+            probe: Some(ProbeMetrics {
+                verdict: Some(Verdict::Unreachable),
+                at: 1_700_000_000,
+                fallback: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = m.render();
+        for want in [
+            "csum_offload_probe_verdict{verdict=\"unreachable\"} 1\n",
+            "csum_offload_probe_verdict{verdict=\"broken\"} 0\n",
+            "csum_offload_probe_verdict{verdict=\"none\"} 0\n",
+            "csum_offload_probe_timestamp_seconds 1700000000\n",
+            "csum_offload_probe_fallback 1\n",
+            "csum_offload_probe_disagreement 0\n",
+        ] {
+            assert!(text.contains(want), "{want}: {text}");
+        }
+        let none = Metrics {
+            probe: Some(ProbeMetrics::default()),
+            ..Default::default()
+        }
+        .render();
+        assert!(none.contains("csum_offload_probe_verdict{verdict=\"none\"} 1\n"));
     }
 }

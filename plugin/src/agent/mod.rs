@@ -9,6 +9,8 @@
 //! - `state`: what the agent changed (the restore journal).
 //! - `restore`: `agent restore`, putting it back.
 //! - `metrics`: Prometheus text, on an endpoint and in a textfile.
+//! - `probing`: under `detection` "probe" or "both", the probe, its
+//!   verdict kept where ADD reads it, its evidence logged.
 //!
 //! Events come from one rtnetlink socket in the host netns that also hears
 //! every netns with an id there (`kernel::monitor`), so a feature turned
@@ -16,6 +18,7 @@
 //! ever held in a container's netns.
 
 mod metrics;
+mod probing;
 mod reconcile;
 mod restore;
 mod scan;
@@ -363,7 +366,8 @@ fn wait_for_lock(state_file: &Path, signals: &SignalFd) -> Result<Option<File>, 
 
 /// `--once`: one full pass and a summary.
 fn once(agent: &mut Agent, textfile: Option<&Path>) -> Result<String, AgentError> {
-    let mut out = Vec::new();
+    // The verdict first: under detection "probe" it is what decides.
+    let (mut out, _) = probing::run(agent);
     let decision = agent.decision().map(|d| d.to_string());
     match &decision {
         Ok(text) => out.extend(text.lines().map(String::from)),
@@ -470,6 +474,9 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
     let mut full_pass_due = Some(Instant::now());
     let mut redetect_at: Option<Instant> = None;
     let mut next_resync = resync.map(|r| Instant::now() + r);
+    // Under detection "probe" or "both": at start, every interval, and
+    // when the uplink changes (the loop waits for the probe, a few s).
+    let mut probe_at = probing_now(&agent);
     loop {
         let now = Instant::now();
         if reload_at.is_some_and(|t| t <= now) {
@@ -477,14 +484,30 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
             if let (Some(path), Some(watch)) = (&opts.config_path, &mut config_watch) {
                 if watch.reload(&mut agent, path) {
                     full_pass_due = Some(now);
+                    probe_at = probing_now(&agent);
                 }
             }
         }
         if redetect_at.is_some_and(|t| t <= now) {
             redetect_at = None;
+            let uplink = agent.uplink_key();
             if agent.redecide() {
                 full_pass_due = Some(now);
             }
+            if agent.uplink_key() != uplink {
+                probe_at = probing_now(&agent);
+            }
+        }
+        if probe_at.is_some_and(|t| t <= now) {
+            let (_, changed) = probing::run(&mut agent);
+            if changed {
+                full_pass_due = Some(Instant::now());
+            }
+            probe_at = agent
+                .config
+                .probe
+                .as_ref()
+                .map(|p| Instant::now() + p.interval);
         }
         if next_resync.is_some_and(|t| t <= now) {
             full_pass_due = Some(now);
@@ -525,7 +548,7 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
                 write_textfile(&agent, path);
             }
         }
-        let wake = [full_pass_due, redetect_at, next_resync, reload_at]
+        let wake = [full_pass_due, redetect_at, next_resync, reload_at, probe_at]
             .into_iter()
             .flatten()
             .min();
@@ -650,6 +673,14 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
         if let Some(path) = &opts.textfile {
             write_textfile(&agent, path);
         }
+    }
+}
+
+/// Now, when the config asks for probes; else never.
+fn probing_now(agent: &Agent) -> Option<Instant> {
+    match agent.config.detection {
+        crate::config::Detection::Table => None,
+        _ => Some(Instant::now()),
     }
 }
 

@@ -2,10 +2,10 @@
 //! every pair in a full pass. The decision, the pair lookup and the tuning
 //! are the core's, exactly as the plugin runs them at ADD.
 
-use super::metrics::{Metrics, UplinkInfo};
+use super::metrics::{Metrics, ProbeMetrics, UplinkInfo};
 use super::scan::{is_container_veth, may_touch, uplink_devices, NetnsIndex, Scope};
 use super::state::{PairId, StateFile};
-use crate::config::{Config, Placement};
+use crate::config::{Config, Detection, Placement};
 use crate::kernel::link::Link;
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
@@ -135,6 +135,17 @@ impl Agent {
                 .as_ref()
                 .map(|d| d.settings.to_string())
                 .unwrap_or_default();
+            if self.config.detection == Detection::Table {
+                m.probe = None;
+            } else {
+                let view = new.as_ref().ok().and_then(|d| d.probe.as_ref());
+                let p = m.probe.get_or_insert_with(ProbeMetrics::default);
+                p.verdict = view.and_then(|v| v.verdict);
+                p.at = view.and_then(|v| v.at).unwrap_or_default();
+                p.fallback =
+                    view.is_none_or(|v| v.fallback) && self.config.detection == Detection::Probe;
+                p.disagreement = view.is_some_and(|v| v.disagreement.is_some());
+            }
         }
         // With hostDriver the decision walks nothing; the uplink must still
         // be known, or a node whose uplink is a veth (a kind node's eth0)
@@ -147,6 +158,16 @@ impl Agent {
         );
         self.decision = new;
         changed
+    }
+
+    /// What the probe measures, by name: the uplink's devices and their
+    /// drivers (empty when detection failed). When it changes, the agent
+    /// probes again.
+    pub fn uplink_key(&self) -> String {
+        match &self.decision {
+            Ok(d) => format!("{:?} {}", d.devices, d.nic_list()),
+            Err(_) => String::new(),
+        }
     }
 
     /// Every container veth pair of the host netns, by host ifindex.

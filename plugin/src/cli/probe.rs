@@ -5,18 +5,18 @@
 use super::CliError;
 use crate::args::{Args, ArgsError};
 use crate::config::{self, Config};
-use crate::offload::probe::run::{probe, Options, Report};
+use crate::offload::probe::run::{
+    probe, Options, Report, DEFAULT_BYTES as BYTES, DEFAULT_TIMEOUT_MS as TIMEOUT_MS,
+    DEFAULT_TRIES as TRIES,
+};
 use crate::offload::probe::toggle::STATE_FILE;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const BYTES: u64 = 32 * 1024;
 const MAX_BYTES: u64 = 16 * 1024 * 1024;
-const TRIES: u32 = 2;
 const MAX_TRIES: u32 = 10;
-const TIMEOUT_MS: u64 = 1500;
 
 /// Runs `probe`; the text to print and the exit code (the verdict's).
 pub fn probe_command(mut args: Args) -> Result<(String, i32), CliError> {

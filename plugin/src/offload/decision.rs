@@ -2,10 +2,13 @@
 //! front end (the CNI verbs, `detect`, the installer, the agent) calls
 //! `decide`; none repeats its steps.
 
+use super::features::FeatureSelector;
 use super::policy::{Policy, PolicySource};
-use super::settings::FeatureSettings;
+use super::probe::evidence::{self, Evidence};
+use super::probe::Verdict;
+use super::settings::{FeatureSetting, FeatureSettings};
 use super::uplink::{self, DetectError, Nic, NicFacts, Uplink};
-use super::wanted::{Placement, Wanted};
+use super::wanted::{Detection, Placement, Wanted};
 use crate::kernel::netlink::RouteSocket;
 use serde::Serialize;
 use std::fmt;
@@ -57,12 +60,76 @@ pub struct Decision {
     /// Where the settings go (`apply`).
     #[serde(skip)]
     pub placement: Placement,
+    /// Under `detection` "probe" or "both": the agent's last verdict and
+    /// what it did to the decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeView>,
+}
+
+/// The probe's part in a decision: the verdict beside the table's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeView {
+    /// `Probe` (the verdict decides) or `Both` (the table decides).
+    pub detection: Detection,
+    pub target: String,
+    /// The fresh verdict for this target; None: no usable one.
+    pub verdict: Option<Verdict>,
+    /// When the last verdict on file was taken (Unix seconds), fresh or not.
+    pub at: Option<u64>,
+    /// The verdict, its age, or why there is none: "broken, 12 s ago".
+    pub status: String,
+    /// What the table alone gives this node.
+    pub table_settings: String,
+    /// Under "probe": nothing changes because the verdict is not `broken`
+    /// and not `ok` (unreachable, inconclusive, missing, stale).
+    pub fallback: bool,
+    /// Under "both": the table and the probe disagree, and how.
+    pub disagreement: Option<String>,
 }
 
 /// Decides for this node under `config`: `hostDriver` if set (no
 /// detection), else the NIC(s) detection finds from `hostInterface` or the
 /// default route, in the netns the process runs in.
+///
+/// Under `detection` "probe" or "both" it reads the agent's last verdict
+/// (`probe.verdictFile`): a read of one small file, never a probe.
 pub fn decide<W: Wanted + ?Sized>(config: &W) -> Result<Decision, DetectError> {
+    let found = match (config.detection(), config.probe()) {
+        (Detection::Table, _) | (_, None) => None,
+        (_, Some(spec)) => Some(Evidence::load(spec, evidence::now())),
+    };
+    decide_with(config, found)
+}
+
+/// `decide` with the verdict already read (None under `detection`
+/// "table").
+pub fn decide_with<W: Wanted + ?Sized>(
+    config: &W,
+    found: Option<Evidence>,
+) -> Result<Decision, DetectError> {
+    let table = table_decision(config)?;
+    Ok(match (config.detection(), found) {
+        (Detection::Table, _) | (_, None) => table,
+        (detection, Some(found)) => table.with_probe(detection, &found, config),
+    })
+}
+
+/// The fix a `broken` verdict gives under `detection` "probe": TX
+/// checksum off (ethtool's `tx`), as the built-in table gives txgbe.
+pub fn probe_fix() -> FeatureSettings {
+    FeatureSettings(
+        FeatureSelector::parse("tx")
+            .map(|selector| FeatureSetting {
+                selector,
+                enabled: false,
+            })
+            .into_iter()
+            .collect(),
+    )
+}
+
+fn table_decision<W: Wanted + ?Sized>(config: &W) -> Result<Decision, DetectError> {
     if let Some(driver) = config.host_driver() {
         let mut how = "hostDriver from config".to_string();
         if let Some(name) = config.host_interface() {
@@ -92,6 +159,89 @@ impl Decision {
 
     fn placed(mut self, placement: Placement) -> Self {
         self.placement = placement;
+        self
+    }
+
+    /// The verdict's part: under "probe" it replaces the table's settings
+    /// (the fix on `broken`, nothing otherwise); under "both" it is shown
+    /// beside them, with any disagreement.
+    fn with_probe<W: Wanted + ?Sized>(
+        mut self,
+        detection: Detection,
+        found: &Evidence,
+        config: &W,
+    ) -> Self {
+        let target = config
+            .probe()
+            .map(|p| p.target.to_string())
+            .unwrap_or_default();
+        let verdict = found.verdict();
+        let status = match found {
+            Evidence::Fresh { record, age } => format!("{}, {age} s ago", record.verdict),
+            Evidence::Stale { record, age } if *age < 0 => format!(
+                "none (the last, {}, is dated {} s in the future)",
+                record.verdict, -age
+            ),
+            Evidence::Stale { record, age } => format!(
+                "none (the last, {}, is stale: {age} s old, more than {} s)",
+                record.verdict,
+                config.probe().map_or(0, |p| p.max_age().as_secs())
+            ),
+            Evidence::OtherTarget(record) => format!(
+                "none (the last, {}, was for another target, {})",
+                record.verdict, record.target
+            ),
+            Evidence::Missing(file) => format!("none yet ({file} does not exist)"),
+            Evidence::Unreadable(why) => format!("none ({why})"),
+        };
+        let table_settings = self.settings.to_string();
+        let mut view = ProbeView {
+            detection,
+            target,
+            verdict,
+            at: found.record().map(|r| r.at),
+            status,
+            table_settings,
+            fallback: false,
+            disagreement: None,
+        };
+        match detection {
+            Detection::Table => return self,
+            Detection::Probe => {
+                let fix = verdict == Some(Verdict::Broken);
+                view.fallback = !matches!(verdict, Some(Verdict::Broken | Verdict::Ok));
+                let (settings, source) = if fix {
+                    (probe_fix(), format!("probe: {}", view.status))
+                } else {
+                    (
+                        FeatureSettings::default(),
+                        format!("probe: {}; no change", view.status),
+                    )
+                };
+                for nic in &mut self.nics {
+                    nic.settings = settings.to_string();
+                    nic.wanted = settings.clone();
+                    nic.source = source.clone();
+                    nic.rule = None;
+                }
+                self.settings_text = settings.to_string();
+                self.settings = settings;
+            }
+            Detection::Both => {
+                let fixes = self.settings.turns_checksum_off();
+                let nics = self.nic_list();
+                view.disagreement = match (verdict, fixes) {
+                    (Some(Verdict::Ok), true) => Some(format!(
+                        "the table turns TX checksum off for {nics}, but the probe finds the path healthy"
+                    )),
+                    (Some(Verdict::Broken), false) => Some(format!(
+                        "the probe finds the path broken, but the table leaves TX checksum on for {nics}"
+                    )),
+                    _ => None,
+                };
+            }
+        }
+        self.probe = Some(view);
         self
     }
 
@@ -155,6 +305,7 @@ impl Decision {
             settings,
             settings_text,
             placement: Placement::Both,
+            probe: None,
         }
     }
 
@@ -214,6 +365,25 @@ impl fmt::Display for Decision {
         }
         if !self.kernel.is_empty() {
             writeln!(f, "kernel: {}", self.kernel)?;
+        }
+        if let Some(p) = &self.probe {
+            let role = match p.detection {
+                Detection::Probe => "decides",
+                _ => "reported; the table decides",
+            };
+            writeln!(
+                f,
+                "probe: {} (target {}; detection \"{}\": {role})",
+                p.status,
+                p.target,
+                p.detection.name()
+            )?;
+            if p.detection == Detection::Probe {
+                writeln!(f, "table would give: {}", p.table_settings)?;
+            }
+            if let Some(d) = &p.disagreement {
+                writeln!(f, "probe disagrees: {d}")?;
+            }
         }
         match self.placement {
             Placement::Uplink => {
@@ -325,6 +495,109 @@ mod tests {
             [Some(0), Some(0)]
         );
         assert_eq!(d.settings_text, "tx on");
+    }
+
+    /// hostDriver (no detection), a probe spec, and the verdict given.
+    fn with_verdict(driver: &str, detection: Detection, verdict: Option<Verdict>) -> Decision {
+        use crate::offload::probe::evidence::VerdictRecord;
+        use crate::offload::wanted::ProbeSpec;
+        let spec = ProbeSpec {
+            target: "10.0.0.1:5201".parse().unwrap(),
+            source: "10.244.0.9".parse().unwrap(),
+            interval: std::time::Duration::from_secs(300),
+            verdict_file: "/nonexistent/v.json".into(),
+        };
+        let config = Config {
+            host_driver: Some(driver.into()),
+            detection,
+            probe: Some(spec.clone()),
+            ..Config::default()
+        };
+        let found = match verdict {
+            Some(verdict) => Evidence::judge(
+                VerdictRecord {
+                    verdict,
+                    at: 1000,
+                    target: "10.0.0.1:5201".into(),
+                    path: String::new(),
+                    attempts: Vec::new(),
+                    millis: 1,
+                },
+                &spec,
+                1003,
+            ),
+            None => Evidence::Missing("/nonexistent/v.json".into()),
+        };
+        decide_with(&config, Some(found)).unwrap()
+    }
+
+    #[test]
+    fn under_probe_only_broken_fixes_and_the_table_is_not_consulted() {
+        use Verdict::*;
+        let d = with_verdict("veth", Detection::Probe, Some(Broken));
+        assert_eq!(d.settings.to_string(), "tx off");
+        assert!(!d.changes_nothing());
+        assert_eq!(d.nics[0].source, "probe: broken, 3 s ago");
+        let p = d.probe.as_ref().unwrap();
+        assert_eq!(
+            (p.fallback, p.table_settings.as_str()),
+            (false, "(no change)")
+        );
+        // txgbe is in the table; under "probe" only the verdict counts.
+        for (verdict, fallback) in [
+            (Some(Ok), false),
+            (Some(Unreachable), true),
+            (Some(Inconclusive), true),
+            (None, true),
+        ] {
+            let d = with_verdict("txgbe", Detection::Probe, verdict);
+            assert!(d.changes_nothing(), "{verdict:?}");
+            let p = d.probe.as_ref().unwrap();
+            assert_eq!(
+                (p.fallback, p.table_settings.as_str()),
+                (fallback, "tx off")
+            );
+            assert!(p.disagreement.is_none());
+        }
+        let text = with_verdict("txgbe", Detection::Probe, None).to_string();
+        assert!(
+            text.contains(
+                "probe: none yet (/nonexistent/v.json does not exist) (target 10.0.0.1:5201; detection \"probe\": decides)\n\
+                 table would give: tx off\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("settings applied to pod veths: (no change)"),
+            "{text}"
+        );
+        assert!(probe_fix().turns_checksum_off());
+    }
+
+    #[test]
+    fn under_both_the_table_decides_and_disagreement_is_reported() {
+        use Verdict::*;
+        let cases = [
+            ("txgbe", Some(Ok), "tx off", true),
+            ("veth", Some(Broken), "(no change)", true),
+            ("txgbe", Some(Broken), "tx off", false),
+            ("veth", Some(Ok), "(no change)", false),
+            ("txgbe", Some(Unreachable), "tx off", false),
+            ("veth", Some(Inconclusive), "(no change)", false),
+            ("veth", None, "(no change)", false),
+        ];
+        for (driver, verdict, settings, disagrees) in cases {
+            let d = with_verdict(driver, Detection::Both, verdict);
+            assert_eq!(d.settings.to_string(), settings, "{driver} {verdict:?}");
+            let p = d.probe.as_ref().unwrap();
+            assert_eq!(p.disagreement.is_some(), disagrees, "{driver} {verdict:?}");
+            assert!(!p.fallback);
+        }
+        let text = with_verdict("veth", Detection::Both, Some(Broken)).to_string();
+        assert!(
+            text.contains("probe disagrees: the probe finds the path broken, but the table leaves TX checksum on for hostDriver veth\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -192,7 +192,14 @@ pub fn tune<W: Wanted + ?Sized>(
 fn decision_for<W: Wanted + ?Sized>(config: &W) -> Result<Decision, PodOutcome> {
     let decision = decide(config).map_err(PodOutcome::Undetected)?;
     if decision.changes_nothing() {
-        log::info!("host NIC {}: policy changes nothing", decision.nic_list());
+        match &decision.probe {
+            Some(p) if p.detection == super::wanted::Detection::Probe => log::info!(
+                "host NIC {}: probe verdict {}: changing nothing (detection \"probe\")",
+                decision.nic_list(),
+                p.status
+            ),
+            _ => log::info!("host NIC {}: policy changes nothing", decision.nic_list()),
+        }
         return Err(PodOutcome::NoChange);
     }
     Ok(decision)

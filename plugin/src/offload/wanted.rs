@@ -6,6 +6,9 @@
 //! the reverse.
 
 use super::policy::Policy;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the settings go: which ends of the veth pair, or the host NIC(s)
 /// instead of any veth.
@@ -39,6 +42,52 @@ pub enum NonVeth {
     Fail,
 }
 
+/// What decides whether this node's pods get the fix (`detection`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Detection {
+    /// The policy (rules, drivers, default) on the detected NIC's facts.
+    Table,
+    /// The node agent's last probe verdict: the fix only on `broken`.
+    Probe,
+    /// The table decides; the verdict is shown beside it, and a
+    /// disagreement between them reported.
+    Both,
+}
+
+impl Detection {
+    pub fn name(self) -> &'static str {
+        match self {
+            Detection::Table => "table",
+            Detection::Probe => "probe",
+            Detection::Both => "both",
+        }
+    }
+}
+
+/// The `probe` field: what the node agent probes, how often, and where
+/// it keeps the verdict every `decide` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeSpec {
+    /// A TCP listener off the node, reached through the uplink.
+    pub target: SocketAddrV4,
+    /// The throwaway pod's address (an unused address of the pod CIDR).
+    pub source: Ipv4Addr,
+    /// How often the agent probes (and at start, and when the uplink
+    /// changes).
+    pub interval: Duration,
+    /// The agent's last verdict: written by the agent, read by ADD.
+    pub verdict_file: PathBuf,
+}
+
+impl ProbeSpec {
+    /// A verdict older than this is stale, and means no change: two
+    /// intervals (one probe missed) and a minute for the probe itself.
+    pub fn max_age(&self) -> Duration {
+        self.interval.saturating_mul(2) + Duration::from_secs(60)
+    }
+}
+
 /// The fields of a validated entry the core decides and acts on.
 pub trait Wanted {
     /// `hostInterface`: the uplink to inspect instead of the default routes'.
@@ -51,4 +100,8 @@ pub trait Wanted {
     fn placement(&self) -> Placement;
     /// `nonVeth`.
     fn non_veth(&self) -> NonVeth;
+    /// `detection`.
+    fn detection(&self) -> Detection;
+    /// `probe`: set whenever `detection` is not `Table`.
+    fn probe(&self) -> Option<&ProbeSpec>;
 }

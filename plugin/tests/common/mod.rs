@@ -11,6 +11,8 @@
 //! thread back.
 #![allow(dead_code)]
 
+pub mod wire;
+
 use nix::sched::{setns, CloneFlags};
 use serde_json::Value;
 use std::ffi::OsStr;

@@ -11,17 +11,18 @@
 //! - `run`: one probe, in order: restore what a killed probe left, the
 //!   path, the tries, the uplink's facts, the report.
 
+pub mod evidence;
 pub mod path;
 pub mod run;
 pub mod toggle;
 
 use super::KernelError;
 use crate::kernel::private::PrivateError;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// TX checksum offload on the pod's interface during one attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     On,
@@ -38,7 +39,7 @@ impl fmt::Display for Mode {
 }
 
 /// One transfer's figures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attempt {
     /// 1-based.
@@ -59,7 +60,7 @@ impl Attempt {
 }
 
 /// What the tries, taken together, say about the path.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// On and off both delivered, in every try.

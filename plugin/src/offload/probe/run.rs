@@ -16,6 +16,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// Bytes per transfer when not given.
+pub const DEFAULT_BYTES: u64 = 32 * 1024;
+/// Tries when not given.
+pub const DEFAULT_TRIES: u32 = 2;
+/// Each transfer's bound when not given, in milliseconds.
+pub const DEFAULT_TIMEOUT_MS: u64 = 1500;
+
 /// What to probe, as the front end parsed it.
 #[derive(Debug, Clone)]
 pub struct Options {
