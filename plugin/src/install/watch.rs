@@ -495,7 +495,7 @@ fn shut_down(
     let mut done =
         remove_entries(conf_dir).inspect_err(|e| log::error!("cannot remove the entry: {e}"))?;
     if opts.remove_binary {
-        done.push(remove_binary(&opts.bin_dir)?);
+        done.push(remove_binary(conf_dir, &opts.bin_dir)?);
     } else {
         log::info!(
             "keeping {} for the DEL of pods created with it",

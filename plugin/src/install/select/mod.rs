@@ -11,6 +11,7 @@
 
 pub mod gojson;
 pub mod netconf;
+pub mod plugins;
 
 use netconf::{Members, Undecodable};
 use serde_json::{Map, Value};
