@@ -5,6 +5,8 @@
 # (e2e/tools/cmd/confdir-referee). Then the negative control: the same
 # corpus under CRI-O's rule (skip a file that fails to load) must
 # disagree with containerd's go-cni, or the comparison could not fail.
+# Then `uninstall --remove-binary` over a second corpus: the binary must
+# stay exactly while a file libcni loads runs csum-offload.
 #
 #   bash e2e/libcni/confdir.sh [PATTERN...]   (make build first)
 set -euo pipefail
@@ -15,6 +17,8 @@ tools=$(bash "$root/e2e/tools/build.sh" | tail -n1)
 py=/usr/bin/python3
 rc=0
 $py "$root/e2e/libcni/confdir.py" --binary "$bin" --referee "$tools/confdir-referee" "$@" || rc=1
+# Uninstall's rule for the binary, judged by libcni (binary_rule.py).
+$py "$root/e2e/libcni/binary_rule.py" --binary "$bin" --referee "$tools/confdir-referee" "$@" || rc=1
 if [ $# -eq 0 ]; then
     # Two cases where containerd's load fails on the first file are enough
     # (each costs the installer's 2 s of "being written" retries).

@@ -10,6 +10,7 @@
 //! - `files`: running the steps; `commit`: how each write lands.
 //! - `pass`: one pass over the conf dir (install, `--once`, `--check`).
 //! - `readiness`: `--check`, and detection as the plugin runs it.
+//! - `in_use`: which configs still run the plugin (the binary stays).
 //! - `watch`: the DaemonSet's loop; `handover`, `throttle`: its helpers.
 
 mod commit;
@@ -17,6 +18,7 @@ pub mod edit;
 pub mod entry;
 mod files;
 mod handover;
+mod in_use;
 mod pass;
 mod readiness;
 pub mod select;
@@ -208,7 +210,7 @@ pub fn uninstall_command(mut args: Args) -> Result<String, InstallError> {
     let mut done = pass::remove_entries(&opts.conf_dir)?;
     handover::release(&opts.conf_dir, None);
     if opts.remove_binary {
-        done.push(remove_binary(&opts.bin_dir)?);
+        done.push(remove_binary(&opts.conf_dir, &opts.bin_dir)?);
     }
     done.extend(restore_uplink());
     if done.is_empty() {
@@ -257,8 +259,24 @@ fn copy_binary(bin_dir: &Path) -> Result<(), InstallError> {
     Ok(())
 }
 
-fn remove_binary(bin_dir: &Path) -> Result<String, InstallError> {
+/// `--remove-binary`, after the entries are out: the binary goes only if
+/// no config the runtime would load still names the plugin (a hand-written
+/// entry, a second network, a file written since), because a runtime that
+/// runs such a config without the binary fails every ADD and DEL with it.
+fn remove_binary(conf_dir: &Path, bin_dir: &Path) -> Result<String, InstallError> {
     let path = bin_dir.join(PLUGIN_TYPE);
+    let holders = in_use::holders(conf_dir)?;
+    if !holders.is_empty() {
+        for h in &holders {
+            log::warn!("keeping {}: {h}", path.display());
+        }
+        let files: Vec<&str> = holders.iter().map(|h| h.file.as_str()).collect();
+        return Ok(format!(
+            "kept {}: a network config the runtime would load still names {PLUGIN_TYPE} ({})",
+            path.display(),
+            files.join(", ")
+        ));
+    }
     match files::remove_binary(bin_dir, PLUGIN_TYPE)? {
         true => Ok(format!("removed {}", path.display())),
         false => Ok(format!("{} was not there", path.display())),

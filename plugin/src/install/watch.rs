@@ -25,7 +25,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
 use nix::sys::signalfd::SignalFd;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Events arriving together (write + rename + chmod) make one pass.
@@ -88,6 +88,10 @@ struct Events {
 struct Watcher {
     inotify: Option<Inotify>,
     conf_wd: Option<WatchDescriptor>,
+    /// Where the conf dir's path led when `conf_wd` was added: inotify
+    /// watches that directory, not the path, so when a symlink on the
+    /// path is re-pointed the watch stays on the old directory.
+    conf_target: Option<PathBuf>,
     config_wd: Option<WatchDescriptor>,
     warned: bool,
 }
@@ -109,6 +113,7 @@ impl Watcher {
         let mut w = Watcher {
             inotify,
             conf_wd: None,
+            conf_target: None,
             config_wd: None,
             warned: false,
         };
@@ -152,6 +157,7 @@ impl Watcher {
                     self.warned = false;
                 }
                 self.conf_wd = Some(wd);
+                self.conf_target = std::fs::canonicalize(dir).ok();
                 true
             }
             Err(e) => {
@@ -172,6 +178,42 @@ impl Watcher {
         self.conf_wd.is_none()
     }
 
+    /// Whether the watched directory is reached through a symlink (or
+    /// `..`): then the path is resolved again every `POLL` (`retarget`).
+    fn follows_link(&self, dir: &Path) -> bool {
+        self.conf_target.as_deref().is_some_and(|t| t != dir)
+    }
+
+    /// Drops the watch if the conf dir's path now leads to another
+    /// directory than the watched one (a re-pointed symlink: nothing
+    /// happens in the watched directory, so no event says so); the next
+    /// pass writes to the new directory and watches it. True if it did.
+    fn retarget(&mut self, dir: &Path) -> bool {
+        if self.conf_wd.is_none() || !self.follows_link(dir) {
+            return false;
+        }
+        let now = std::fs::canonicalize(dir).ok();
+        if now == self.conf_target {
+            return false;
+        }
+        log::info!(
+            "{} now leads to {} (was {}): watching that directory instead",
+            dir.display(),
+            now.as_deref()
+                .map_or("nothing".into(), |p| p.display().to_string()),
+            self.conf_target
+                .as_deref()
+                .map_or(String::new(), |p| p.display().to_string()),
+        );
+        if let (Some(inotify), Some(wd)) = (&self.inotify, self.conf_wd.take()) {
+            // The old directory may be gone already (and its watch with
+            // it): nothing to undo then.
+            let _ = inotify.rm_watch(wd);
+        }
+        self.conf_target = None;
+        true
+    }
+
     fn read(&mut self, conf_dir: &Path) -> Events {
         let mut seen = Events::default();
         let Some(inotify) = &self.inotify else {
@@ -184,6 +226,7 @@ impl Watcher {
                 log::warn!("inotify: {e}; polling {} instead", conf_dir.display());
                 self.inotify = None;
                 self.conf_wd = None;
+                self.conf_target = None;
                 self.config_wd = None;
                 seen.conf = true;
                 return seen;
@@ -206,6 +249,7 @@ impl Watcher {
                     if let Some(wd) = self.conf_wd.take() {
                         let _ = inotify.rm_watch(wd);
                     }
+                    self.conf_target = None;
                     seen.conf = true;
                     continue;
                 }
@@ -282,6 +326,9 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
     let mut next_resync = Instant::now() + RESYNC;
     loop {
         let now = Instant::now();
+        if watcher.retarget(conf_dir) {
+            due = Some(now);
+        }
         if due.is_some_and(|d| d <= now) || now >= next_resync {
             due = None;
             if now >= next_resync {
@@ -432,6 +479,9 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
         if watcher.polling() || !active {
             wake = wake.min(Instant::now() + POLL);
             due = Some(due.map_or(wake, |d| d.min(wake)));
+        } else if watcher.follows_link(conf_dir) {
+            // Only to resolve the path again: a pass runs if it changed.
+            wake = wake.min(Instant::now() + POLL);
         }
         let wait = wake.saturating_duration_since(Instant::now());
         let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
@@ -495,7 +545,7 @@ fn shut_down(
     let mut done =
         remove_entries(conf_dir).inspect_err(|e| log::error!("cannot remove the entry: {e}"))?;
     if opts.remove_binary {
-        done.push(remove_binary(&opts.bin_dir)?);
+        done.push(remove_binary(conf_dir, &opts.bin_dir)?);
     } else {
         log::info!(
             "keeping {} for the DEL of pods created with it",

@@ -11,7 +11,14 @@
 // same bytes, or both failed). The differential test
 // (e2e/libcni/confdir.sh) compares "file" with the installer's choice.
 //
+// With --all it prints instead, for every candidate file, whether libcni
+// loads it on its own (as go-cni loads each file when max_conf_num allows
+// more than one, and as CRI-O does) and the type of each plugin it would
+// run: the referee for "a config the runtime would load still names the
+// plugin", which keeps the binary on uninstall.
+//
 //	confdir-referee DIR
+//	confdir-referee --all DIR
 package main
 
 import (
@@ -42,43 +49,97 @@ type verdict struct {
 	WalkError    string   `json:"walkError,omitempty"`
 }
 
+// load is go-cni's loadFromConfDir for one file.
+func load(f string) (*libcni.NetworkConfigList, error) {
+	if strings.HasSuffix(f, ".conflist") {
+		return libcni.ConfListFromFile(f)
+	}
+	conf, err := libcni.ConfFromFile(f)
+	if err != nil {
+		return nil, err
+	}
+	if conf.Network.Type == "" {
+		return nil, fmt.Errorf("network type not found in %s", f)
+	}
+	list, err := libcni.ConfListFromConf(conf)
+	if err != nil {
+		return nil, err
+	}
+	if len(list.Plugins) == 0 {
+		return nil, fmt.Errorf("no networks in %s", f)
+	}
+	return list, nil
+}
+
 // walk is go-cni's loadFromConfDir for max 1, keeping the file's name.
 func walk(dir string) (string, *libcni.NetworkConfigList, error) {
 	files, err := libcni.ConfFiles(dir, []string{".conf", ".conflist", ".json"})
 	if err != nil {
 		return "", nil, err
 	}
-	sort.Strings(files)
-	for _, f := range files {
-		var list *libcni.NetworkConfigList
-		if strings.HasSuffix(f, ".conflist") {
-			list, err = libcni.ConfListFromFile(f)
-			if err != nil {
-				return f, nil, err
-			}
-		} else {
-			conf, err := libcni.ConfFromFile(f)
-			if err != nil {
-				return f, nil, err
-			}
-			if conf.Network.Type == "" {
-				return f, nil, fmt.Errorf("network type not found in %s", f)
-			}
-			if list, err = libcni.ConfListFromConf(conf); err != nil {
-				return f, nil, err
-			}
-		}
-		if len(list.Plugins) == 0 {
-			return f, nil, fmt.Errorf("no networks in %s", f)
-		}
-		return f, list, nil
+	if len(files) == 0 {
+		return "", nil, fmt.Errorf("no network config found in %s", dir)
 	}
-	return "", nil, fmt.Errorf("no network config found in %s", dir)
+	// max 1: the first file by name, and a failure fails the whole load.
+	sort.Strings(files)
+	list, err := load(files[0])
+	return files[0], list, err
+}
+
+type fileVerdict struct {
+	File    string   `json:"file"`
+	Loads   bool     `json:"loads"`
+	Error   string   `json:"error,omitempty"`
+	Plugins []string `json:"plugins,omitempty"` // each plugin's type
+	// NamesPlugin: it loads and one of its plugins is csum-offload.
+	NamesPlugin bool `json:"namesPlugin"`
+}
+
+// all loads every candidate file on its own, each bounded (a FIFO blocks
+// its read forever).
+func all(dir string) []fileVerdict {
+	out := []fileVerdict{}
+	files, err := libcni.ConfFiles(dir, []string{".conf", ".conflist", ".json"})
+	if err != nil {
+		return out
+	}
+	sort.Strings(files)
+	type res struct {
+		list *libcni.NetworkConfigList
+		err  error
+	}
+	for _, f := range files {
+		ch := make(chan res, 1)
+		go func() { l, err := load(f); ch <- res{l, err} }()
+		var r res
+		select {
+		case r = <-ch:
+		case <-time.After(2 * time.Second):
+			r = res{nil, fmt.Errorf("reading it did not finish in 2 s")}
+		}
+		v := fileVerdict{File: filepath.Base(f)}
+		if r.err != nil {
+			v.Error = r.err.Error()
+		} else {
+			v.Loads = true
+			for _, p := range r.list.Plugins {
+				v.Plugins = append(v.Plugins, p.Network.Type)
+				v.NamesPlugin = v.NamesPlugin || p.Network.Type == "csum-offload"
+			}
+		}
+		out = append(out, v)
+	}
+	return out
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "--all" {
+		out, _ := json.Marshal(map[string]any{"dir": os.Args[2], "all": all(os.Args[2])})
+		fmt.Println(string(out))
+		return
+	}
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: confdir-referee DIR")
+		fmt.Fprintln(os.Stderr, "usage: confdir-referee [--all] DIR")
 		os.Exit(2)
 	}
 	dir := os.Args[1]

@@ -11,6 +11,7 @@
 
 pub mod gojson;
 pub mod netconf;
+pub mod plugins;
 
 use netconf::{Members, Undecodable};
 use serde_json::{Map, Value};
@@ -416,7 +417,22 @@ pub fn check_loadable(file: &ConfFile) -> Result<(), SkipReason> {
     if extension(&file.name) != Some("conflist") {
         // Decoded straight from the file: duplicate keys count.
         let members: Members = gojson::parse_as(&file.bytes).map_err(json_err)?;
-        return netconf::check(&members).map_err(SkipReason::from);
+        netconf::check(&members).map_err(SkipReason::from)?;
+        // Both runtimes then turn the file into a one-plugin list
+        // (libcni's ConfListFromConf): it decodes the file into a Go map
+        // and encodes it again, keys sorted, before the plugin is decoded
+        // a second time. Where "Type" and "type" both appear, that second
+        // decode can end with no type although the first had one, and the
+        // whole file fails to load.
+        return match Members::of(&value).map(|sorted| netconf::check(&sorted)) {
+            Some(Err(Undecodable::NoType)) => Err(SkipReason::Invalid(
+                "\"type\" is empty once libcni turns the file into a list (it sorts the keys, \
+                 so of two keys differing in case the lower-case one wins)"
+                    .into(),
+            )),
+            Some(Err(other)) => Err(other.into()),
+            Some(Ok(())) | None => Ok(()),
+        };
     }
     if !obj.get("name").is_some_and(Value::is_string) {
         return Err(SkipReason::Invalid("no \"name\" string".into()));
@@ -687,6 +703,26 @@ mod tests {
         assert_eq!(check_loadable(&surrogate), Ok(()));
         let conflist_keys = f("10-n.conflist", &list(r#"{"type":"bridge","Type":""}"#));
         assert_eq!(check_loadable(&conflist_keys), Ok(()));
+        // A .conf is decoded twice: in file order (the last key wins),
+        // then with its keys sorted once libcni makes it a list. Both must
+        // leave a type.
+        let conf = |text: &str| f("10-n.conf", text);
+        assert!(matches!(
+            check_loadable(&conf(r#"{"name":"n","type":"","Type":"bridge"}"#)),
+            Err(SkipReason::Invalid(why)) if why.contains("turns the file into a list")
+        ));
+        assert_eq!(
+            check_loadable(&conf(r#"{"name":"n","Type":"","type":"bridge"}"#)),
+            Ok(())
+        );
+        assert_eq!(
+            check_loadable(&conf(r#"{"name":"n","Type":"bridge","type":""}"#)),
+            Err(SkipReason::NoType)
+        );
+        assert_eq!(
+            check_loadable(&conf(r#"{"name":"n","Type":"bridge"}"#)),
+            Ok(())
+        );
         // Deeper than csum-offload reads, within Go's limit: not skipped,
         // not judged.
         let deep = |levels: usize| {
