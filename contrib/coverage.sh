@@ -14,8 +14,9 @@
 #             the agent's last "decision:" lines; "not detected" when its
 #             last word on the NIC was a detection failure
 #   DECISION  the settings pods' veths (or, with apply "uplink", the NICs) get
-#   FIXED     pairs the agent changed since it started (ADDs of the plugin
-#             set new pods before the agent sees them, and are not counted);
+#   FIXED     pairs the agent changed since it started (for a new pod the
+#             agent often gets there before the plugin's ADD; pods the
+#             plugin set first are not counted);
 #             with --metrics, also "pairs in scope / failed checks" from the
 #             agent's endpoint
 #   PROBLEM   the probe's message when not ready, else the last warning or
