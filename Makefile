@@ -179,6 +179,13 @@ e2e-k8s: deps build
 manifests-check: build
 	bash manifests/check.sh
 
+# manifests/ rendered from charts/csum-offload's defaults (helm template;
+# helm is built from e2e/tools on first use). manifests-check fails when
+# the committed files differ from a fresh render.
+.PHONY: manifests
+manifests:
+	bash charts/render-manifests.sh
+
 # Fuzzing (stable Rust + libFuzzer): replays plugin/fuzz/regressions and
 # seeds, then fuzzes each target for FUZZ_SECONDS (default 60).
 FUZZ_SECONDS ?= 60

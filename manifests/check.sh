@@ -11,10 +11,18 @@
 #  5. the kind suite's files (it cannot run here): workload schemas, the
 #     overlay's policy accepted by the plugin, shellcheck;
 #  6. negative controls: a broken copy must fail both tools, so a tool
-#     that silently checks nothing cannot pass.
+#     that silently checks nothing cannot pass;
+#  7. the chart (charts/csum-offload): manifests/ is its default render
+#     (make manifests), helm lint, the values schema refusing bad values
+#     with its message, the render with every option on (schemas,
+#     checkov, the metrics wiring), the values table in docs/install.md,
+#     and the Prometheus rules (promtool check rules, promtool test
+#     rules); each with a negative control.
 # The tools are installed once into a venv under target/ from pinned
-# versions; when run as root they run in an empty network namespace, which
-# proves they need no download.
+# versions (helm is built from e2e/tools' go.mod, promtool taken from
+# Debian's prometheus package without installing it); when run as root
+# they run in an empty network namespace, which proves they need no
+# download.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,7 +85,35 @@ run_checkov() {
         --quiet --compact --skip-download --skip-results-upload
 }
 
+# helm, pinned in e2e/tools/go.mod and built from it (only helm: about a
+# minute warm, several cold).
+ensure_helm() {
+    [ -n "${HELM:-}" ] && return
+    HELM=$(bash e2e/tools/build.sh helm.sh/helm/v4/cmd/helm | tail -n1)/helm
+    export HELM
+}
+
+# promtool from Debian's prometheus package, unpacked under target/ rather
+# than installed: installing it would start a Prometheus server.
+ensure_promtool() {
+    if command -v promtool >/dev/null 2>&1; then
+        PROMTOOL=$(command -v promtool)
+        return
+    fi
+    local dir=$PWD/target/promtool
+    PROMTOOL=$dir/root/usr/bin/promtool
+    [ -x "$PROMTOOL" ] && return
+    say "unpacking promtool from Debian's prometheus package into $dir (once)"
+    rm -rf "$dir" && mkdir -p "$dir"
+    (cd "$dir" && { apt-get download prometheus >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get download prometheus >/dev/null; }; })
+    dpkg-deb -x "$dir"/prometheus_*.deb "$dir/root"
+    [ -x "$PROMTOOL" ] || die "no promtool in Debian's prometheus package"
+}
+
 ensure_tools
+ensure_helm
+ensure_promtool
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
@@ -85,7 +121,7 @@ trap 'rm -rf "$TMP"' EXIT
 for f in manifests/*.yaml; do
     name=$(basename "$f")
     [ "$name" = kustomization.yaml ] && continue
-    printf '%s\n' "${RESOURCES[@]}" | grep -qx "$name" || die "$name is not in RESOURCES in $0"
+    grep -qx "$name" <<<"$(printf '%s\n' "${RESOURCES[@]}")" || die "$name is not in RESOURCES in $0"
     grep -qE "^  - $name\$" manifests/kustomization.yaml || die "$name is missing from kustomization.yaml"
 done
 say "kustomization lists all ${#RESOURCES[@]} manifests"
@@ -222,7 +258,8 @@ if ! command -v shellcheck >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
 fi
-shellcheck -x e2e/kind/run.sh e2e/k8s/*.sh e2e/tools/build.sh manifests/check.sh || die "shellcheck"
+shellcheck -x e2e/kind/run.sh e2e/k8s/*.sh e2e/tools/build.sh manifests/check.sh \
+    charts/render-manifests.sh contrib/coverage.sh || die "shellcheck"
 say "kind suite: workload schemas, overlay policy (veth -> tx off), shellcheck: ok"
 
 # 5b. The systemd unit for hosts without Kubernetes (docs/agent.md):
@@ -254,4 +291,143 @@ if [ -z "$(systemd-analyze verify "$TMP/bad-unit/csum-offload-agent.service" 2>&
     die "systemd-analyze verify said nothing about a misspelt key: it is not checking"
 fi
 say "negative controls: kubernetes-validate, checkov and systemd-analyze catch planted defects"
+
+# 7. The chart.
+CHART=charts/csum-offload
+helm_offline() { offline "$HELM" "$@"; }
+"$VENV/bin/python" - "$CHART/Chart.yaml" "$VERSION" <<'EOF'
+import sys, yaml
+c = yaml.safe_load(open(sys.argv[1]))
+assert c["version"] == sys.argv[2] and c["appVersion"] == sys.argv[2], f"Chart.yaml version {c['version']}, appVersion {c['appVersion']}: not the crate version {sys.argv[2]}"
+EOF
+ALL_ON=(--set metrics.enabled=true --set metrics.serviceMonitor.enabled=true --set prometheusRule.enabled=true --set runtime=containerd)
+helm_offline lint --strict "$CHART" >"$TMP/lint.out" 2>&1 || { cat "$TMP/lint.out" >&2; die "helm lint"; }
+helm_offline lint --strict "$CHART" "${ALL_ON[@]}" >"$TMP/lint.out" 2>&1 || { cat "$TMP/lint.out" >&2; die "helm lint (every option on)"; }
+say "helm lint --strict: ok, with the defaults and with every option on ($("$HELM" version --short))"
+
+# manifests/ is the chart's default render, byte for byte (comments
+# included: they are the manifests' documentation).
+drift() { # DIR: differences between DIR and a fresh render, on stdout
+    local f
+    for f in "${RESOURCES[@]}"; do
+        diff -u "$TMP/rendered/$f" "$1/$f" || true
+    done
+    for f in "$TMP"/rendered/*.yaml; do
+        grep -qx "$(basename "$f")" <<<"$(printf '%s\n' "${RESOURCES[@]}")" || echo "rendered but not in manifests/: $(basename "$f")"
+    done
+}
+offline bash charts/render-manifests.sh --out "$TMP/rendered" >/dev/null || die "helm template of the chart's defaults"
+out=$(drift manifests)
+[ -z "$out" ] || die "manifests/ differs from the chart's default render (edit charts/csum-offload, then run make manifests):
+$out"
+say "manifests/ is the chart's default render (helm template, ${#RESOURCES[@]} files)"
+
+# Every bad value is refused by values.schema.json, with its message.
+schema_refuses() { # --set VALUE, then the text the refusal must hold
+    if helm_offline template csum-offload "$CHART" --set "$1" >/dev/null 2>"$TMP/schema.err"; then
+        die "the schema accepted --set $1"
+    fi
+    grep -qF -- "$2" "$TMP/schema.err" || die "--set $1 refused without the schema's message ($2): $(cat "$TMP/schema.err")"
+}
+schema_refuses apply=pod "at '/apply': value must be one of 'both', 'container', 'host', 'uplink'"
+schema_refuses detectionFailure=maybe "at '/detectionFailure': value must be one of 'skip', 'fail'"
+schema_refuses failurePolicy=warn "at '/failurePolicy': value must be one of 'fail', 'ignore'"
+schema_refuses nonVeth=x "at '/nonVeth': value must be one of 'skip', 'fail'"
+schema_refuses logLevel=verbose "at '/logLevel': value must be one of"
+schema_refuses runtime=docker "at '/runtime': value must be one of"
+schema_refuses metrics.port=0 "at '/metrics/port': minimum: got 0, want 1"
+schema_refuses metrics.enabled=yes "at '/metrics/enabled': got string, want boolean"
+schema_refuses policy.drivers.txgbe.tx=off "at '/policy/drivers/txgbe/tx': got string, want boolean"
+schema_refuses cni.confDir=etc/cni "at '/cni/confDir': 'etc/cni' does not match pattern '^/'"
+schema_refuses detectionfailure=skip "additional properties 'detectionfailure' not allowed"
+say "values.schema.json refuses 11 bad values, each with its message"
+
+# Every option on: schemas, checkov and the metrics wiring.
+helm_offline template csum-offload "$CHART" --namespace kube-system "${ALL_ON[@]}" >"$TMP/all-on.yaml" ||
+    die "helm template with every option on"
+mkdir -p "$TMP/all-on"
+"$VENV/bin/python" - "$TMP/all-on.yaml" "$TMP/all-on/builtin.yaml" "$CHART/files/alerts.yaml" <<'EOF'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+by = {d["kind"]: d for d in docs}
+assert sorted(by) == ["ConfigMap", "DaemonSet", "NetworkPolicy", "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"], sorted(by)
+builtin = [d for d in docs if d["apiVersion"] != "monitoring.coreos.com/v1"]
+yaml.safe_dump_all(builtin, open(sys.argv[2], "w"))
+pod = by["DaemonSet"]["spec"]["template"]["spec"]
+c = {x["name"]: x for x in pod["containers"]}
+# No containerPort: in a hostNetwork pod it is a hostPort, which would keep
+# the surge pod of an update off its node.
+assert all("ports" not in x for x in c.values()), "a container declares ports"
+args = c["agent"]["args"]
+assert args[args.index("--metrics-address") + 1] == "$(HOST_IP):9981", args
+(env,) = [e for e in c["agent"]["env"] if e["name"] == "HOST_IP"]
+assert env["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP", env
+assert {"name": "CSUM_OFFLOAD_RUNTIME", "value": "containerd"} in c["install"]["env"]
+ann = by["DaemonSet"]["spec"]["template"]["metadata"]["annotations"]
+assert ann["prometheus.io/scrape"] == "true" and ann["prometheus.io/port"] == "9981", ann
+svc = by["Service"]["spec"]
+assert svc["clusterIP"] == "None" and svc["ports"] == [{"name": "metrics", "protocol": "TCP", "port": 9981, "targetPort": 9981}], svc
+assert svc["selector"] == by["DaemonSet"]["spec"]["selector"]["matchLabels"], "the Service selects other pods than the DaemonSet's"
+sm = by["ServiceMonitor"]["spec"]
+assert sm["selector"]["matchLabels"].items() <= by["Service"]["metadata"]["labels"].items(), "the ServiceMonitor does not select the Service"
+assert sm["endpoints"][0]["port"] == "metrics"
+# The job name the alerts expect.
+assert by["Service"]["metadata"]["labels"][sm["jobLabel"]] == "csum-offload", sm["jobLabel"]
+assert by["NetworkPolicy"]["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9981}]}]
+assert by["PrometheusRule"]["spec"] == yaml.safe_load(open(sys.argv[3])), "the PrometheusRule is not files/alerts.yaml"
+EOF
+(cd "$TMP/all-on" && validate builtin.yaml) || die "schema validation of the chart with every option on"
+run_checkov "$TMP/all-on" >"$TMP/checkov-all-on.out" 2>&1 || {
+    cat "$TMP/checkov-all-on.out" >&2
+    die "checkov findings in the chart with every option on"
+}
+say "every option on: schemas valid, checkov: $(grep -m1 'Passed checks' "$TMP/checkov-all-on.out"); metrics on \$(HOST_IP):9981 without a containerPort, Service/ServiceMonitor/job, PrometheusRule = files/alerts.yaml"
+
+# The values table in docs/install.md is the one the schema prints.
+table_in() { sed -n '/^<!-- values-table begin -->$/,/^<!-- values-table end -->$/p' "$1" | sed '1d;$d'; }
+"$VENV/bin/python" charts/values-table.py >"$TMP/values-table.md" || die "charts/values-table.py"
+[ "$(wc -l <"$TMP/values-table.md")" -gt 20 ] || die "the values table is nearly empty"
+table_in docs/install.md | diff -u "$TMP/values-table.md" - >&2 ||
+    die "the values table in docs/install.md is stale: run python3 charts/values-table.py --write"
+say "docs/install.md's values table matches values.schema.json and values.yaml"
+
+# The Prometheus rules: syntax, then the unit tests (each alert fires on
+# its input and not on the ones that must not).
+offline "$PROMTOOL" check rules "$CHART/files/alerts.yaml" >"$TMP/promtool.out" 2>&1 ||
+    { cat "$TMP/promtool.out" >&2; die "promtool check rules"; }
+offline "$PROMTOOL" test rules "$CHART/tests/alerts-test.yaml" >"$TMP/promtool-test.out" 2>&1 ||
+    { cat "$TMP/promtool-test.out" >&2; die "promtool test rules"; }
+say "promtool: $(grep -o '[0-9]* rules found' "$TMP/promtool.out" || echo rules) checked; test rules: ok ($("$PROMTOOL" --version 2>&1 | head -n1))"
+
+# Negative controls for the chart's checks.
+mkdir -p "$TMP/drifted"
+cp "${RESOURCES[@]/#/manifests/}" "$TMP/drifted/"
+sed -i 's/cpu: 5m/cpu: 6m/' "$TMP/drifted/daemonset.yaml"
+[ -n "$(drift "$TMP/drifted")" ] || die "the drift check missed a changed value: it is not checking"
+cp manifests/daemonset.yaml "$TMP/drifted/"
+sed -i 's/^# Installs csum-offload on every node/# Installs it on every node/' "$TMP/drifted/daemonset.yaml"
+[ -n "$(drift "$TMP/drifted")" ] || die "the drift check missed a changed comment: it is not checking"
+if helm_offline lint --strict "$CHART" --set-string metrics.port=9981 >/dev/null 2>&1; then
+    die "helm lint accepted a string port: it does not apply the schema"
+fi
+mkdir -p "$TMP/rules/files" "$TMP/rules/tests"
+cp "$CHART/tests/alerts-test.yaml" "$TMP/rules/tests/"
+sed 's/for: 15m/for: 1m/' "$CHART/files/alerts.yaml" >"$TMP/rules/files/alerts.yaml"
+if offline "$PROMTOOL" test rules "$TMP/rules/tests/alerts-test.yaml" >/dev/null 2>&1; then
+    die "promtool test rules passed with CsumOffloadUnfixedPairs firing on one transient failure: the tests do not test"
+fi
+sed 's/^          and ignoring(settings)$/          or ignoring(settings)/' "$CHART/files/alerts.yaml" >"$TMP/rules/files/alerts.yaml"
+if offline "$PROMTOOL" test rules "$TMP/rules/tests/alerts-test.yaml" >/dev/null 2>&1; then
+    die "promtool test rules passed with CsumOffloadUnfixedPairs firing where the policy changes nothing"
+fi
+sed 's/expr: csum_offload_detection_ok{job="csum-offload"} == 0/expr: csum_offload_detection_ok{job="csum-offload"} == = 0/' \
+    "$CHART/files/alerts.yaml" >"$TMP/rules/files/alerts.yaml"
+if offline "$PROMTOOL" check rules "$TMP/rules/files/alerts.yaml" >/dev/null 2>&1; then
+    die "promtool check rules accepted a broken expression: it is not checking"
+fi
+sed '/^<!-- values-table begin -->$/,/^<!-- values-table end -->$/{/image.repository/d}' docs/install.md >"$TMP/install.md"
+if table_in "$TMP/install.md" | diff -q "$TMP/values-table.md" - >/dev/null; then
+    die "the values table check missed a changed row: it is not checking"
+fi
+say "negative controls: a changed value and a changed comment are drift; helm lint applies the schema; promtool catches a rule that fires too soon, one that ignores the policy, and a broken expression; a missing table row is caught"
 say "ok"

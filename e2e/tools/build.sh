@@ -3,10 +3,13 @@
 # target/tools/<key>/bin, where <key> hashes go.mod, go.sum, this script,
 # the sources in cmd/ and the Go version: a second run with the same inputs builds nothing.
 # Prints the bin dir on stdout (last line); progress and times on stderr.
+# With package arguments (bash e2e/tools/build.sh helm.sh/helm/v4/cmd/helm)
+# it builds only those, into a bin dir of their own (manifests/check.sh
+# needs helm, not a cluster).
 #
 # The tools: a Kubernetes control plane and kubelet (k8s.io/kubernetes),
 # etcd, containerd 2.x with its runc shim, crictl, the reference CNI
-# plugins and the test clients in cmd/. runc itself is Debian's.
+# plugins, helm and the test clients in cmd/. runc itself is Debian's.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # Go is for test tools only; the machines have it in /usr/local/go.
@@ -18,7 +21,7 @@ cd "$here"
 # Go's own caches stay where Go keeps them (shared by every checkout on
 # the machine); the binaries go under the checkout's target/.
 gover=$(go env GOVERSION)
-key=$( { cat go.mod go.sum build.sh; find cmd -type f -name '*.go' | LC_ALL=C sort | xargs cat; echo "$gover"; } |
+key=$( { cat go.mod go.sum build.sh; find cmd -type f -name '*.go' | LC_ALL=C sort | xargs cat; echo "$gover" "$@"; } |
     sha256sum | cut -c1-16)
 out=$root/target/tools/$key
 bin=$out/bin
@@ -38,6 +41,7 @@ pkgs=(
     github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2
     github.com/containerd/containerd/v2/cmd/ctr
     sigs.k8s.io/cri-tools/cmd/crictl
+    helm.sh/helm/v4/cmd/helm
     github.com/containernetworking/plugins/plugins/main/bridge
     github.com/containernetworking/plugins/plugins/main/ptp
     github.com/containernetworking/plugins/plugins/main/loopback
@@ -46,6 +50,7 @@ pkgs=(
     github.com/containernetworking/plugins/plugins/meta/tuning
     ./cmd/...
 )
+[ $# -eq 0 ] || pkgs=("$@")
 rm -rf "$out" && mkdir -p "$bin"
 start=$(date +%s)
 echo "tools: building ${#pkgs[@]} packages with $gover into $bin (cold builds take many minutes on 2 cores)" >&2
@@ -64,7 +69,8 @@ ldflags="-s -w
  -X k8s.io/client-go/pkg/version.gitMinor=$minor
  -X github.com/containerd/containerd/v2/version.Version=$(v github.com/containerd/containerd/v2)
  -X sigs.k8s.io/cri-tools/pkg/version.Version=$(v sigs.k8s.io/cri-tools)
- -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(v github.com/containernetworking/plugins)"
+ -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(v github.com/containernetworking/plugins)
+ -X helm.sh/helm/v4/internal/version.version=$(v helm.sh/helm/v4)"
 CGO_ENABLED=0 GOFLAGS='-mod=readonly -buildvcs=false' go build -trimpath -tags no_btrfs -ldflags "${ldflags//$'\n'/}" -o "$bin/" "${pkgs[@]}"
 touch "$out/.complete"
 echo "tools: built in $(( $(date +%s) - start )) s" >&2
