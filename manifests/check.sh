@@ -100,15 +100,7 @@ ensure_promtool() {
         PROMTOOL=$(command -v promtool)
         return
     fi
-    local dir=$PWD/target/promtool
-    PROMTOOL=$dir/root/usr/bin/promtool
-    [ -x "$PROMTOOL" ] && return
-    say "unpacking promtool from Debian's prometheus package into $dir (once)"
-    rm -rf "$dir" && mkdir -p "$dir"
-    (cd "$dir" && { apt-get download prometheus >/dev/null 2>&1 ||
-        { apt-get update -qq && apt-get download prometheus >/dev/null; }; })
-    dpkg-deb -x "$dir"/prometheus_*.deb "$dir/root"
-    [ -x "$PROMTOOL" ] || die "no promtool in Debian's prometheus package"
+    PROMTOOL=$(bash e2e/tools/debian-prometheus.sh)/promtool
 }
 
 ensure_tools
@@ -258,7 +250,7 @@ if ! command -v shellcheck >/dev/null 2>&1; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
 fi
-shellcheck -x e2e/kind/run.sh e2e/k8s/*.sh e2e/tools/build.sh manifests/check.sh \
+shellcheck -x e2e/kind/run.sh e2e/k8s/*.sh e2e/tools/*.sh manifests/check.sh \
     charts/render-manifests.sh contrib/coverage.sh || die "shellcheck"
 say "kind suite: workload schemas, overlay policy (veth -> tx off), shellcheck: ok"
 

@@ -190,7 +190,16 @@ start_samplers() {
         samplers+=($!)
     done
 }
+# Stops the samplers once each node has at least 5 samples (a quick step
+# must not pass on too few to mean anything; at most 15 s more).
 stop_samplers() {
+    enough_samples() {
+        local node
+        for node in "${NODES[@]}"; do
+            [ "$(wc -l <"$TMP/ready-$node")" -ge 5 ] || return 1
+        done
+    }
+    wait_until 15 "5 samples on every node" enough_samples
     touch "$TMP/stop-sampling"
     wait "${samplers[@]}"
 }

@@ -10,9 +10,12 @@ E2E_SUITE=e2e-k8s
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=e2e/k8s/checks.sh
 source "$K8S_DIR/checks.sh"
+# shellcheck source=e2e/k8s/operator.sh
+source "$K8S_DIR/operator.sh"
 
 [ "$(id -u)" = 0 ] || die "needs root"
 TMP=$(mktemp -d /tmp/csum-e2ek8s.XXXXXX)
+PROM_DIR=$TMP/prometheus
 
 k() { kubectl_admin "$@"; }
 node_sh() { node_exec "$1" sh -c "$2"; }
@@ -50,6 +53,8 @@ diagnostics() {
 finish() {
     local rc=$?
     [ "$rc" = 0 ] || diagnostics
+    [ "$rc" = 0 ] || tail -n 20 "$PROM_DIR/prometheus.log" >&2 2>/dev/null || true
+    stop_prometheus
     if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
         say "e2e-k8s: KEEP_CLUSTER=1: the cluster stays up (make cluster-down)"
     else
@@ -68,4 +73,5 @@ bash "$K8S_DIR/cluster.sh" up
 export KUBECONFIG=$KUBECONFIG_ADMIN
 t1=$SECONDS
 run_checks
+run_operator_checks
 say "e2e-k8s: ok (cluster up in $((t1 - t0)) s, checks in $((SECONDS - t1)) s)"
