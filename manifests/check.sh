@@ -412,6 +412,10 @@ sed 's/^          and ignoring(settings)$/          or ignoring(settings)/' "$CH
 if offline "$PROMTOOL" test rules "$TMP/rules/tests/alerts-test.yaml" >/dev/null 2>&1; then
     die "promtool test rules passed with CsumOffloadUnfixedPairs firing where the policy changes nothing"
 fi
+sed 's/verdict="broken"} == 1$/verdict="ok"} == 1/' "$CHART/files/alerts.yaml" >"$TMP/rules/files/alerts.yaml"
+if offline "$PROMTOOL" test rules "$TMP/rules/tests/alerts-test.yaml" >/dev/null 2>&1; then
+    die "promtool test rules passed with CsumOffloadProbeBrokenUnfixed looking at the wrong verdict"
+fi
 sed 's/expr: csum_offload_detection_ok{job="csum-offload"} == 0/expr: csum_offload_detection_ok{job="csum-offload"} == = 0/' \
     "$CHART/files/alerts.yaml" >"$TMP/rules/files/alerts.yaml"
 if offline "$PROMTOOL" check rules "$TMP/rules/files/alerts.yaml" >/dev/null 2>&1; then
@@ -421,5 +425,5 @@ sed '/^<!-- values-table begin -->$/,/^<!-- values-table end -->$/{/image.reposi
 if table_in "$TMP/install.md" | diff -q "$TMP/values-table.md" - >/dev/null; then
     die "the values table check missed a changed row: it is not checking"
 fi
-say "negative controls: a changed value and a changed comment are drift; helm lint applies the schema; promtool catches a rule that fires too soon, one that ignores the policy, and a broken expression; a missing table row is caught"
+say "negative controls: a changed value and a changed comment are drift; helm lint applies the schema; promtool catches a rule that fires too soon, one that ignores the policy, one on the wrong probe verdict, and a broken expression; a missing table row is caught"
 say "ok"
