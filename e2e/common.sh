@@ -21,6 +21,62 @@ wait_for() {
     return 1
 }
 
+# Polls COMMAND every 0.5 s for at most SECONDS; dies naming WHAT.
+wait_until() {
+    local limit=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + limit))
+    until "$@"; do
+        [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${limit}s waiting for $what"
+        sleep 0.5
+    done
+}
+
+# A node of a test's own in this (new, private) mount namespace: the
+# node's writes land under WORK, never on the host.
+#
+# node_overlays WORK PREFIX: /etc, /opt, /var/lib, /var/log and /run become
+# overlays whose upper layers are in WORK/ovl (mounts named PREFIX_etc...),
+# and /run is shared within this namespace, as systemd makes a node's:
+# runc lets a pod's HostToContainer mount (the agent's view of /run/netns)
+# follow the node only from a shared or slave mount. The host's own
+# /run/netns mount (ip netns makes one) is unmounted first: under the /run
+# overlay it would stay in the mount table, where runc and containerd
+# judge /run/netns by the first mount listed at that path.
+node_overlays() {
+    local work=$1 prefix=$2 d n
+    mount --make-rprivate /
+    if mountpoint -q /run/netns; then umount -R -l /run/netns; fi
+    for d in /etc /opt /var/lib /var/log /run; do
+        n=${d//\//_}
+        mkdir -p "$work/ovl/$n/upper" "$work/ovl/$n/work"
+        mount -t overlay "$prefix$n" -o "lowerdir=$d,upperdir=$work/ovl/$n/upper,workdir=$work/ovl/$n/work" "$d"
+    done
+    mount --make-rshared /run
+}
+
+# node_binds WORK DIR...: each DIR becomes a bind of an empty dir of its
+# own under WORK/node (the node's CNI dirs, its runtime's state...).
+node_binds() {
+    local work=$1 d n
+    shift
+    for d in "$@"; do
+        n=${d//\//_}
+        mkdir -p "$d" "$work/node/$n"
+        mount --bind "$work/node/$n" "$d"
+    done
+}
+
+# node_sysfs WORK NAME: /sys becomes the sysfs of this netns (what a node
+# sees of its interfaces), with the host's cgroup mounts kept under it.
+node_sysfs() {
+    local work=$1
+    mkdir -p "$work/cgroup-keep"
+    mount --rbind /sys/fs/cgroup "$work/cgroup-keep"
+    mount -t sysfs "$2" /sys
+    mount --move "$work/cgroup-keep" /sys/fs/cgroup
+}
+
 # Microseconds since the epoch, without a fork.
 now_us() { echo "${EPOCHREALTIME/./}"; }
 

@@ -110,33 +110,10 @@ setup_node() {
     WORK=$(mktemp -d "${WORK_PREFIX}XXXXXX")
     export WORK
     mkdir -p "$WORK/logs" "$WORK/ovl" "$WORK/node"
-    mount --make-rprivate /
-    # The host's own /run/netns mount (ip-netns makes one) would stay
-    # listed under the /run overlay, and runc judges a HostToContainer
-    # source by the first listed mount at its path: unmount it here, in
-    # this run's private mount namespace only.
-    if mountpoint -q /run/netns; then umount -R -l /run/netns; fi
-    local d n
-    for d in /etc /opt /var/lib /var/log /run; do
-        n=${d//\//_}
-        mkdir -p "$WORK/ovl/$n/upper" "$WORK/ovl/$n/work"
-        mount -t overlay "e2ecri$n" -o "lowerdir=$d,upperdir=$WORK/ovl/$n/upper,workdir=$WORK/ovl/$n/work" "$d"
-    done
-    # A node's /run is shared, as systemd makes it: runc lets a pod's
-    # HostToContainer mount (the agent's view of /run/netns, where pods'
-    # netns files are mounted later) follow the node only from a shared
-    # or slave mount. Shared within this mount namespace only: its mounts
-    # are private copies of the host's.
-    mount --make-rshared /run
-    for d in /etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd /var/lib/kubelet /var/log/pods /var/log/csum-offload-e2ecri; do
-        n=${d//\//_}
-        mkdir -p "$d" "$WORK/node/$n"
-        mount --bind "$WORK/node/$n" "$d"
-    done
-    mkdir -p "$WORK/cgroup-keep"
-    mount --rbind /sys/fs/cgroup "$WORK/cgroup-keep"
-    mount -t sysfs e2ecri-sysfs /sys
-    mount --move "$WORK/cgroup-keep" /sys/fs/cgroup
+    node_overlays "$WORK" e2ecri
+    node_binds "$WORK" /etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd /var/lib/kubelet \
+        /var/log/pods /var/log/csum-offload-e2ecri
+    node_sysfs "$WORK" e2ecri-sysfs
     ip link set lo up
     ip netns add e2ecri-wan
     ip link add e2ecri-up0 type veth peer name e2ecri-up1 netns e2ecri-wan

@@ -18,6 +18,8 @@
 #   TMP                   a scratch dir
 #
 # Every check prints its evidence; any failure ends the run (fail).
+# shellcheck source=e2e/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 NS=kube-system
 CONF_DIR=/etc/cni/net.d
 PLUGIN=/opt/cni/bin/csum-offload
@@ -26,17 +28,6 @@ step() { echo "== $*"; }
 fail() {
     echo "${E2E_SUITE:-e2e-k8s}: FAIL: $*" >&2
     exit 1
-}
-
-# polls COMMAND every 0.5 s for at most SECONDS.
-wait_until() {
-    local limit=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + limit))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || fail "timed out after ${limit}s waiting for $what"
-        sleep 0.5
-    done
 }
 
 nodes() { k get nodes -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | sort; }

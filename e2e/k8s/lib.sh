@@ -126,14 +126,3 @@ remove_cgroup() {
         find "/sys/fs/cgroup/$c/$1" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     done
 }
-
-# Polls COMMAND every 0.5 s for at most SECONDS; dies with WHAT.
-wait_until() {
-    local limit=$1 what=$2
-    shift 2
-    local deadline=$((SECONDS + limit))
-    until "$@"; do
-        [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${limit}s waiting for $what"
-        sleep 0.5
-    done
-}

@@ -30,36 +30,18 @@ DIR=$(node_dir "$NODE")
 BIN=$(tools_bin)
 
 setup_mounts() {
-    mount --make-rprivate /
-    # The host's netns files (ip netns keeps /run/netns a mount of its
-    # own) are not the node's; under the /run overlay they would still
-    # be in the mount table, where containerd looks for /run/netns.
-    if mountpoint -q /run/netns; then umount -R -l /run/netns; fi
-    local d n
-    for d in /etc /opt /var/lib /var/log /run; do
-        n=${d//\//_}
-        mkdir -p "$DIR/ovl/$n/upper" "$DIR/ovl/$n/work"
-        mount -t overlay "csk8s$n" -o "lowerdir=$d,upperdir=$DIR/ovl/$n/upper,workdir=$DIR/ovl/$n/work" "$d"
-    done
-    mount --make-rshared /run
+    node_overlays "$DIR" csk8s
     mkdir -p /run/netns
     mount -t tmpfs -o mode=0755,size=16m csk8s-netns /run/netns
     # The pods' netns files are mounted here after the agent's container
     # starts: they reach it (HostToContainer) only from a shared mount.
     mount --make-shared /run/netns
-    for d in /etc/cni/net.d /opt/cni/bin /var/lib/cni /var/lib/kubelet /var/log/pods /var/log/containers \
-        /run/csum-offload /var/log/csum-offload; do
-        n=${d//\//_}
-        mkdir -p "$d" "$DIR/node/$n"
-        mount --bind "$DIR/node/$n" "$d"
-    done
+    node_binds "$DIR" /etc/cni/net.d /opt/cni/bin /var/lib/cni /var/lib/kubelet /var/log/pods \
+        /var/log/containers /run/csum-offload /var/log/csum-offload
     # /var/lib/kubelet holds the pods' volumes, which the runtime mounts
     # and the kubelet expects to see propagate.
     mount --make-rshared /var/lib/kubelet
-    mkdir -p "$DIR/cgroup-keep"
-    mount --rbind /sys/fs/cgroup "$DIR/cgroup-keep"
-    mount -t sysfs "csk8s-sysfs" /sys
-    mount --move "$DIR/cgroup-keep" /sys/fs/cgroup
+    node_sysfs "$DIR" csk8s-sysfs
     # The kubelet sets six global kernel tunables (vm.overcommit_memory,
     # kernel.panic, ...) when they differ from what it wants. Here it reads
     # files that already hold those values, and the host's stay as they are.
