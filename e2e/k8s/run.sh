@@ -14,6 +14,12 @@ source "$K8S_DIR/checks.sh"
 source "$K8S_DIR/operator.sh"
 
 [ "$(id -u)" = 0 ] || die "needs root"
+# One run at a time on this machine: the cluster's netns, bridge and
+# cgroups have fixed names. cluster.sh's own lock covers only up/down, so
+# the suite holds this one for its whole run (daemons never inherit it).
+SUITE_LOCK=/run/csum-offload-e2e-k8s.lock
+exec 8>"$SUITE_LOCK"
+flock -w 1800 8 || die "another e2e-k8s run holds $SUITE_LOCK"
 TMP=$(mktemp -d /tmp/csum-e2ek8s.XXXXXX)
 PROM_DIR=$TMP/prometheus
 
@@ -58,7 +64,7 @@ finish() {
     if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
         say "e2e-k8s: KEEP_CLUSTER=1: the cluster stays up (make cluster-down)"
     else
-        bash "$K8S_DIR/cluster.sh" down || rc=1
+        bash "$K8S_DIR/cluster.sh" down 8>&- || rc=1
     fi
     rm -rf "$TMP"
     exit "$rc"
@@ -68,8 +74,8 @@ trap finish EXIT
 t0=$SECONDS
 TOOLS_BIN=$(tools_bin)
 export TOOLS_BIN
-bash "$K8S_DIR/cluster.sh" down >/dev/null
-bash "$K8S_DIR/cluster.sh" up
+bash "$K8S_DIR/cluster.sh" down >/dev/null 8>&-
+bash "$K8S_DIR/cluster.sh" up 8>&-
 export KUBECONFIG=$KUBECONFIG_ADMIN
 t1=$SECONDS
 run_checks
