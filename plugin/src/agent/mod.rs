@@ -40,6 +40,7 @@ use scan::{Scope, DEFAULT_NETNS_DIRS};
 use state::{StateError, StateFile, DEFAULT_STATE_FILE};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -71,6 +72,8 @@ pub enum AgentError {
     LogLevel(#[from] LevelError),
     #[error("--resync must be a whole number of seconds from 0 (events only) to {RESYNC_MAX}, got {0:?}")]
     Resync(String),
+    #[error("--metrics-address must be an IP address and port (\"127.0.0.1:9981\", \"[::1]:9981\"), got {0:?}")]
+    MetricsAddress(String),
     #[error("{flag} {pattern:?}: {source}; see docs/configuration.md#globs")]
     Glob {
         flag: &'static str,
@@ -127,7 +130,7 @@ struct Options {
     netns_dirs: Vec<PathBuf>,
     scan_processes: bool,
     state_file: PathBuf,
-    metrics_address: Option<String>,
+    metrics_address: Option<SocketAddr>,
     textfile: Option<PathBuf>,
     resync: Option<Duration>,
     /// Put the uplink NICs back when this agent stops and no other agent
@@ -172,6 +175,23 @@ fn resync(value: Option<String>) -> Result<Option<Duration>, AgentError> {
     }
 }
 
+/// An address literal only: a host name would make the agent's start wait
+/// on DNS (and link glibc's resolver into the static binary). An IPv6
+/// address may come without brackets, as the DaemonSet's
+/// `$(HOST_IP):9981` gives it on an IPv6 node.
+fn metrics_address(value: Option<String>) -> Result<Option<SocketAddr>, AgentError> {
+    let Some(text) = value else {
+        return Ok(None);
+    };
+    let parsed = text.parse::<SocketAddr>().ok().or_else(|| {
+        let (ip, port) = text.rsplit_once(':')?;
+        Some(SocketAddr::new(ip.parse().ok()?, port.parse().ok()?))
+    });
+    parsed
+        .map(Some)
+        .ok_or_else(|| AgentError::MetricsAddress(json::clip(&text)))
+}
+
 fn netns_dirs(args: &mut Args) -> Result<Vec<PathBuf>, ArgsError> {
     let given = values(args, "--netns-dir")?;
     Ok(if given.is_empty() {
@@ -209,7 +229,7 @@ impl Options {
             netns_dirs: netns_dirs(args)?,
             scan_processes: !args.flag("--no-proc"),
             state_file: state_file(args)?,
-            metrics_address: args.value("--metrics-address")?,
+            metrics_address: metrics_address(args.value("--metrics-address")?)?,
             textfile: args.value("--textfile")?.map(PathBuf::from),
             resync,
             restore_uplink_on_exit: args.flag("--restore-uplink-on-exit"),
@@ -447,7 +467,7 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
     }
     if let Some(address) = &opts.metrics_address {
         let bound =
-            metrics::serve(address, agent.metrics.clone()).map_err(io("metrics address"))?;
+            metrics::serve(*address, agent.metrics.clone()).map_err(io("metrics address"))?;
         log::info!("metrics on http://{bound}/metrics");
     }
     log::info!(
@@ -803,6 +823,43 @@ mod tests {
         match parse(args) {
             Ok(_) => panic!("{args:?} must be refused"),
             Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn metrics_address_is_an_address_literal() {
+        let address = |args: &[&str]| parse(args).map(|o| o.metrics_address).ok();
+        assert_eq!(address(&[]), Some(None));
+        assert_eq!(
+            address(&["--metrics-address", "10.0.0.7:9981"]),
+            Some(Some("10.0.0.7:9981".parse().unwrap()))
+        );
+        assert_eq!(
+            address(&["--metrics-address=[::1]:0"]),
+            Some(Some("[::1]:0".parse().unwrap()))
+        );
+        // $(HOST_IP):9981 on an IPv6 node.
+        assert_eq!(
+            address(&["--metrics-address", "fd00:10::7:9981"]),
+            Some(Some("[fd00:10::7]:9981".parse().unwrap()))
+        );
+        // A name would be resolved through DNS at start.
+        for bad in [
+            "localhost:9981",
+            "node-a:9981",
+            "10.0.0.7",
+            ":9981",
+            "",
+            "10.0.0.7:99999",
+            "[::1]",
+        ] {
+            let e = refused(&["--metrics-address", bad]);
+            assert_eq!(e.exit_code(), 2, "{bad:?}");
+            assert!(
+                e.to_string()
+                    .starts_with("--metrics-address must be an IP address and port"),
+                "{e}"
+            );
         }
     }
 

@@ -55,7 +55,7 @@ const TEXT_TYPE: &str = "text/plain; charset=utf-8";
 
 /// Serves the metrics on `address` from a thread of its own (which never
 /// enters another netns); returns the bound address.
-pub fn serve(address: &str, shared: Arc<Mutex<Metrics>>) -> std::io::Result<SocketAddr> {
+pub fn serve(address: SocketAddr, shared: Arc<Mutex<Metrics>>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(address)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
