@@ -234,6 +234,11 @@ fn uninstall_and_agent_restore_put_the_nic_back() {
     let (code, out, err) = agent_in(&s.dir, &["restore"]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("uplink NIC up0: restored"), "{out}");
+    // The summary counts the NIC it put back (it said 0 before).
+    assert!(
+        out.ends_with("1 restored, 0 gone, 0 failed, 0 unreadable; 0 records left\n"),
+        "{out}"
+    );
     assert!(active("up0", GENERIC));
     assert!(records_of(&lab).is_empty());
 }

@@ -128,6 +128,8 @@ pub(super) fn command(mut args: Args) -> Result<String, AgentError> {
     // The NICs `apply: "uplink"` changed (the plugin's or an agent's).
     match nics::restore(Path::new(RECORD_FILE)) {
         Ok(r) => {
+            restored += r.restored;
+            gone += r.gone;
             failed += r.failed;
             lines.extend(r.lines);
         }

@@ -115,10 +115,13 @@ fn index_of(socket: &mut RouteSocket, name: &str) -> io::Result<u32> {
         .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
 }
 
-/// What a restore did: one line per recorded NIC, and how many failed.
+/// What a restore did: one line per recorded NIC, and how many NICs were
+/// put back, were gone, or failed.
 #[derive(Debug, Default)]
 pub struct Restored {
     pub lines: Vec<String>,
+    pub restored: usize,
+    pub gone: usize,
     pub failed: usize,
 }
 
@@ -148,6 +151,7 @@ pub fn restore(record: &Path) -> Result<Restored, RecordError> {
                             .iter()
                             .map(|(n, on)| format!("{n} {}", if *on { "on" } else { "off" }))
                             .collect();
+                        restored.restored += 1;
                         restored
                             .lines
                             .push(format!("{label}: restored [{}]", what.join(", ")));
@@ -160,6 +164,7 @@ pub fn restore(record: &Path) -> Result<Restored, RecordError> {
                 }
             }
             Ok(_) => {
+                restored.gone += 1;
                 restored.lines.push(format!(
                     "{label}: gone or re-created since (its driver's defaults are back); nothing to restore"
                 ));
