@@ -22,7 +22,13 @@ unit: deps
 	# Replays the fuzz corpus's saved crashers and seeds (no libFuzzer needed).
 	CARGO_TARGET_DIR=target/fuzz cargo test --locked --manifest-path plugin/fuzz/Cargo.toml
 
-test: deps lint build unit e2e e2e-cri e2e-docker e2e-libcni e2e-confdir e2e-k8s manifests-check
+test: deps lint build unit docs-examples e2e e2e-cri e2e-docker e2e-libcni e2e-confdir e2e-k8s manifests-check
+
+# Every command output the docs show, run again in a netns lab and
+# compared (e2e/docs/examples.py). Needs root; see docs/testing.md.
+.PHONY: docs-examples
+docs-examples: build
+	/usr/bin/python3 e2e/docs/examples.py
 
 demo: deps build
 	bash e2e/demo.sh
