@@ -11,6 +11,8 @@ use super::commit::{self, current_owner};
 use super::edit::{Step, BACKUP_SUFFIX};
 use super::snapshot::Snapshot;
 use crate::fsread;
+use nix::errno::Errno;
+use nix::fcntl::{renameat2, RenameFlags};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -136,14 +138,53 @@ pub fn binary_present(dir: &Path, name: &str) -> bool {
     fs::metadata(dir.join(name)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Removes `dir/name`; a missing file is fine.
-pub fn remove_binary(dir: &Path, name: &str) -> Result<bool, FsError> {
+/// What `remove_binary` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    NotThere,
+    /// A config that names the plugin appeared after the first look; the
+    /// binary is back in place (or a newer one took its place meanwhile).
+    Kept,
+}
+
+/// Removes `dir/name` when `still_unused` agrees. The binary is first moved
+/// aside (one rename in the same dir), then `still_unused` looks again: a
+/// config written between the caller's look and the move would otherwise
+/// name a binary that is gone for good. If it now says no, the binary goes
+/// back, without replacing one an installer copied there meanwhile.
+pub fn remove_binary(
+    dir: &Path,
+    name: &str,
+    still_unused: impl FnOnce() -> Result<bool, FsError>,
+) -> Result<Removal, FsError> {
     let path = dir.join(name);
-    match fs::remove_file(&path) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_err(&path)(e)),
+    let parked = dir.join(format!(".{name}.removing-{}", std::process::id()));
+    match fs::rename(&path, &parked) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Removal::NotThere),
+        Err(e) => return Err(io_err(&path)(e)),
     }
+    let unused = still_unused();
+    if !matches!(unused, Ok(true)) {
+        match renameat2(
+            nix::fcntl::AT_FDCWD,
+            &parked,
+            nix::fcntl::AT_FDCWD,
+            &path,
+            RenameFlags::RENAME_NOREPLACE,
+        ) {
+            Ok(()) => {}
+            // A newer binary is in place: it serves the config.
+            Err(Errno::EEXIST) => fs::remove_file(&parked).map_err(io_err(&parked))?,
+            // No RENAME_NOREPLACE here: a plain rename, unless one appeared.
+            Err(_) if !path.exists() => fs::rename(&parked, &path).map_err(io_err(&path))?,
+            Err(_) => fs::remove_file(&parked).map_err(io_err(&parked))?,
+        }
+        return unused.map(|_| Removal::Kept);
+    }
+    fs::remove_file(&parked).map_err(io_err(&parked))?;
+    Ok(Removal::Removed)
 }
 
 #[cfg(test)]
@@ -235,6 +276,35 @@ mod tests {
     }
 
     #[test]
+    fn a_binary_wanted_again_by_the_second_look_stays() {
+        let dir = crate::unit_dirs::fresh("files", "late");
+        fs::write(dir.join("plugin"), b"old").unwrap();
+        // A config appeared after the first look: the binary goes back.
+        let kept = remove_binary(&dir, "plugin", || {
+            assert!(!dir.join("plugin").exists(), "moved aside during the look");
+            Ok(false)
+        });
+        assert_eq!(kept.unwrap(), Removal::Kept);
+        assert_eq!(fs::read(dir.join("plugin")).unwrap(), b"old");
+        // An installer copied a newer binary meanwhile: it is not replaced.
+        let kept = remove_binary(&dir, "plugin", || {
+            fs::write(dir.join("plugin"), b"new").unwrap();
+            Ok(false)
+        });
+        assert_eq!(kept.unwrap(), Removal::Kept);
+        assert_eq!(fs::read(dir.join("plugin")).unwrap(), b"new");
+        // The look itself failed: the binary stays, and the error is told.
+        let failed = remove_binary(&dir, "plugin", || {
+            Err(io_err(&dir)(io::Error::other("unreadable")))
+        });
+        assert!(failed.is_err());
+        assert_eq!(fs::read(dir.join("plugin")).unwrap(), b"new");
+        // Nothing parked is left behind.
+        assert_eq!(crate::unit_dirs::names(&dir), ["plugin"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn owner_and_group_are_kept() {
         let dir = crate::unit_dirs::fresh("files", "owner");
         let path = dir.join("10-a.conflist");
@@ -267,8 +337,15 @@ mod tests {
         .unwrap();
         assert!(install_binary(&dir.join("src"), &dir, "plugin").unwrap());
         assert!(binary_present(&dir, "plugin"));
-        assert!(remove_binary(&dir, "plugin").unwrap());
-        assert!(!remove_binary(&dir, "plugin").unwrap());
+        let unused = || Ok(true);
+        assert_eq!(
+            remove_binary(&dir, "plugin", unused).unwrap(),
+            Removal::Removed
+        );
+        assert_eq!(
+            remove_binary(&dir, "plugin", unused).unwrap(),
+            Removal::NotThere
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -33,7 +33,7 @@ use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
 use edit::EditError;
 use entry::{Entry, InstallerConfigError, PLUGIN_TYPE};
-use files::FsError;
+use files::{FsError, Removal};
 use pass::{PassMode, PassOutcome};
 use readiness::Unready;
 use select::Runtime;
@@ -277,9 +277,26 @@ fn remove_binary(conf_dir: &Path, bin_dir: &Path) -> Result<String, InstallError
             files.join(", ")
         ));
     }
-    match files::remove_binary(bin_dir, PLUGIN_TYPE)? {
-        true => Ok(format!("removed {}", path.display())),
-        false => Ok(format!("{} was not there", path.display())),
+    // A config written since that look keeps it too (the second look).
+    let mut late = Vec::new();
+    let removal = files::remove_binary(bin_dir, PLUGIN_TYPE, || {
+        late = in_use::holders(conf_dir)?;
+        Ok(late.is_empty())
+    })?;
+    match removal {
+        Removal::Removed => Ok(format!("removed {}", path.display())),
+        Removal::NotThere => Ok(format!("{} was not there", path.display())),
+        Removal::Kept => {
+            for h in &late {
+                log::warn!("keeping {}: {h}", path.display());
+            }
+            let files: Vec<&str> = late.iter().map(|h| h.file.as_str()).collect();
+            Ok(format!(
+                "kept {}: a network config the runtime would load names {PLUGIN_TYPE} since the uninstall began ({})",
+                path.display(),
+                files.join(", ")
+            ))
+        }
     }
 }
 
