@@ -31,6 +31,10 @@ fn our_entries(path: &Path) -> usize {
 
 /// The watch loop on `dirs` with `args`, its stderr in installer.log.
 fn start(dirs: &InstallDirs, args: &[&str]) -> Daemon {
+    start_logged(dirs, args, "installer.log")
+}
+
+fn start_logged(dirs: &InstallDirs, args: &[&str], log: &str) -> Daemon {
     // In a directory of its own, as the DaemonSet's ConfigMap volume: the
     // installer watches the config's directory too, and an event there
     // (the conf dir's link is in root/) would start a pass by itself.
@@ -40,7 +44,7 @@ fn start(dirs: &InstallDirs, args: &[&str]) -> Daemon {
     let mut cmd: Command = dirs.command("install");
     cmd.arg("--config").arg(&config).args(args);
     common::in_empty_netns(&mut cmd);
-    Daemon::spawn(&mut cmd, dirs.root.join("installer.log"))
+    Daemon::spawn(&mut cmd, dirs.root.join(log))
 }
 
 /// Points the link `link` at `target` in one rename, as `ln -sfn` and
@@ -101,6 +105,72 @@ fn a_re_pointed_conf_dir_symlink_is_followed_within_seconds() {
     assert!(status.success(), "{status:?}");
     assert_eq!(our_entries(&in_b), 0, "SIGTERM takes the entry out of b/");
     eprintln!("entry in the new target {took:?} after the re-point");
+}
+
+/// Presence follows the link too: an installer whose conf dir was
+/// re-pointed, stopping while a newer one runs in the new directory (a
+/// surge update after the move), is not the last one out and leaves the
+/// entry there. It used to stay present in the old directory only, find
+/// itself alone, and take the entry out from under the new installer.
+#[test]
+fn a_re_pointed_installer_is_not_the_last_one_out_of_the_new_dir() {
+    let dirs = InstallDirs::new("files-relink-presence");
+    let (a, b) = (dirs.root.join("a"), dirs.root.join("b"));
+    fs::create_dir_all(&a).unwrap();
+    fs::create_dir_all(&b).unwrap();
+    fs::remove_dir(dirs.conf()).unwrap();
+    symlink("a", dirs.conf()).unwrap();
+    let primary = serde_json::to_vec(&kindnet()).unwrap();
+    let in_b = b.join("10-kindnet.conflist");
+    fs::write(a.join("10-kindnet.conflist"), &primary).unwrap();
+    fs::write(&in_b, &primary).unwrap();
+
+    let old = start_logged(&dirs, &[], "old.log");
+    wait_until("the entry in a/", Duration::from_secs(20), || {
+        our_entries(&a.join("10-kindnet.conflist")) == 1
+    });
+    repoint(&dirs.conf(), "b");
+    wait_until("the entry in b/", Duration::from_secs(3), || {
+        our_entries(&in_b) == 1
+    });
+    old.wait_log("now leads to");
+    // The old installer joins presence in b/ within a poll of the move;
+    // without that (the bug) the file never appears, and the check that
+    // matters is the entry below, so this wait only bounds the race.
+    let joined = Instant::now();
+    while !b.join(".csum-offload.lock").exists() && joined.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let new = start_logged(&dirs, &[], "new.log");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(our_entries(&in_b), 1);
+
+    // Sampled every 5 ms from the old one's SIGTERM until 1 s after its
+    // exit: the entry is never out (the new installer would put it back
+    // within ~0.1 s, so only sampling shows a removal).
+    let stopping = std::thread::spawn(move || old.terminate());
+    let mut missing = 0;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !stopping.is_finished() && Instant::now() < deadline {
+        missing += usize::from(our_entries(&in_b) != 1);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = stopping.join().unwrap();
+    assert!(status.success(), "{status:?}");
+    let after = Instant::now();
+    while after.elapsed() < Duration::from_secs(1) {
+        missing += usize::from(our_entries(&in_b) != 1);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let log = fs::read_to_string(dirs.root.join("old.log")).unwrap();
+    assert!(
+        log.contains("another installer runs on this node; leaving the entry to it"),
+        "{log}"
+    );
+    assert_eq!(missing, 0, "samples without the entry in b/");
+    let status = new.terminate();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(our_entries(&in_b), 0, "the last one out takes it out of b/");
 }
 
 #[test]

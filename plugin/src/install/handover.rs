@@ -79,7 +79,11 @@ pub enum JoinError {
 impl Presence {
     /// Takes a shared lock on the presence file, creating it if needed.
     pub fn join(conf_dir: &Path) -> Result<Presence, JoinError> {
-        let path = conf_dir.join(LOCK_FILE);
+        // The directory the path leads to now: a conf dir reached through
+        // a link that is re-pointed later must not make `LastOne` remove
+        // the file of the directory it leads to then.
+        let real = fs::canonicalize(conf_dir).map_err(io_err(conf_dir))?;
+        let path = real.join(LOCK_FILE);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -130,8 +134,16 @@ pub struct LastOne(Presence);
 
 impl Drop for LastOne {
     fn drop(&mut self) {
-        // Removed while still held; see Presence::join.
-        let _ = fs::remove_file(&self.0.path);
+        // Removed while still held; see Presence::join. Only if the name
+        // still is this file: never another installer's.
+        let held = self.0.file.metadata().ok();
+        let named = fs::symlink_metadata(&self.0.path).ok();
+        if held
+            .zip(named)
+            .is_some_and(|(h, n)| h.ino() == n.ino() && h.dev() == n.dev())
+        {
+            let _ = fs::remove_file(&self.0.path);
+        }
     }
 }
 

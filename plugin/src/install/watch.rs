@@ -283,7 +283,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
 
     // Present on the node (see handover.rs), waiting while the installer
     // that exited last is still taking the entry out.
-    let presence = loop {
+    let mut presence = loop {
         if let Err(e) = std::fs::create_dir_all(conf_dir) {
             status.set(
                 log::Level::Warn,
@@ -324,10 +324,28 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
     let mut due = Some(Instant::now());
     let mut reload = false;
     let mut next_resync = Instant::now() + RESYNC;
+    // After the conf dir's link moved: presence is joined again there.
+    let mut rejoin = false;
     loop {
         let now = Instant::now();
         if watcher.retarget(conf_dir) {
             due = Some(now);
+            rejoin = true;
+        }
+        if rejoin {
+            // Presence lives in the directory, so after a re-point an
+            // installer started since (joined in the new one) would be
+            // invisible to this one, which at its exit would then take the
+            // entry out from under it. Until the join succeeds (a last
+            // installer may still be leaving there), the old one is kept.
+            match Presence::join(conf_dir) {
+                Ok(new) => {
+                    // Leaving the old directory last removes its file.
+                    drop(std::mem::replace(&mut presence, new).leave());
+                    rejoin = false;
+                }
+                Err(e) => log::debug!("presence in {}: {e}; retrying", conf_dir.display()),
+            }
         }
         if due.is_some_and(|d| d <= now) || now >= next_resync {
             due = None;
