@@ -29,7 +29,8 @@ use crate::config::{self, Config, DetectionFailure, LoadError};
 use crate::glob::{Glob, GlobError};
 use crate::json;
 use crate::kernel::monitor::{Event, Monitor};
-use crate::kernel::signals::{stop_requested, stop_signals};
+use crate::kernel::presence::{JoinError, Leave, Presence};
+use crate::kernel::signals::{stop_requested, stop_signals, wait_for_stop};
 use crate::logger::{self, LevelError};
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
@@ -50,7 +51,10 @@ use std::time::{Duration, Instant};
 const REDETECT_DELAY: Duration = Duration::from_millis(200);
 
 /// How often a daemon waiting for another agent's lock tries again.
-const LOCK_RETRY_MS: u16 = 500;
+const LOCK_RETRY: Duration = Duration::from_millis(500);
+/// How often a daemon tries to join while the last one out cleans up (a
+/// NIC restore: milliseconds).
+const PRESENCE_RETRY: Duration = Duration::from_millis(100);
 
 /// `--resync` when not given, in seconds.
 const RESYNC_DEFAULT: u64 = 300;
@@ -274,7 +278,10 @@ pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
     // Every daemon says it is there, waiting or acting, so that the one
     // that stops knows whether it is the last.
     let presence = match &signals {
-        Some(_) => Some(Presence::join(&opts.state_file)?),
+        Some(signals) => match join_presence(&opts.state_file, signals)? {
+            Some(presence) => Some(presence),
+            None => return Ok("csum-offload agent stopped".into()),
+        },
         None => None,
     };
     let lock = match (&signals, opts.dry_run) {
@@ -314,34 +321,39 @@ pub fn agent_command(mut args: Args) -> Result<String, AgentError> {
     }
 }
 
-/// A shared lock every daemon holds for its life (`<state file>.presence`):
-/// one that can take it exclusively at its exit is the last on the node.
-struct Presence(File);
-
-impl Presence {
-    fn join(state_file: &Path) -> Result<Self, AgentError> {
-        let path = state_file.with_extension("presence");
-        let err = |e: crate::kernel::private::PrivateError| StateError::new(&path, e);
+/// Every daemon, waiting or acting, is present on the node
+/// (`<state file>.presence`, `kernel::presence`), so that the one that
+/// stops knows whether it is the last. While the last one out restores
+/// the NICs, a new daemon waits; None when asked to stop meanwhile.
+fn join_presence(state_file: &Path, signals: &SignalFd) -> Result<Option<Presence>, AgentError> {
+    let path = state_file.with_extension("presence");
+    let err = |e: crate::kernel::private::PrivateError| StateError::new(&path, e);
+    let mut waiting = false;
+    loop {
         let file = crate::kernel::private::open_lock(&path).map_err(err)?;
-        crate::kernel::lock::flock(&file, libc::LOCK_SH).map_err(|e| err(e.into()))?;
-        Ok(Self(file))
-    }
-
-    /// Leaves; whether no other agent is there. Of agents that leave at
-    /// once, each lets go before it asks, so the last to ask finds none.
-    fn leave_last(self) -> bool {
-        let _ = crate::kernel::lock::flock(&self.0, libc::LOCK_UN);
-        crate::kernel::lock::flock(&self.0, libc::LOCK_EX | libc::LOCK_NB).is_ok()
+        match Presence::join(file, path.clone()) {
+            Ok(presence) => return Ok(Some(presence)),
+            Err(JoinError::Busy) if !waiting => {
+                log::info!("the agent that stopped last is still restoring the NICs; waiting");
+                waiting = true;
+            }
+            Err(JoinError::Busy) => {}
+            Err(JoinError::Io { source, .. }) => return Err(err(source.into()).into()),
+        }
+        if let Some(name) = wait_for_stop(signals, PRESENCE_RETRY) {
+            log::info!("{name} received while waiting to join; stopping");
+            return Ok(None);
+        }
     }
 }
 
 /// `--restore-uplink-on-exit`: the DaemonSet is going (no agent waits to
 /// take over), so the NICs `apply: "uplink"` changed go back as they were.
 fn restore_uplink_if_last(presence: Presence) {
-    if !presence.leave_last() {
+    let Leave::Last(_last) = presence.leave() else {
         log::info!("another agent runs on this node; leaving the uplink NICs to it");
         return;
-    }
+    };
     match nics::restore(Path::new(RECORD_FILE)) {
         Ok(r) => {
             for line in &r.lines {
@@ -375,9 +387,7 @@ fn wait_for_lock(state_file: &Path, signals: &SignalFd) -> Result<Option<File>, 
             }
             Err(e) => return Err(e),
         }
-        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(LOCK_RETRY_MS));
-        if let Some(name) = stop_requested(signals) {
+        if let Some(name) = wait_for_stop(signals, LOCK_RETRY) {
             log::info!("{name} received while waiting for the other agent; stopping");
             return Ok(None);
         }

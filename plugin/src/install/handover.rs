@@ -5,15 +5,10 @@
 //! update or a rollback two installers run on a node at once, and either
 //! may be the one deleted first. Two locks in the conf dir decide:
 //!
-//! - **Presence** (`.csum-offload.lock`): every installer holds a shared
-//!   flock on it for its lifetime. On exit it converts that to an
-//!   exclusive one without waiting, which succeeds only when no other
-//!   installer holds the file: that one is the last, and removes the
+//! - **Presence** (`.csum-offload.lock`), with the algorithm the agent
+//!   uses too (`kernel::presence`): the last installer out removes the
 //!   entry (so deleting the DaemonSet still removes it); any other leaves
-//!   the entry to the ones still running. The kernel converts one lock at
-//!   a time and a failed conversion drops the lock, so of several
-//!   installers exiting at once exactly one finds itself last. A killed
-//!   installer's lock goes with its process.
+//!   the entry to the ones still running.
 //! - **Activity** (`.csum-offload.active`): the newest installer claims the
 //!   node by writing its token there, holding an exclusive flock on that
 //!   file for its lifetime. An installer that finds a token not its own
@@ -25,11 +20,13 @@
 //! bad rollout leaves the old installer in charge.
 
 use super::commit::{self, flock, write_atomic_locked};
+use crate::kernel::presence;
+pub use crate::kernel::presence::{Leave, Presence};
 use super::files::{io_err, FsError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// In the conf dir; not names any runtime loads.
@@ -59,13 +56,6 @@ pub fn new_token() -> String {
     )
 }
 
-/// This installer's presence on the node.
-#[derive(Debug)]
-pub struct Presence {
-    file: File,
-    path: PathBuf,
-}
-
 /// Why an installer could not join yet.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -76,75 +66,27 @@ pub enum JoinError {
     Fs(#[from] FsError),
 }
 
-impl Presence {
-    /// Takes a shared lock on the presence file, creating it if needed.
-    pub fn join(conf_dir: &Path) -> Result<Presence, JoinError> {
-        // The directory the path leads to now: a conf dir reached through
-        // a link that is re-pointed later must not make `LastOne` remove
-        // the file of the directory it leads to then.
-        let real = fs::canonicalize(conf_dir).map_err(io_err(conf_dir))?;
-        let path = real.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        match flock(&file, libc::LOCK_SH | libc::LOCK_NB) {
-            Ok(()) => {}
-            Err(e) if would_block(&e) => return Err(JoinError::Busy),
-            Err(e) => return Err(io_err(&path)(e).into()),
-        }
-        // The last installer removes the file when it is done: a lock on
-        // a file that is no longer there counts for nobody.
-        let same = fs::symlink_metadata(&path)
-            .ok()
-            .zip(file.metadata().ok())
-            .is_some_and(|(named, held)| named.ino() == held.ino() && named.dev() == held.dev());
-        if !same {
-            return Err(JoinError::Busy);
-        }
-        Ok(Presence { file, path })
-    }
-
-    /// At exit: whether this is the last installer on the node (see the
-    /// module doc). The last one keeps the file locked until `Last` is
-    /// dropped, so an installer that starts meanwhile waits for the entry
-    /// to be removed before it puts it back.
-    pub fn leave(self) -> Leave {
-        match flock(&self.file, libc::LOCK_EX | libc::LOCK_NB) {
-            Ok(()) => Leave::Last(LastOne(self)),
-            Err(_) => Leave::Others,
-        }
-    }
-}
-
-/// What `Presence::leave` found.
-#[derive(Debug)]
-pub enum Leave {
-    Last(LastOne),
-    Others,
-}
-
-/// The last installer of a node, holding the presence file exclusively.
-#[derive(Debug)]
-pub struct LastOne(Presence);
-
-impl Drop for LastOne {
-    fn drop(&mut self) {
-        // Removed while still held; see Presence::join. Only if the name
-        // still is this file: never another installer's.
-        let held = self.0.file.metadata().ok();
-        let named = fs::symlink_metadata(&self.0.path).ok();
-        if held
-            .zip(named)
-            .is_some_and(|(h, n)| h.ino() == n.ino() && h.dev() == n.dev())
-        {
-            let _ = fs::remove_file(&self.0.path);
-        }
-    }
+/// Joins the installers present on the node (`kernel::presence`): a shared
+/// lock on the conf dir's presence file, creating it if needed.
+pub fn join(conf_dir: &Path) -> Result<Presence, JoinError> {
+    // The directory the path leads to now: a conf dir reached through a
+    // link that is re-pointed later must not make the last one out remove
+    // the file of the directory it leads to then.
+    let real = fs::canonicalize(conf_dir).map_err(io_err(conf_dir))?;
+    let path = real.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    Presence::join(file, path).map_err(|e| match e {
+        presence::JoinError::Busy => JoinError::Busy,
+        presence::JoinError::Io { path, source } => io_err(&path)(source).into(),
+    })
 }
 
 /// This installer's claim on the node: its token file, locked.
@@ -276,25 +218,11 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_conversion_drops_the_shared_lock_at_once() {
-        // What the exit decision rests on: of two installers exiting at
-        // the same moment, the second finds itself last even while the
-        // first still has the file open.
-        let dir = crate::unit_dirs::fresh("hand", "convert");
-        let a = Presence::join(&dir).unwrap();
-        let b = Presence::join(&dir).unwrap();
-        assert!(flock(&a.file, libc::LOCK_EX | libc::LOCK_NB).is_err());
-        assert!(matches!(b.leave(), Leave::Last(_)));
-        drop(a);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
     fn of_several_leaving_exactly_one_is_last() {
         let dir = crate::unit_dirs::fresh("hand", "presence");
-        let a = Presence::join(&dir).unwrap();
-        let b = Presence::join(&dir).unwrap();
-        let c = Presence::join(&dir).unwrap();
+        let a = join(&dir).unwrap();
+        let b = join(&dir).unwrap();
+        let c = join(&dir).unwrap();
         // Leaving one after the other: only the very last is last.
         assert!(matches!(a.leave(), Leave::Others));
         assert!(matches!(b.leave(), Leave::Others));
@@ -303,11 +231,11 @@ mod tests {
             Leave::Others => panic!("c was the last"),
         };
         // While it removes the entry, nobody joins...
-        assert!(matches!(Presence::join(&dir), Err(JoinError::Busy)));
+        assert!(matches!(join(&dir), Err(JoinError::Busy)));
         drop(last);
         // ...and afterwards a new one starts afresh.
         assert!(!dir.join(LOCK_FILE).exists());
-        let d = Presence::join(&dir).unwrap();
+        let d = join(&dir).unwrap();
         assert!(matches!(d.leave(), Leave::Last(_)));
         fs::remove_dir_all(&dir).unwrap();
     }

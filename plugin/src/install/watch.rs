@@ -23,7 +23,6 @@ use super::{copy_binary, load_entry, remove_binary, InstallError, Options};
 use crate::kernel::signals::stop_requested;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use nix::sys::signalfd::SignalFd;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -265,14 +264,6 @@ impl Watcher {
     }
 }
 
-/// Waits up to `wait` for a signal; returns its name if one came.
-fn wait_for_signal(signals: &SignalFd, wait: Duration) -> Option<&'static str> {
-    let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
-    let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-    let _ = poll(&mut fds, timeout);
-    stop_requested(signals)
-}
-
 pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
     // Signals first, so a SIGTERM during start-up still takes the exit path.
     let signals = crate::kernel::signals::stop_signals()
@@ -290,7 +281,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                 format!("{}: {e}; retrying", conf_dir.display()),
             );
         }
-        let wait = match Presence::join(conf_dir) {
+        let wait = match handover::join(conf_dir) {
             Ok(p) => break p,
             Err(e @ JoinError::Busy) => {
                 status.set(log::Level::Info, format!("{e}; waiting"));
@@ -301,7 +292,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                 ERROR_RETRY
             }
         };
-        if let Some(name) = wait_for_signal(&signals, wait) {
+        if let Some(name) = crate::kernel::signals::wait_for_stop(&signals, wait) {
             log::info!("{name} received before start-up finished");
             return Ok("csum-offload installer stopped before it started".into());
         }
@@ -338,7 +329,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
             // invisible to this one, which at its exit would then take the
             // entry out from under it. Until the join succeeds (a last
             // installer may still be leaving there), the old one is kept.
-            match Presence::join(conf_dir) {
+            match handover::join(conf_dir) {
                 Ok(new) => {
                     // Leaving the old directory last removes its file.
                     drop(std::mem::replace(&mut presence, new).leave());

@@ -10,6 +10,7 @@
 //! - `private`: root-only state files (0700 directory, 0600 files, no
 //!   link followed, replaced whole).
 //! - `signals`: SIGTERM and SIGINT through a signalfd.
+//! - `presence`: "am I the last one out", for the installer and the agent.
 //! - `monitor`: link and route events of the host and of every netns with
 //!   an id in it.
 //! - `plumb`: the rtnetlink changes that wire the probe's throwaway pod
@@ -24,6 +25,7 @@ pub mod monitor;
 pub mod netlink;
 pub mod netns;
 pub mod plumb;
+pub mod presence;
 pub mod private;
 pub mod signals;
 pub mod system;
