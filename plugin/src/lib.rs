@@ -5,6 +5,7 @@
 //! Layers, dependencies pointing down (docs/design.md has the module map):
 //! - front ends: `cni` (the protocol), `cli` (`detect`, `inspect`),
 //!   `install` (the DaemonSet's installer), `agent` (the node agent);
+//! - `service`: the long-running front ends' loop machinery;
 //! - the core: `config` (the entry) and `offload` (facts -> decision ->
 //!   tune -> read back);
 //! - `kernel`: netlink, ethtool, netns;
@@ -27,6 +28,7 @@ pub(crate) mod log_line;
 pub(crate) mod logfile;
 pub(crate) mod logger;
 pub(crate) mod offload;
+pub(crate) mod service;
 pub(crate) mod spec_versions;
 #[cfg(test)]
 pub(crate) mod unit_dirs;

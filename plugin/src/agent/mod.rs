@@ -30,11 +30,11 @@ use crate::glob::{Glob, GlobError};
 use crate::json;
 use crate::kernel::monitor::{Event, Monitor};
 use crate::kernel::presence::{JoinError, Leave, Presence};
-use crate::kernel::signals::{stop_requested, stop_signals, wait_for_stop};
+use crate::kernel::signals::{stop_signals, wait_for_stop};
 use crate::logger::{self, LevelError};
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use crate::service::{self, KeepLast, Offer, Timers};
 use nix::sys::signalfd::SignalFd;
 use reconcile::{Agent, Checked};
 use scan::{Scope, DEFAULT_NETNS_DIRS};
@@ -458,6 +458,20 @@ fn write_textfile(agent: &Agent, path: &Path) {
 }
 
 /// The daemon: a full pass, then events until SIGTERM or SIGINT.
+/// The daemon's kinds of work, each with its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Job {
+    /// Read the config again (after its directory went quiet).
+    Reload,
+    /// Detect the uplink again (after routes or NICs changed).
+    Redetect,
+    Probe,
+    /// Look at every pair.
+    FullPass,
+    /// The periodic full pass (`--resync`).
+    Resync,
+}
+
 fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String, AgentError> {
     let system = |what| move |source| AgentError::System { what, source };
     // Subscribed before the first pass, so nothing between the two is missed.
@@ -499,52 +513,45 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
         }
     );
     let mut config_watch = ConfigWatch::new(opts.config_path.as_deref());
-    let mut reload_at: Option<Instant> = None;
     let mut peers = Peers::default();
-    let mut full_pass_due = Some(Instant::now());
-    let mut redetect_at: Option<Instant> = None;
-    let mut next_resync = resync.map(|r| Instant::now() + r);
+    let mut timers = Timers::default();
+    timers.set(Job::FullPass, Instant::now());
+    timers.put(Job::Resync, resync.map(|r| Instant::now() + r));
     // Under detection "probe" or "both": at start, every interval, and
     // when the uplink changes (the loop waits for the probe, a few s).
-    let mut probe_at = probing_now(&agent);
+    timers.put(Job::Probe, probing_now(&agent));
     loop {
         let now = Instant::now();
-        if reload_at.is_some_and(|t| t <= now) {
-            reload_at = None;
+        if timers.take(Job::Reload, now) {
             if let (Some(path), Some(watch)) = (&opts.config_path, &mut config_watch) {
                 if watch.reload(&mut agent, path) {
-                    full_pass_due = Some(now);
-                    probe_at = probing_now(&agent);
+                    timers.set(Job::FullPass, now);
+                    timers.put(Job::Probe, probing_now(&agent));
                 }
             }
         }
-        if redetect_at.is_some_and(|t| t <= now) {
-            redetect_at = None;
+        if timers.take(Job::Redetect, now) {
             let uplink = agent.uplink_key();
             if agent.redecide() {
-                full_pass_due = Some(now);
+                timers.set(Job::FullPass, now);
             }
             if agent.uplink_key() != uplink {
-                probe_at = probing_now(&agent);
+                timers.put(Job::Probe, probing_now(&agent));
             }
         }
-        if probe_at.is_some_and(|t| t <= now) {
+        if timers.take(Job::Probe, now) {
             let (_, changed) = probing::run(&mut agent);
             if changed {
-                full_pass_due = Some(Instant::now());
+                timers.set(Job::FullPass, Instant::now());
             }
-            probe_at = agent
-                .config
-                .probe
-                .as_ref()
-                .map(|p| Instant::now() + p.interval);
+            let interval = agent.config.probe.as_ref().map(|p| p.interval);
+            timers.put(Job::Probe, interval.map(|i| Instant::now() + i));
         }
-        if next_resync.is_some_and(|t| t <= now) {
-            full_pass_due = Some(now);
+        if timers.take(Job::Resync, now) {
+            timers.set(Job::FullPass, now);
         }
-        if full_pass_due.is_some_and(|t| t <= now) {
-            full_pass_due = None;
-            next_resync = resync.map(|r| now + r);
+        if timers.take(Job::FullPass, now) {
+            timers.put(Job::Resync, resync.map(|r| now + r));
             match agent.full_pass() {
                 Ok(results) => {
                     peers.rebuild(&mut agent);
@@ -566,7 +573,7 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
                 }
                 Err(e) => {
                     log::warn!("cannot list host interfaces: {e}; trying again in 2 s");
-                    full_pass_due = Some(now + Duration::from_secs(2));
+                    timers.set(Job::FullPass, now + Duration::from_secs(2));
                 }
             }
             for (_, checked) in agent.uplink_pass() {
@@ -578,48 +585,28 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
                 write_textfile(&agent, path);
             }
         }
-        let wake = [full_pass_due, redetect_at, next_resync, reload_at, probe_at]
-            .into_iter()
-            .flatten()
-            .min();
-        let timeout = match wake {
-            Some(t) => PollTimeout::try_from(t.saturating_duration_since(Instant::now()))
-                .unwrap_or(PollTimeout::MAX),
-            None => PollTimeout::NONE,
-        };
-        let mut fds = vec![
-            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
-            PollFd::new(monitor.as_fd(), PollFlags::POLLIN),
-        ];
-        if let Some(watch) = &config_watch {
-            fds.push(PollFd::new(watch.inotify.as_fd(), PollFlags::POLLIN));
+        let mut fds = vec![monitor.as_fd()];
+        fds.extend(config_watch.as_ref().map(|w| w.inotify.as_fd()));
+        let woken = service::wait(&signals, &fds, timers.next()).map_err(system("poll"))?;
+        if let Some(name) = woken.stop {
+            log::info!("{name} received; stopping");
+            return Ok("csum-offload agent stopped".into());
         }
-        match poll(&mut fds, timeout) {
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(system("poll")(e)),
-        }
-        if fds[0].any().unwrap_or(false) {
-            if let Some(name) = stop_requested(&signals) {
-                log::info!("{name} received; stopping");
-                return Ok("csum-offload agent stopped".into());
-            }
-        }
-        if fds.get(2).is_some_and(|f| f.any().unwrap_or(false)) {
+        if woken.ready(1) {
             if let Some(watch) = &config_watch {
                 // Events arrive in bursts (kubelet's swap): wait for quiet.
                 let _ = watch.inotify.read_events();
-                reload_at = Some(Instant::now() + REDETECT_DELAY);
+                timers.set(Job::Reload, Instant::now() + REDETECT_DELAY);
             }
         }
-        if !fds[1].any().unwrap_or(false) {
+        if !woken.ready(0) {
             continue;
         }
         let events = match monitor.read() {
             Ok(events) => events,
             Err(e) if e.kind() == std::io::ErrorKind::OutOfMemory => {
                 log::warn!("the kernel dropped events (a burst larger than the socket buffer); looking at every pair");
-                full_pass_due = Some(Instant::now());
+                timers.set(Job::FullPass, Instant::now());
                 continue;
             }
             Err(e) => return Err(io("reading events")(e)),
@@ -636,21 +623,21 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
                     if agent.config.placement == crate::config::Placement::Uplink
                         && agent.is_uplink_device(&link.name)
                     {
-                        full_pass_due.get_or_insert(Instant::now());
+                        timers.unless_set(Job::FullPass, Instant::now());
                     }
                 }
                 Event::Link { nsid: None, link } => {
                     // Not a container's veth: maybe the uplink (a NIC
                     // plugged, renamed, enslaved).
                     if !link.is_veth() {
-                        redetect_at.get_or_insert(Instant::now() + REDETECT_DELAY);
+                        timers.unless_set(Job::Redetect, Instant::now() + REDETECT_DELAY);
                     }
                     // Under apply "uplink", a NIC's features changed (the
                     // kernel tells every feature change): look again.
                     if agent.config.placement == crate::config::Placement::Uplink
                         && agent.is_uplink_device(&link.name)
                     {
-                        full_pass_due.get_or_insert(Instant::now());
+                        timers.unless_set(Job::FullPass, Instant::now());
                     }
                 }
                 Event::Link {
@@ -677,13 +664,13 @@ fn daemon(mut agent: Agent, opts: &Options, signals: SignalFd) -> Result<String,
                             refresh.insert(host);
                         }
                         None => {
-                            redetect_at.get_or_insert(Instant::now() + REDETECT_DELAY);
+                            timers.unless_set(Job::Redetect, Instant::now() + REDETECT_DELAY);
                         }
                     }
                 }
                 Event::LinkGone { .. } => {}
                 Event::Routing => {
-                    redetect_at.get_or_insert(Instant::now() + REDETECT_DELAY);
+                    timers.unless_set(Job::Redetect, Instant::now() + REDETECT_DELAY);
                 }
             }
         }
@@ -718,9 +705,21 @@ fn probing_now(agent: &Agent) -> Option<Instant> {
 /// decide alike, and both read the same ConfigMap.
 struct ConfigWatch {
     inotify: nix::sys::inotify::Inotify,
-    /// The text last applied, so that an event that changed nothing is
-    /// nothing.
-    applied: String,
+    /// The config in force and the text it came from, so that an event
+    /// that changed nothing is nothing.
+    applied: KeepLast<Applied>,
+}
+
+/// A config and its text; the same config is the same text.
+struct Applied {
+    text: String,
+    config: Option<Config>,
+}
+
+impl PartialEq for Applied {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
 }
 
 impl ConfigWatch {
@@ -741,36 +740,40 @@ impl ConfigWatch {
             )
             .map_err(|e| log::warn!("cannot watch {} for changes: {e}", dir.display()))
             .ok()?;
-        let applied = config::read_file(path).unwrap_or_default();
-        Some(Self { inotify, applied })
+        let text = config::read_file(path).unwrap_or_default();
+        Some(Self {
+            inotify,
+            applied: KeepLast::new(Applied { text, config: None }),
+        })
     }
 
     /// Reads the config again; applies it when it is valid and new (an
     /// invalid one is refused, and the last valid one kept, as the
     /// installer does). Returns whether the agent's config changed.
     fn reload(&mut self, agent: &mut Agent, path: &Path) -> bool {
-        let text = match config::read_file(path) {
-            Ok(t) => t,
-            Err(e) => {
-                log::error!("{e}; keeping the previous config");
-                return false;
-            }
-        };
-        if self.applied == text {
-            return false;
-        }
-        match Config::from_json(&text) {
-            Ok(config) => {
+        let read = config::read_file(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| match Config::from_json(&text) {
+                Ok(config) => Ok(Applied {
+                    text,
+                    config: Some(config),
+                }),
+                Err(e) => Err(format!("{}: {e}", path.display())),
+            });
+        match self.applied.offer(read) {
+            Offer::Changed => {
                 log::info!("{} changed; applying it", path.display());
-                agent.config = config;
-                self.applied = text;
+                if let Some(config) = self.applied.value.config.take() {
+                    agent.config = config;
+                }
                 agent.redecide();
                 true
             }
-            Err(e) => {
-                log::error!("{}: {e}; keeping the previous config", path.display());
+            Offer::Refused(why) => {
+                log::error!("{why}; keeping the previous config");
                 false
             }
+            Offer::Same | Offer::StillRefused => false,
         }
     }
 }

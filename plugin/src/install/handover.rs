@@ -20,9 +20,9 @@
 //! bad rollout leaves the old installer in charge.
 
 use super::commit::{self, flock, write_atomic_locked};
+use super::files::{io_err, FsError};
 use crate::kernel::presence;
 pub use crate::kernel::presence::{Leave, Presence};
-use super::files::{io_err, FsError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;

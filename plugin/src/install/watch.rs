@@ -20,10 +20,9 @@ use super::pass::{reconcile_as, remove_entries, PassMode, PassOutcome};
 use super::select::is_config_name;
 use super::throttle::Throttle;
 use super::{copy_binary, load_entry, remove_binary, InstallError, Options};
-use crate::kernel::signals::stop_requested;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use crate::service::{self, KeepLast, Offer, Timers};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify, WatchDescriptor};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -264,7 +263,18 @@ impl Watcher {
     }
 }
 
-pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
+/// The loop's kinds of work, each with its deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Work {
+    /// A pass over the conf dir.
+    Pass,
+    /// The periodic pass that also sweeps temps and reads the config.
+    Resync,
+    /// A wake-up only to resolve the conf dir's link again.
+    Look,
+}
+
+pub fn run(opts: &Options, entry: Entry) -> Result<String, InstallError> {
     // Signals first, so a SIGTERM during start-up still takes the exit path.
     let signals = crate::kernel::signals::stop_signals()
         .map_err(|(what, source)| InstallError::System { what, source })?;
@@ -310,17 +320,19 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
     // disk (it is the newest); after that, only a free node.
     let mut claimed_once = false;
     let mut active = false;
-    let mut config_error = String::new();
+    let mut entry = KeepLast::new(entry);
     let mut throttle = Throttle::default();
-    let mut due = Some(Instant::now());
+    let mut timers = Timers::default();
+    timers.set(Work::Pass, Instant::now());
+    timers.set(Work::Resync, Instant::now() + RESYNC);
     let mut reload = false;
-    let mut next_resync = Instant::now() + RESYNC;
     // After the conf dir's link moved: presence is joined again there.
     let mut rejoin = false;
     loop {
         let now = Instant::now();
+        timers.take(Work::Look, now);
         if watcher.retarget(conf_dir) {
-            due = Some(now);
+            timers.set(Work::Pass, now);
             rejoin = true;
         }
         if rejoin {
@@ -338,28 +350,24 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                 Err(e) => log::debug!("presence in {}: {e}; retrying", conf_dir.display()),
             }
         }
-        if due.is_some_and(|d| d <= now) || now >= next_resync {
-            due = None;
-            if now >= next_resync {
-                next_resync = now + RESYNC;
+        let resync = timers.take(Work::Resync, now);
+        if timers.take(Work::Pass, now) || resync {
+            // A pass now is also the one that was due later.
+            timers.cancel(Work::Pass);
+            if resync {
+                timers.set(Work::Resync, now + RESYNC);
                 commit::remove_stale_temps(conf_dir);
                 commit::remove_stale_temps(&opts.bin_dir);
                 reload |= watcher.config_wd.is_none() && opts.config.is_some();
             }
             if reload {
                 reload = false;
-                match load_entry(opts.config.as_deref()) {
-                    Ok(new) if new != entry => {
-                        log::info!("config changed; new entry {}", new.as_value());
-                        entry = new;
-                        config_error.clear();
+                match entry.offer(load_entry(opts.config.as_deref())) {
+                    Offer::Changed => {
+                        log::info!("config changed; new entry {}", entry.value.as_value())
                     }
-                    Ok(_) => config_error.clear(),
-                    Err(e) if e.to_string() != config_error => {
-                        log::error!("{e}; keeping the previous entry (the readiness check fails until the config is fixed)");
-                        config_error = e.to_string();
-                    }
-                    Err(_) => {}
+                    Offer::Refused(why) => log::error!("{why}; keeping the previous entry (the readiness check fails until the config is fixed)"),
+                    Offer::Same | Offer::StillRefused => {}
                 }
             }
             watcher.watch_conf_dir(conf_dir);
@@ -413,7 +421,7 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                             format!("cannot claim the node: {e}; retrying"),
                         );
                         active = false;
-                        due = Some(now + ERROR_RETRY);
+                        timers.set(Work::Pass, now + ERROR_RETRY);
                     }
                 },
             }
@@ -426,21 +434,22 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                     .is_err()
             {
                 // The entry must never name a missing binary.
-                due = Some(now + ERROR_RETRY);
+                timers.set(Work::Pass, now + ERROR_RETRY);
             } else if let Some(t) = throttle.not_before(now) {
-                due = Some(t);
+                timers.set(Work::Pass, t);
             } else {
                 let owned = if adopt {
                     Owned::AlsoUnmarked
                 } else {
                     Owned::Marked
                 };
-                let outcome = reconcile_as(opts, &entry, PassMode::Write, owned).map(|pass| {
-                    let mut notes = pass.notes;
-                    notes.extend(pass.problems.iter().map(|p| format!("not ready: {p}")));
-                    status.notes(notes);
-                    pass.outcome
-                });
+                let outcome =
+                    reconcile_as(opts, &entry.value, PassMode::Write, owned).map(|pass| {
+                        let mut notes = pass.notes;
+                        notes.extend(pass.problems.iter().map(|p| format!("not ready: {p}")));
+                        status.notes(notes);
+                        pass.outcome
+                    });
                 match outcome {
                     Ok(PassOutcome::Installed { file, wrote }) => {
                         adopt = false;
@@ -474,57 +483,41 @@ pub fn run(opts: &Options, mut entry: Entry) -> Result<String, InstallError> {
                     Ok(PassOutcome::Blocked(why)) => status.set(log::Level::Error, why),
                     Ok(PassOutcome::Retry(why) | PassOutcome::WouldWrite { file: why }) => {
                         log::debug!("{why}; looking again shortly");
-                        due = Some(now + RETRY);
+                        timers.set(Work::Pass, now + RETRY);
                     }
                     Err(e) => {
                         status.set(log::Level::Warn, format!("{e}; retrying"));
-                        due = Some(now + ERROR_RETRY);
+                        timers.set(Work::Pass, now + ERROR_RETRY);
                     }
                 }
             }
         }
 
-        let mut wake = due.map_or(next_resync, |d| d.min(next_resync));
         if watcher.polling() || !active {
-            wake = wake.min(Instant::now() + POLL);
-            due = Some(due.map_or(wake, |d| d.min(wake)));
+            timers.by(Work::Pass, Instant::now() + POLL);
         } else if watcher.follows_link(conf_dir) {
             // Only to resolve the path again: a pass runs if it changed.
-            wake = wake.min(Instant::now() + POLL);
+            timers.by(Work::Look, Instant::now() + POLL);
         }
-        let wait = wake.saturating_duration_since(Instant::now());
-        let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
-        let (signal_ready, inotify_ready) = {
-            let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-            if let Some(i) = &watcher.inotify {
-                fds.push(PollFd::new(i.as_fd(), PollFlags::POLLIN));
+        let inotify: Vec<BorrowedFd> = watcher.inotify.iter().map(|i| i.as_fd()).collect();
+        let woken = service::wait(&signals, &inotify, timers.next()).map_err(|source| {
+            InstallError::System {
+                what: "poll",
+                source,
             }
-            match poll(&mut fds, timeout) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => {
-                    return Err(InstallError::System {
-                        what: "poll",
-                        source: e,
-                    })
-                }
-            }
-            let ready = |i: usize| fds.get(i).and_then(|f| f.any()).unwrap_or(false);
-            (ready(0), ready(1))
-        };
-        if signal_ready {
-            if let Some(name) = stop_requested(&signals) {
-                log::info!("{name} received");
-                return shut_down(opts, presence, &token, claim);
-            }
+        })?;
+        if let Some(name) = woken.stop {
+            log::info!("{name} received");
+            return shut_down(opts, presence, &token, claim);
         }
-        if inotify_ready {
+        if woken.ready(0) {
             let seen = watcher.read(conf_dir);
             let soon = Instant::now() + DEBOUNCE;
             if seen.config {
                 reload = true;
             }
             if seen.conf || seen.config {
-                due = Some(due.map_or(soon, |d| d.min(soon)));
+                timers.by(Work::Pass, soon);
             }
         }
     }
