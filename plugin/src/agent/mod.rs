@@ -69,6 +69,8 @@ pub enum AgentError {
     Config(#[from] LoadError),
     #[error("--log-level {0}")]
     LogLevel(#[from] LevelError),
+    #[error("--node-name or NODE_NAME: {0}")]
+    NodeName(#[from] config::NodeNameError),
     #[error("--resync must be a whole number of seconds from 0 (events only) to {RESYNC_MAX}, got {0:?}")]
     Resync(String),
     #[error("{flag} {pattern:?}: {source}; see docs/configuration.md#globs")]
@@ -191,10 +193,11 @@ fn state_file(args: &mut Args) -> Result<PathBuf, ArgsError> {
 impl Options {
     fn parse(args: &mut Args) -> Result<Self, AgentError> {
         let config_path = args.value("--config")?.map(PathBuf::from);
-        let config = match &config_path {
+        let mut config = match &config_path {
             Some(path) => config::load_file(path)?,
             None => Config::default(),
         };
+        config.node_name = config::node_name_from(args.value("--node-name")?)?;
         let resync = resync(args.value("--resync")?)?;
         Ok(Self {
             config,
@@ -730,8 +733,9 @@ impl ConfigWatch {
             return false;
         }
         match Config::from_json(&text) {
-            Ok(config) => {
+            Ok(mut config) => {
                 log::info!("{} changed; applying it", path.display());
+                config.node_name = agent.config.node_name.take();
                 agent.config = config;
                 self.applied = text;
                 agent.redecide();
