@@ -465,10 +465,11 @@ fn per_node_paths_probe_on_the_named_node_only_and_add_takes_its_verdict() {
         )),
         "{out}"
     );
-    assert!(
-        err.contains(&format!("WARN")) && err.matches("not probing: ").count() == 1,
-        "{err}"
-    );
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("not probing: "))
+        .collect();
+    assert!(warned.len() == 1 && warned[0].contains(" WARN "), "{err}");
     assert!(
         out.contains(&format!(
             "probe: none ({why}: this node does not probe) (target (none); detection \"probe\": decides)"
@@ -653,5 +654,27 @@ fn the_daemon_probes_again_when_the_uplink_changes() {
         .unwrap()
         .contains("csum_offload_probe_verdict{verdict=\"ok\"} 1\n"));
     eprintln!("re-probed {elapsed:?} after the default route moved to up1");
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn a_daemon_without_a_path_says_so_once_and_not_at_every_interval() {
+    let net = Net::new("apz", Cable::BrokenNic);
+    let s = Scratch::new("apz");
+    let config = s.config(per_node_entry(&s, "node-a"));
+    let mut cmd = Command::new(BIN);
+    cmd.args(["agent", "--config", &config, "--state-file", &s.state()])
+        .args(["--resync", "0", "--node-name", "node-z"])
+        .env_remove("CNI_COMMAND")
+        .env_remove("NODE_NAME");
+    let daemon = Daemon::spawn(&mut cmd, s.path("agent.log"));
+    daemon.wait_log("not probing: node \"node-z\" has no probe source");
+    // interval 10: the probe's turn comes again at 10 s; still one line.
+    std::thread::sleep(Duration::from_secs(12));
+    let log = daemon.log();
+    assert_eq!(log.matches("not probing: ").count(), 1, "{log}");
+    assert!(!log.contains("probe verdict none"), "{log}");
+    assert!(!s.path("run/verdict.json").exists());
+    assert_eq!(net.lab.tx(0), (true, true));
     assert!(daemon.terminate().success());
 }
