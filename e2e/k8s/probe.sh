@@ -105,7 +105,7 @@ run_probe_checks() {
         echo "   $node detect: $(grep '^probe: ' <<<"$out")"
     done
 
-    step "18. pods on both nodes get the fix at ADD; cross-node TCP intact"
+    step "18. pods created now on both nodes are fixed; cross-node TCP intact"
     apply_workload "$b" "$a"
     server_ip=$(k get pod csum-server -o jsonpath='{.status.podIP}')
     for pod in csum-server csum-client csum-client-local; do
@@ -117,8 +117,13 @@ run_probe_checks() {
     step "19. a path that never crosses the wire: ok, and no fix"
     # node-a's target moves to the sink beside it; the agent follows the
     # ConfigMap, probes again, and ADD leaves new pods on node-a alone.
+    # Its source moves out of every pod subnet: the sink, on cni0's subnet,
+    # would look for an address of that subnet on the bridge, while any
+    # other goes to its gateway, node-a, which routes it to the probe's /32
+    # (as step 4b's on-node probe does).
     probe_helm upgrade csum-offload "$PROBE_CHART" -n "$NS" "${values[@]}" \
-        --set "probe.nodes.$a.target=$sink_a:$PROBE_PORT" --wait --timeout 180s >/dev/null
+        --set "probe.nodes.$a.target=$sink_a:$PROBE_PORT" --set "probe.nodes.$a.source=10.214.0.3" \
+        --wait --timeout 180s >/dev/null
     wait_until 150 "$a's verdict for the sink beside it" verdict_is "$a" ok "$sink_a:$PROBE_PORT"
     echo "   $a: $(show_verdict "$a")"
     verdict_is "$b" broken "${target[$b]}" || fail "$b's verdict changed: $(verdict_on "$b")"
