@@ -176,7 +176,11 @@ assert asc["capabilities"]["drop"] == ["ALL"], asc
 assert sorted(asc["capabilities"]["add"]) == ["NET_ADMIN", "NET_BROADCAST", "SYS_ADMIN"], asc
 assert asc["readOnlyRootFilesystem"] and not asc["allowPrivilegeEscalation"] and not asc["privileged"]
 assert all(set(v) <= {"name", "hostPath", "configMap"} for v in vols.values())
-env = {e["name"]: e["value"] for e in c.get("env", [])}
+env = {e["name"]: e.get("value") for e in c.get("env", [])}
+# Both containers know their node (probe.nodes, readiness).
+for x in (c, agent):
+    (node,) = [e for e in x["env"] if e["name"] == "NODE_NAME"]
+    assert node["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName", node
 for var, vol in [("CSUM_OFFLOAD_CNI_CONF_DIR", "cni-conf"), ("CSUM_OFFLOAD_CNI_BIN_DIR", "cni-bin")]:
     assert env[var] == mounts[vol]["mountPath"], f"{var} is not where {vol} is mounted"
 sc = c["securityContext"]
@@ -332,7 +336,64 @@ schema_refuses metrics.enabled=yes "at '/metrics/enabled': got string, want bool
 schema_refuses policy.drivers.txgbe.tx=off "at '/policy/drivers/txgbe/tx': got string, want boolean"
 schema_refuses cni.confDir=etc/cni "at '/cni/confDir': 'etc/cni' does not match pattern '^/'"
 schema_refuses detectionfailure=skip "additional properties 'detectionfailure' not allowed"
-say "values.schema.json refuses 11 bad values, each with its message"
+schema_refuses detection=guess "at '/detection': value must be one of 'table', 'probe', 'both'"
+schema_refuses probe.target=10.0.0.1 "at '/probe/target': '10.0.0.1' does not match pattern"
+schema_refuses probe.target=10.0.0.1:65536 "at '/probe/target': '10.0.0.1:65536' does not match pattern"
+schema_refuses probe.source=10.212.1.300 "at '/probe/source': '10.212.1.300' does not match pattern"
+schema_refuses probe.interval=5 "at '/probe/interval': minimum: got 5, want 10"
+schema_refuses probe.nodes.Node_A.source=10.212.1.250 "'Node_A' does not match pattern"
+schema_refuses probe.nodes.node-a.src=10.212.1.250 "at '/probe/nodes/node-a': additional properties 'src' not allowed"
+say "values.schema.json refuses 18 bad values, each with its message"
+
+# What the schema cannot say about probe values, the chart refuses with
+# the plugin's words.
+template_refuses() { # --set VALUES, then the text the refusal must hold
+    if helm_offline template csum-offload "$CHART" --set "$1" >/dev/null 2>"$TMP/template.err"; then
+        die "the chart accepted --set $1"
+    fi
+    grep -qF -- "$2" "$TMP/template.err" || die "--set $1 refused without its message ($2): $(cat "$TMP/template.err")"
+}
+template_refuses probe.target=10.0.0.1:80 'probe.target, probe.source or probe.nodes is set but detection is "table"'
+template_refuses detection=probe 'detection "probe" needs probe.target and probe.source, or probe.nodes'
+template_refuses detection=both,probe.target=10.0.0.1:80 'detection "both" needs probe.target and probe.source'
+template_refuses detection=probe,probe.nodes.node-a.source=10.212.1.250 "probe.nodes.node-a has no target and there is no default probe.target"
+template_refuses detection=probe,probe.target=10.0.0.1:80,probe.nodes.node-a.source=10.212.1.250,probe.nodes.node-b.source=10.212.1.250 \
+    "probe.source 10.212.1.250 is given to probe.nodes.node-a and probe.nodes.node-b: two nodes cannot own one address"
+template_refuses detection=probe,probe.target=10.0.0.1:80,probe.source=10.212.1.250,probe.nodes.node-a.source=10.212.1.250 \
+    "probe.source 10.212.1.250 is given to the default probe.source and probe.nodes.node-a"
+say "the chart refuses 6 inconsistent probe values (unused, no target or source, one source on two nodes)"
+
+# detection "probe" with per-node paths: the entry the chart renders is
+# one the plugin accepts, and readiness follows NODE_NAME: a node with its
+# own source is covered, one without is not, and says why.
+helm_offline template csum-offload "$CHART" --set detection=probe --set probe.target=10.0.0.1:80 \
+    --set probe.nodes.node-a.source=10.212.1.250 --set probe.nodes.node-b.source=10.212.2.250 \
+    --set probe.nodes.node-b.target=10.0.0.2:80 --set probe.interval=60 >"$TMP/probe.yaml" ||
+    die "helm template with detection probe and probe.nodes"
+"$VENV/bin/python" - "$TMP/probe.yaml" "$TMP/probe-config.json" <<'EOF'
+import json, sys, yaml
+(cm,) = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap"]
+entry = json.loads(cm["data"]["config.json"])
+assert entry["detection"] == "probe", entry
+assert entry["probe"] == {"target": "10.0.0.1:80", "interval": 60, "nodes": {
+    "node-a": {"source": "10.212.1.250"},
+    "node-b": {"source": "10.212.2.250", "target": "10.0.0.2:80"}}}, entry["probe"]
+entry["hostDriver"] = "txgbe"
+json.dump(entry, open(sys.argv[2], "w"))
+EOF
+rm -rf "$TMP/probe-net.d" && mkdir -p "$TMP/probe-net.d"
+printf '%s\n' '{"cniVersion":"0.3.1","name":"kindnet","plugins":[{"type":"ptp"}]}' >"$TMP/probe-net.d/10-kindnet.conflist"
+env -u CNI_COMMAND NODE_NAME=node-a "$BIN" install --once --cni-conf-dir "$TMP/probe-net.d" --cni-bin-dir "$TMP/bin" \
+    --config "$TMP/probe-config.json" --log-level warn >/dev/null || die "the plugin rejects the chart's probe entry"
+env -u CNI_COMMAND NODE_NAME=node-a "$BIN" install --check --cni-conf-dir "$TMP/probe-net.d" --cni-bin-dir "$TMP/bin" \
+    --config "$TMP/probe-config.json" >/dev/null 2>"$TMP/check.err" || die "readiness fails on node-a, which has a probe path: $(cat "$TMP/check.err")"
+if env -u CNI_COMMAND NODE_NAME=node-z "$BIN" install --check --cni-conf-dir "$TMP/probe-net.d" --cni-bin-dir "$TMP/bin" \
+    --config "$TMP/probe-config.json" >/dev/null 2>"$TMP/check.err"; then
+    die "readiness passed on node-z, which has no probe source"
+fi
+grep -qF 'this node does not probe: node "node-z" has no probe source' "$TMP/check.err" ||
+    die "readiness on node-z failed for another reason: $(cat "$TMP/check.err")"
+say "detection probe with probe.nodes: the plugin accepts the chart's entry; readiness passes on node-a (its own source) and fails on node-z with the reason"
 
 # Every option on: schemas, checkov and the metrics wiring.
 helm_offline template csum-offload "$CHART" --namespace kube-system "${ALL_ON[@]}" >"$TMP/all-on.yaml" ||

@@ -12,6 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$K8S_DIR/checks.sh"
 # shellcheck source=e2e/k8s/operator.sh
 source "$K8S_DIR/operator.sh"
+# shellcheck source=e2e/k8s/probe.sh
+source "$K8S_DIR/probe.sh"
 
 [ "$(id -u)" = 0 ] || die "needs root"
 # One run at a time on this machine: the cluster's netns, bridge and
@@ -80,4 +82,5 @@ export KUBECONFIG=$KUBECONFIG_ADMIN
 t1=$SECONDS
 run_checks
 run_operator_checks
+run_probe_checks
 say "e2e-k8s: ok (cluster up in $((t1 - t0)) s, checks in $((SECONDS - t1)) s)"

@@ -56,6 +56,10 @@ pub struct Config {
     pub detection: Detection,
     /// What the agent probes (set whenever `detection` is not `Table`).
     pub probe: Option<ProbeSpec>,
+    /// Not a field of the entry: the name of the node that reads it, set
+    /// by the front ends that know it (`node_name_from`); picks this
+    /// node's `probe.nodes` entry. None in the plugin's ADD.
+    pub node_name: Option<String>,
     pub log_file: Option<PathBuf>,
     pub log_level: LevelFilter,
 }
@@ -73,6 +77,7 @@ impl Default for Config {
             detection_failure: DetectionFailure::Skip,
             detection: Detection::Table,
             probe: None,
+            node_name: None,
             log_file: None,
             log_level: LevelFilter::Info,
         }
@@ -101,7 +106,35 @@ impl Wanted for Config {
     fn probe(&self) -> Option<&ProbeSpec> {
         self.probe.as_ref()
     }
+    fn node_name(&self) -> Option<&str> {
+        self.node_name.as_deref()
+    }
 }
+
+/// The environment variable the DaemonSet sets to `spec.nodeName`.
+pub const NODE_NAME_ENV: &str = "NODE_NAME";
+
+/// This node's name: `flag` (`--node-name`) if given, else `NODE_NAME`
+/// if set and not empty, else None.
+pub fn node_name_from(flag: Option<String>) -> Result<Option<String>, NodeNameError> {
+    let name = match flag {
+        Some(n) => n,
+        None => match std::env::var(NODE_NAME_ENV) {
+            Ok(n) if !n.is_empty() => n,
+            _ => return Ok(None),
+        },
+    };
+    if probe::is_node_name(&name) {
+        Ok(Some(name))
+    } else {
+        Err(NodeNameError(json::clip(&name)))
+    }
+}
+
+/// A `--node-name` or `NODE_NAME` that no node can have.
+#[derive(Debug, thiserror::Error)]
+#[error("node name {0:?} is not a Kubernetes node name (lowercase letters, digits, '-' and '.', at most 253)")]
+pub struct NodeNameError(String);
 
 /// Why an entry is not valid; each names the field.
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +317,7 @@ impl Config {
             detection_failure,
             detection,
             probe,
+            node_name: None,
             log_file,
             log_level,
         })
@@ -575,6 +609,151 @@ mod tests {
     }
 
     #[test]
+    fn probe_nodes_are_checked_strictly() {
+        let probe = |p: serde_json::Value| json!({"detection": "probe", "probe": p});
+        let cases = [
+            (
+                probe(json!({"target": "10.0.0.1:80", "source": "10.244.0.9", "nodes": []})),
+                "probe.nodes must be an object of node name -> {\"source\", \"target\"}, got an array",
+            ),
+            (
+                probe(json!({"target": "10.0.0.1:80", "nodes": {"": {"source": "10.244.1.9"}}})),
+                "probe.nodes: \"\" is not a Kubernetes node name",
+            ),
+            (
+                probe(json!({"target": "10.0.0.1:80", "nodes": {"Node_A": {"source": "10.244.1.9"}}})),
+                "probe.nodes: \"Node_A\" is not a Kubernetes node name",
+            ),
+            (
+                probe(json!({"target": "10.0.0.1:80", "nodes": {"node-a": "10.244.1.9"}})),
+                "probe.nodes.node-a must be an object with source and/or target, got a string",
+            ),
+            (
+                probe(json!({"target": "10.0.0.1:80", "nodes": {"node-a": {"src": "10.244.1.9"}}})),
+                "probe.nodes.node-a: unknown field \"src\"; a node has target and source",
+            ),
+            (
+                probe(json!({"target": "10.0.0.1:80", "nodes": {"node-a": {}}})),
+                "probe.nodes.node-a is empty",
+            ),
+            (
+                probe(json!({"target": "10.0.0.1:80", "nodes": {"node-a": {"source": "10.244.1.300"}}})),
+                "probe.nodes.node-a.source must be an IPv4 address (an unused one of this node's pod CIDR), got \"10.244.1.300\"",
+            ),
+            (
+                probe(json!({"target": "10.0.0.1:80", "nodes": {"node-a": {"source": "10.244.1.9", "target": "10.0.0.2"}}})),
+                "probe.nodes.node-a.target must be an IPv4 address and port (\"10.0.3.15:5201\"), got \"10.0.0.2\"",
+            ),
+            (
+                probe(json!({"nodes": {"node-a": {"source": "10.244.1.9"}}})),
+                "probe.nodes.node-a has no target and there is no default probe.target",
+            ),
+            (
+                probe(json!({"target": "10.0.0.1:80", "nodes": {
+                    "node-a": {"source": "10.244.1.9"}, "node-b": {"source": "10.244.1.9"}}})),
+                "probe.source 10.244.1.9 is given to probe.nodes.node-a and probe.nodes.node-b: two nodes cannot own one address",
+            ),
+            (
+                probe(json!({"target": "10.0.0.1:80", "source": "10.244.1.9", "nodes": {
+                    "node-a": {"source": "10.244.1.9"}}})),
+                "probe.source 10.244.1.9 is given to the default probe.source and probe.nodes.node-a",
+            ),
+            (
+                // Every node would lack a source: nothing could ever probe.
+                probe(json!({"target": "10.0.0.1:80", "nodes": {"node-a": {"target": "10.0.0.2:80"}}})),
+                "detection \"probe\" needs probe.target and probe.source",
+            ),
+        ];
+        for (conf, want) in cases {
+            let msg = parse(conf.clone()).unwrap_err().to_string();
+            assert!(
+                msg.contains(want),
+                "{conf}: {msg:?} should contain {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn probe_nodes_give_each_node_its_path() {
+        use crate::offload::wanted::{NoProbePath, ProbePath};
+        let c = parse(json!({"detection": "probe", "probe": {
+            "target": "10.0.0.1:80",
+            "nodes": {
+                "node-a": {"source": "10.244.1.250", "target": "10.0.2.1:80"},
+                "node-b": {"source": "10.244.2.250"},
+                "node-c.example": {"target": "10.0.3.1:80"},
+            }
+        }}))
+        .unwrap();
+        let p = c.probe.unwrap();
+        let path = |t: &str, s: &str| ProbePath {
+            target: t.parse().unwrap(),
+            source: s.parse().unwrap(),
+        };
+        assert_eq!(
+            p.path_for(Some("node-a")),
+            Ok(path("10.0.2.1:80", "10.244.1.250"))
+        );
+        assert_eq!(
+            p.path_for(Some("node-b")),
+            Ok(path("10.0.0.1:80", "10.244.2.250"))
+        );
+        assert_eq!(
+            p.path_for(Some("node-c.example")),
+            Err(NoProbePath::Source("node-c.example".into()))
+        );
+        assert_eq!(
+            p.path_for(Some("node-z")),
+            Err(NoProbePath::Source("node-z".into()))
+        );
+        assert_eq!(p.path_for(None), Err(NoProbePath::Unnamed));
+        // With a default source, a node not listed uses the defaults.
+        let c = parse(json!({"detection": "both", "probe": {
+            "target": "10.0.0.1:80", "source": "10.244.0.9",
+            "nodes": {"node-a": {"source": "10.244.1.250"}, "node-b": null}
+        }}));
+        let msg = c.unwrap_err().to_string();
+        assert!(
+            msg.contains("probe.nodes.node-b must be an object"),
+            "{msg}"
+        );
+        let c = parse(json!({"detection": "both", "probe": {
+            "target": "10.0.0.1:80", "source": "10.244.0.9",
+            "nodes": {"node-a": {"source": "10.244.1.250"}}
+        }}))
+        .unwrap();
+        let p = c.probe.unwrap();
+        assert_eq!(
+            p.path_for(Some("node-z")),
+            Ok(path("10.0.0.1:80", "10.244.0.9"))
+        );
+        assert_eq!(p.path_for(None), Ok(path("10.0.0.1:80", "10.244.0.9")));
+        // Without a default target, a node not listed has none.
+        let c = parse(json!({"detection": "probe", "probe": {
+            "nodes": {"node-a": {"source": "10.244.1.250", "target": "10.0.2.1:80"}}
+        }}))
+        .unwrap();
+        let p = c.probe.unwrap();
+        assert_eq!(
+            p.path_for(Some("node-z")),
+            Err(NoProbePath::Target("node-z".into()))
+        );
+        assert_eq!(p.path_for(None), Err(NoProbePath::UnnamedNoTarget));
+    }
+
+    #[test]
+    fn the_node_name_comes_from_the_flag_and_must_be_one() {
+        assert_eq!(
+            node_name_from(Some("node-a".into())).unwrap(),
+            Some("node-a".into())
+        );
+        for bad in ["", "Node-A", "-a", "a..b", &"x".repeat(254)] {
+            let e = node_name_from(Some(bad.into())).unwrap_err().to_string();
+            assert!(e.contains("is not a Kubernetes node name"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn probe_fields_take_defaults() {
         let c = parse(json!({"detection": "probe", "probe": {"target": "10.0.0.1:5201", "source": "10.244.0.9"}})).unwrap();
         assert_eq!(c.detection, Detection::Probe);
@@ -584,7 +763,8 @@ mod tests {
             p.verdict_file,
             PathBuf::from("/run/csum-offload/probe-verdict.json")
         );
-        assert_eq!(p.target.to_string(), "10.0.0.1:5201");
+        assert_eq!(p.target, Some("10.0.0.1:5201".parse().unwrap()));
+        assert!(p.nodes.is_empty());
         let c = parse(json!({"detection": null, "probe": null})).unwrap();
         assert_eq!((c.detection, c.probe), (Detection::Table, None));
     }

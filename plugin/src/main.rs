@@ -10,8 +10,9 @@ As a CNI plugin it is run by the container runtime with CNI_COMMAND set;
 see docs/configuration.md for its config entry.
 
 Operator commands:
-  csum-offload detect [--host-interface IF] [--config FILE] [--json]
-      show the uplink chain, the NIC driver and the settings pods would get
+  csum-offload detect [--host-interface IF] [--config FILE] [--node-name NAME] [--json]
+      show the uplink chain, the NIC driver and the settings pods would get;
+      --node-name (env NODE_NAME): whose probe.nodes path and verdict to show
   csum-offload inspect --netns PATH [--ifname eth0] [--json]
       show the offload features of a pod's interface and of its host peer
   csum-offload install [--cni-conf-dir DIR] [--cni-bin-dir DIR] [--config FILE]
@@ -36,7 +37,7 @@ Operator commands:
                      [--no-proc] [--bridge NAME]... [--ifname GLOB]...
                      [--exclude-ifname GLOB]... [--state-file FILE]
                      [--metrics-address ADDR] [--textfile FILE] [--resync SECONDS]
-                     [--log-level LEVEL] [--restore-uplink-on-exit]
+                     [--log-level LEVEL] [--restore-uplink-on-exit] [--node-name NAME]
       the node agent: give every container veth pair in this netns (any
       runtime: Docker, containerd, CRI-O, Podman) the policy of the node's
       NIC, at start, whenever a pair appears and whenever a feature drifts,
@@ -55,6 +56,8 @@ Operator commands:
       SECONDS, 0 to 86400 (default 300; 0: never, events only).
       --restore-uplink-on-exit: at SIGTERM, when no other agent runs, put
       back the NICs apply \"uplink\" changed (daemon only).
+      --node-name (env NODE_NAME, the DaemonSet sets it): this node's name,
+      for its probe.nodes entry under detection \"probe\" or \"both\".
   csum-offload agent restore [--state-file FILE] [--netns-dir DIR]... [--no-proc] [--config FILE]
       put back the features the agent changed, on the container veth pairs
       that still exist (stop the agent first); --config only for its

@@ -408,3 +408,273 @@ fn bad_probe_fields_are_code_7_for_the_plugin_and_exit_2_for_the_commands() {
     let conf = common::conf("1.0.0", good, None);
     exec(&[("CNI_COMMAND", "ADD")], conf.to_string().as_bytes()).expect_error(4);
 }
+
+/// The entry with per-node paths: `node` probes from the lab's SOURCE to
+/// its TARGET; "node-far" has a path of its own (its source is not this
+/// node's); there is no default source, so a node not listed (or an
+/// agent not told its name) does not probe.
+fn per_node_entry(s: &Scratch, node: &str) -> Value {
+    json!({
+        "detection": "probe",
+        "probe": {
+            "target": "10.241.1.2:5009",
+            "nodes": {
+                node: {"source": SOURCE, "target": TARGET},
+                "node-far": {"source": "10.241.9.77"},
+            },
+            "interval": 10,
+            "verdictFile": s.path("run/verdict.json"),
+        },
+    })
+}
+
+#[test]
+fn per_node_paths_probe_on_the_named_node_only_and_add_takes_its_verdict() {
+    let mut net = Net::new("apn", Cable::BrokenNic);
+    net.listen();
+    let s = Scratch::new("apn");
+    let config = s.config(per_node_entry(&s, "node-a"));
+    let once_as = |node: Option<&str>| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["agent", "--once", "--config", &config])
+            .args(["--state-file", &s.state()])
+            .arg("--textfile")
+            .arg(s.path("metrics.prom"))
+            .env_remove("CNI_COMMAND")
+            .env_remove("NODE_NAME");
+        if let Some(n) = node {
+            cmd.env("NODE_NAME", n);
+        }
+        let out = output_within(&mut cmd, Duration::from_secs(40), "agent --once");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            std::fs::read_to_string(s.path("metrics.prom")).unwrap_or_default(),
+        )
+    };
+
+    // A node without a source of its own (and no default): no probe, no
+    // change, said once at warn, the verdict metric "none".
+    let (code, out, err, metrics) = once_as(Some("node-z"));
+    assert_eq!(code, 0, "{out}{err}");
+    let why = "node \"node-z\" has no probe source (no probe.nodes.node-z.source and no default probe.source)";
+    assert!(
+        out.contains(&format!(
+            "not probing: {why}; changing nothing on this node\n"
+        )),
+        "{out}"
+    );
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("not probing: "))
+        .collect();
+    assert!(warned.len() == 1 && warned[0].contains(" WARN "), "{err}");
+    assert!(
+        out.contains(&format!(
+            "probe: none ({why}: this node does not probe) (target (none); detection \"probe\": decides)"
+        )),
+        "{out}"
+    );
+    assert!(!s.path("run/verdict.json").exists(), "no probe ran");
+    assert_eq!(net.lab.tx(0), (true, true), "no path: untouched");
+    for want in [
+        "csum_offload_probe_verdict{verdict=\"none\"} 1\n",
+        "csum_offload_probes_total 0\n",
+        "csum_offload_probe_fallback 1\n",
+    ] {
+        assert!(metrics.contains(want), "{want}: {metrics}");
+    }
+    // An agent not told its name: the defaults, which have no source.
+    let (code, out, err, _) = once_as(None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("not probing: this node's name is not known (--node-name or NODE_NAME) and probe has no default source"),
+        "{out}"
+    );
+    assert_eq!(net.lab.tx(0), (true, true));
+
+    // node-a: its own source and target, the broken path: fixed.
+    let (code, out, err, metrics) = once_as(Some("node-a"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("probe {TARGET} from throwaway pod {SOURCE}")),
+        "{out}"
+    );
+    assert!(out.contains(": broken ("), "{out}");
+    assert_eq!(net.lab.tx(0), (false, false), "fixed by node-a's verdict");
+    assert!(
+        metrics.contains("csum_offload_probe_verdict{verdict=\"broken\"} 1\n"),
+        "{metrics}"
+    );
+    let v = verdict_in(&s);
+    assert_eq!(
+        (&v["node"], &v["source"], &v["target"]),
+        (&json!("node-a"), &json!(SOURCE), &json!(TARGET))
+    );
+    // detect on node-b reads node-a's record as not its own.
+    let (code, out, err) = operator(&["detect", "--config", &config, "--node-name", "node-far"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("probe: none (the last, broken, was for another path, 10.241.1.2:5001 from 10.241.9.7 on node node-a)"),
+        "{out}"
+    );
+
+    // ADD does not know its node: it takes the path of the node the
+    // record names from its own config, and fixes.
+    tx_on_again(&net);
+    let add = |entry: Value| {
+        let conf = common::conf(
+            "1.0.0",
+            entry,
+            Some(prev_result("1.0.0", &net.lab.netns_path())),
+        );
+        net.lab.cni("ADD", &conf).expect_ok();
+    };
+    add(per_node_entry(&s, "node-a"));
+    assert_eq!(net.lab.tx(0), (false, false), "ADD takes node-a's verdict");
+    // Controls, each one thing different: node-a's target changed, its
+    // source changed, node-a no longer listed (the defaults have no
+    // source): the record counts for nothing, and nothing changes.
+    let mut changed_target = per_node_entry(&s, "node-a");
+    changed_target["probe"]["nodes"]["node-a"]["target"] = json!("10.241.1.2:5002");
+    let mut changed_source = per_node_entry(&s, "node-a");
+    changed_source["probe"]["nodes"]["node-a"]["source"] = json!("10.241.9.8");
+    let renamed = per_node_entry(&s, "node-b");
+    for (what, entry) in [
+        ("another target", changed_target),
+        ("another source", changed_source),
+        ("node-a unlisted", renamed),
+    ] {
+        tx_on_again(&net);
+        add(entry);
+        assert_eq!(net.lab.tx(0), (true, true), "{what}: no change");
+    }
+}
+
+#[test]
+fn the_daemon_probes_again_when_the_uplink_changes() {
+    // The target is an address of the peer's that only the default route
+    // reaches: first via up0 through brokennic, then via up1, a clean
+    // cable straight to the peer.
+    let mut net = Net::new("apu1", Cable::BrokenNic);
+    net.listen();
+    let peer = net.peer.clone();
+    ip_batch(
+        Some(&peer),
+        &[
+            "addr add 10.241.8.2/32 dev lo".into(),
+            "link add eth1 type veth peer name up1 netns ".to_string() + &net.lab.host,
+            "addr add 10.241.3.2/24 dev eth1".into(),
+            "link set eth1 up".into(),
+        ],
+    );
+    ip_batch(
+        None,
+        &[
+            "addr add 10.241.3.1/24 dev up1".into(),
+            "link set up1 up".into(),
+        ],
+    );
+    let s = Scratch::new("apu1");
+    let mut entry = entry("probe", &s, json!({}));
+    entry["probe"]["target"] = json!("10.241.8.2:5001");
+    // Far longer than the test: a second probe can come only from the
+    // uplink's change.
+    entry["probe"]["interval"] = json!(3600);
+    let config = s.config(entry);
+    let textfile = s.path("metrics.prom");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["agent", "--config", &config, "--state-file", &s.state()])
+        .args(["--resync", "0"])
+        .arg("--textfile")
+        .arg(&textfile)
+        .env_remove("CNI_COMMAND")
+        .env_remove("NODE_NAME");
+    let daemon = Daemon::spawn(&mut cmd, s.path("agent.log"));
+    daemon.wait_log(": broken (");
+    let probes = |n: u32| {
+        std::fs::read_to_string(&textfile)
+            .is_ok_and(|t| t.contains(&format!("csum_offload_probes_total {n}\n")))
+    };
+    wait_until("the first probe's metrics", Duration::from_secs(10), || {
+        probes(1)
+    });
+    let first = verdict_in(&s);
+    assert_eq!(first["verdict"], "broken");
+    // Control: with the uplink as it is, no second probe (3 s; a probe
+    // on the broken path alone takes about that long).
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(probes(1), "no uplink change, no probe");
+    assert_eq!(verdict_in(&s), first);
+
+    // The default route moves to up1 (and the peer answers the pods
+    // that way too).
+    let moved = Instant::now();
+    run(
+        "ip",
+        &[
+            "route",
+            "replace",
+            "default",
+            "via",
+            "10.241.3.2",
+            "dev",
+            "up1",
+        ],
+    );
+    run(
+        "ip",
+        &[
+            "-n",
+            &peer,
+            "route",
+            "replace",
+            "10.241.9.0/24",
+            "via",
+            "10.241.3.1",
+        ],
+    );
+    wait_until(
+        "a probe after the uplink change",
+        Duration::from_secs(20),
+        || probes(2),
+    );
+    let elapsed = moved.elapsed();
+    let second = verdict_in(&s);
+    assert_eq!(second["verdict"], "ok", "the new uplink's path is clean");
+    assert!(
+        second["at"].as_u64().unwrap() > first["at"].as_u64().unwrap(),
+        "{first} {second}"
+    );
+    let log = daemon.log();
+    assert_eq!(log.matches(": broken (").count(), 1, "{log}");
+    assert_eq!(log.matches(": ok (").count(), 1, "{log}");
+    assert!(std::fs::read_to_string(&textfile)
+        .unwrap()
+        .contains("csum_offload_probe_verdict{verdict=\"ok\"} 1\n"));
+    eprintln!("re-probed {elapsed:?} after the default route moved to up1");
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn a_daemon_without_a_path_says_so_once_and_not_at_every_interval() {
+    let net = Net::new("apz", Cable::BrokenNic);
+    let s = Scratch::new("apz");
+    let config = s.config(per_node_entry(&s, "node-a"));
+    let mut cmd = Command::new(BIN);
+    cmd.args(["agent", "--config", &config, "--state-file", &s.state()])
+        .args(["--resync", "0", "--node-name", "node-z"])
+        .env_remove("CNI_COMMAND")
+        .env_remove("NODE_NAME");
+    let daemon = Daemon::spawn(&mut cmd, s.path("agent.log"));
+    daemon.wait_log("not probing: node \"node-z\" has no probe source");
+    // interval 10: the probe's turn comes again at 10 s; still one line.
+    std::thread::sleep(Duration::from_secs(12));
+    let log = daemon.log();
+    assert_eq!(log.matches("not probing: ").count(), 1, "{log}");
+    assert!(!log.contains("probe verdict none"), "{log}");
+    assert!(!s.path("run/verdict.json").exists());
+    assert_eq!(net.lab.tx(0), (true, true));
+    assert!(daemon.terminate().success());
+}

@@ -74,6 +74,8 @@ pub enum AgentError {
     Config(#[from] LoadError),
     #[error("--log-level {0}")]
     LogLevel(#[from] LevelError),
+    #[error("--node-name or NODE_NAME: {0}")]
+    NodeName(#[from] config::NodeNameError),
     #[error("--resync must be a whole number of seconds from 0 (events only) to {RESYNC_MAX}, got {0:?}")]
     Resync(String),
     #[error("--metrics-address must be an IP address and port (\"127.0.0.1:9981\", \"[::1]:9981\"), got {0:?}")]
@@ -215,10 +217,11 @@ fn state_file(args: &mut Args) -> Result<PathBuf, ArgsError> {
 impl Options {
     fn parse(args: &mut Args) -> Result<Self, AgentError> {
         let config_path = args.value("--config")?.map(PathBuf::from);
-        let config = match &config_path {
+        let mut config = match &config_path {
             Some(path) => config::load_file(path)?,
             None => Config::default(),
         };
+        config.node_name = config::node_name_from(args.value("--node-name")?)?;
         let resync = resync(args.value("--resync")?)?;
         Ok(Self {
             config,
@@ -763,7 +766,9 @@ impl ConfigWatch {
         match self.applied.offer(read) {
             Offer::Changed => {
                 log::info!("{} changed; applying it", path.display());
-                if let Some(config) = self.applied.value.config.take() {
+                if let Some(mut config) = self.applied.value.config.take() {
+                    // The node's name comes from the command line, not the file.
+                    config.node_name = agent.config.node_name.take();
                     agent.config = config;
                 }
                 agent.redecide();

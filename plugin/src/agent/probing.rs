@@ -12,7 +12,7 @@ use crate::offload::probe::run::{
     probe, Options, DEFAULT_BYTES, DEFAULT_TIMEOUT_MS, DEFAULT_TRIES,
 };
 use crate::offload::probe::ProbeError;
-use crate::offload::wanted::{Detection, ProbeSpec};
+use crate::offload::wanted::{Detection, ProbePath, ProbeSpec};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,14 +34,19 @@ fn probe_state_file(spec: &ProbeSpec) -> PathBuf {
     spec.verdict_file.with_file_name("probe-state.json")
 }
 
-/// One probe from a throwaway pod with `spec.source`; its record, kept in
-/// `spec.verdict_file` unless `keep` is false (a dry run).
-fn probe_once(agent: &Agent, spec: &ProbeSpec, keep: bool) -> Result<VerdictRecord, ProbeRunError> {
+/// One probe from a throwaway pod on this node's `path`; its record,
+/// kept in `spec.verdict_file` unless `keep` is false (a dry run).
+fn probe_once(
+    agent: &Agent,
+    spec: &ProbeSpec,
+    path: ProbePath,
+    keep: bool,
+) -> Result<VerdictRecord, ProbeRunError> {
     let options = Options {
-        target: SocketAddr::V4(spec.target),
+        target: SocketAddr::V4(path.target),
         netns: None,
         ifname: "eth0".into(),
-        source: Some(spec.source),
+        source: Some(path.source),
         bytes: DEFAULT_BYTES,
         tries: DEFAULT_TRIES,
         deadline: Duration::from_millis(DEFAULT_TIMEOUT_MS),
@@ -52,6 +57,8 @@ fn probe_once(agent: &Agent, spec: &ProbeSpec, keep: bool) -> Result<VerdictReco
         verdict: report.verdict,
         at: evidence::now(),
         target: report.target,
+        source: Some(path.source.to_string()),
+        node: agent.config.node_name.clone(),
         path: report.path,
         attempts: report.attempts,
         millis: report.millis,
@@ -99,10 +106,24 @@ pub fn run(agent: &mut Agent) -> (Vec<String>, bool) {
         return (Vec::new(), false);
     }
     let mut out = Vec::new();
+    let path = spec.path_for(agent.config.node_name.as_deref());
+    if let Err(why) = &path {
+        // Not a fault to repeat at every interval: a node left out of
+        // `probe.nodes` on purpose stays as it is. Said once, at warn,
+        // and again only when the reason changes.
+        let line = format!("not probing: {why}; changing nothing on this node");
+        if agent.no_probe_path.as_ref() != Some(why) {
+            log::warn!("{line}");
+            agent.no_probe_path = Some(why.clone());
+        }
+        out.push(line);
+    } else {
+        agent.no_probe_path = None;
+    }
     if agent.dry_run {
         out.push("dry run: not probing; the verdict on file decides".to_string());
-    } else {
-        let ran = probe_once(agent, &spec, true);
+    } else if let Ok(path) = path {
+        let ran = probe_once(agent, &spec, path, true);
         if let Ok(mut m) = agent.metrics.lock() {
             let p = m.probe.get_or_insert_with(ProbeMetrics::default);
             p.runs_total += 1;
@@ -127,7 +148,7 @@ pub fn run(agent: &mut Agent) -> (Vec<String>, bool) {
     let changed = agent.redecide();
     if let Ok(d) = agent.decision() {
         if let Some(p) = &d.probe {
-            if p.fallback {
+            if p.fallback && agent.no_probe_path.is_none() {
                 let line = format!(
                     "probe verdict {}: changing nothing (detection \"probe\" acts only on broken)",
                     p.status
@@ -153,8 +174,9 @@ mod tests {
     #[test]
     fn the_default_lock_is_the_probe_command_s() {
         let spec = ProbeSpec {
-            target: "10.0.0.1:80".parse().unwrap(),
-            source: "10.244.0.9".parse().unwrap(),
+            target: Some("10.0.0.1:80".parse().unwrap()),
+            source: Some("10.244.0.9".parse().unwrap()),
+            nodes: Default::default(),
             interval: Duration::from_secs(300),
             verdict_file: evidence::VERDICT_FILE.into(),
         };

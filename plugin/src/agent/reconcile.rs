@@ -16,6 +16,7 @@ use crate::offload::pair::{self, Journal, Mode, NoJournal, Pair};
 use crate::offload::tune::{End, Endpoint};
 use crate::offload::uplink::DetectError;
 use crate::offload::veth;
+use crate::offload::wanted::NoProbePath;
 use std::collections::BTreeSet;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -59,6 +60,9 @@ pub struct Agent {
     conforming: BTreeSet<u32>,
     /// The same for the uplink's NICs (`apply: "uplink"`), by name.
     conforming_nics: BTreeSet<String>,
+    /// Why this node does not probe, as last logged: said once, not at
+    /// every interval.
+    pub no_probe_path: Option<NoProbePath>,
 }
 
 impl Agent {
@@ -84,6 +88,7 @@ impl Agent {
             uplink: Vec::new(),
             conforming: BTreeSet::new(),
             conforming_nics: BTreeSet::new(),
+            no_probe_path: None,
         };
         agent.redecide();
         Ok(agent)

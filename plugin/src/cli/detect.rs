@@ -11,11 +11,15 @@ pub fn detect_command(mut args: Args) -> Result<String, CliError> {
     let host_interface = args.value("--host-interface")?;
     let config_path = args.value("--config")?;
     let as_json = args.flag("--json");
+    let node_name = config::node_name_from(args.value("--node-name")?)
+        .map_err(|e| CliError::Invalid("--node-name or NODE_NAME", e.to_string()))?;
     args.finish()?;
     let mut config = match config_path {
         Some(path) => config::load_file(Path::new(&path))?,
         None => Config::default(),
     };
+    // Whose probe path and verdict to show: this node's, when named.
+    config.node_name = node_name;
     if host_interface.is_some() {
         config.host_interface = host_interface;
     }

@@ -25,9 +25,10 @@ use super::entry::{Entry, PLUGIN_TYPE};
 use super::files;
 use super::pass::{self, PassMode, PassOutcome, PassProblem};
 use super::{load_entry, InstallError, Options};
-use crate::config::DetectionFailure;
+use crate::config::{self, Detection, DetectionFailure};
 use crate::offload::decision::{decide, Decision};
 use crate::offload::uplink::DetectError;
+use crate::offload::wanted::NoProbePath;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -56,6 +57,11 @@ pub enum NotReady {
         /// The entry's `detectionFailure`: what the failure does to pods.
         on_failure: DetectionFailure,
     },
+    /// Under `detection` "probe" or "both", the entry gives this node no
+    /// probe path: its agent does not probe, and the plugin never fixes
+    /// its pods (nothing is changed).
+    #[error("this node does not probe: {0}; pods on this node start without the fix (add this node to probe.nodes, or set probe.source)")]
+    NoProbePath(NoProbePath),
 }
 
 /// What a failed detection does to this node's pods, under the entry's
@@ -100,9 +106,17 @@ impl fmt::Display for Unready {
 /// What the plugin will decide on this node under `entry`.
 pub fn detect(entry: &Entry) -> Result<Decision, NotReady> {
     // The entry was validated when it was made; its config always parses.
-    let config = entry
+    let mut config = entry
         .config()
         .map_err(|e| NotReady::Blocked(format!("the entry does not parse: {e}")))?;
+    // The DaemonSet gives every container NODE_NAME; one that is not a
+    // node name is as good as none (the agent itself refuses it).
+    config.node_name = config::node_name_from(None).ok().flatten();
+    if let (Detection::Probe | Detection::Both, Some(spec)) = (config.detection, &config.probe) {
+        if let Err(why) = spec.path_for(config.node_name.as_deref()) {
+            return Err(NotReady::NoProbePath(why));
+        }
+    }
     decide(&config).map_err(|error| NotReady::Detection {
         error,
         on_failure: config.detection_failure,

@@ -97,7 +97,7 @@ pub struct ProbeView {
 pub fn decide<W: Wanted + ?Sized>(config: &W) -> Result<Decision, DetectError> {
     let found = match (config.detection(), config.probe()) {
         (Detection::Table, _) | (_, None) => None,
-        (_, Some(spec)) => Some(Evidence::load(spec, evidence::now())),
+        (_, Some(spec)) => Some(Evidence::load(spec, config.node_name(), evidence::now())),
     };
     decide_with(config, found)
 }
@@ -171,10 +171,16 @@ impl Decision {
         found: &Evidence,
         config: &W,
     ) -> Self {
+        // This node's target: the asker's, or (in ADD) the one of the node
+        // the verdict was taken for; empty when it has none.
+        let node = config
+            .node_name()
+            .or(found.record().and_then(|r| r.node.as_deref()));
         let target = config
             .probe()
+            .and_then(|p| p.path_for(node).ok())
             .map(|p| p.target.to_string())
-            .unwrap_or_default();
+            .unwrap_or_else(|| "(none)".to_string());
         let verdict = found.verdict();
         let status = match found {
             Evidence::Fresh { record, age } => format!("{}, {age} s ago", record.verdict),
@@ -188,9 +194,17 @@ impl Decision {
                 config.probe().map_or(0, |p| p.max_age().as_secs())
             ),
             Evidence::OtherTarget(record) => format!(
-                "none (the last, {}, was for another target, {})",
-                record.verdict, record.target
+                "none (the last, {}, was for another path, {} from {}{})",
+                record.verdict,
+                record.target,
+                record.source.as_deref().unwrap_or("an unrecorded source"),
+                record
+                    .node
+                    .as_ref()
+                    .map(|n| format!(" on node {n}"))
+                    .unwrap_or_default()
             ),
+            Evidence::NoPath(why) => format!("none ({why}: this node does not probe)"),
             Evidence::Missing(file) => format!("none yet ({file} does not exist)"),
             Evidence::Unreadable(why) => format!("none ({why})"),
         };
@@ -502,8 +516,9 @@ mod tests {
         use crate::offload::probe::evidence::VerdictRecord;
         use crate::offload::wanted::ProbeSpec;
         let spec = ProbeSpec {
-            target: "10.0.0.1:5201".parse().unwrap(),
-            source: "10.244.0.9".parse().unwrap(),
+            target: Some("10.0.0.1:5201".parse().unwrap()),
+            source: Some("10.244.0.9".parse().unwrap()),
+            nodes: Default::default(),
             interval: std::time::Duration::from_secs(300),
             verdict_file: "/nonexistent/v.json".into(),
         };
@@ -519,16 +534,54 @@ mod tests {
                     verdict,
                     at: 1000,
                     target: "10.0.0.1:5201".into(),
+                    source: Some("10.244.0.9".into()),
+                    node: None,
                     path: String::new(),
                     attempts: Vec::new(),
                     millis: 1,
                 },
                 &spec,
+                None,
                 1003,
             ),
             None => Evidence::Missing("/nonexistent/v.json".into()),
         };
         decide_with(&config, Some(found)).unwrap()
+    }
+
+    #[test]
+    fn a_node_without_a_probe_path_changes_nothing_and_says_why() {
+        use crate::offload::wanted::{NoProbePath, ProbeSpec};
+        let config = Config {
+            host_driver: Some("txgbe".into()),
+            detection: Detection::Probe,
+            probe: Some(ProbeSpec {
+                target: Some("10.0.0.1:5201".parse().unwrap()),
+                source: None,
+                nodes: Default::default(),
+                interval: std::time::Duration::from_secs(300),
+                verdict_file: "/nonexistent/v.json".into(),
+            }),
+            node_name: Some("node-c".into()),
+            ..Config::default()
+        };
+        // decide itself finds the missing path (the file is never read).
+        let d = decide(&config).unwrap();
+        assert!(d.changes_nothing());
+        let p = d.probe.as_ref().unwrap();
+        assert!(p.fallback && p.verdict.is_none());
+        assert_eq!(
+            p.status,
+            format!(
+                "none ({}: this node does not probe)",
+                NoProbePath::Source("node-c".into())
+            )
+        );
+        assert!(
+            d.to_string()
+                .contains("probe: none (node \"node-c\" has no probe source"),
+            "{d}"
+        );
     }
 
     #[test]
