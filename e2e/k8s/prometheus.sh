@@ -13,7 +13,7 @@
 # the node's stack. A Prometheus on the pod network would be answered by
 # the other node's agent over that wire, and those answers arrive with bad
 # checksums; in the node's netns it reaches both agents (and the API
-# server) over the control link, eth1, as the host's Prometheus did.
+# server) over the control link, eth1.
 #
 # How the suite queries it: through the API server's service proxy
 # (kubectl get --raw .../services/prometheus:web/proxy/...), with the
