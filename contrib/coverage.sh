@@ -17,8 +17,11 @@
 #   FIXED     pairs the agent changed since it started (for a new pod the
 #             agent often gets there before the plugin's ADD; pods the
 #             plugin set first are not counted);
-#             with --metrics, also "pairs in scope / failed checks" from the
-#             agent's endpoint
+#             with --metrics, also "(C/N pairs conforming, F failed)" from
+#             the agent's endpoint: of the N pairs in scope at its last
+#             full pass, C had the policy's settings (fixed, by the agent
+#             or the plugin, or already so), and F checks failed since it
+#             started
 #   PROBLEM   the probe's message when not ready, else the last warning or
 #             error of either container ("-": none)
 # --metrics reads http://NODE-IP:PORT/metrics (port from the pod's
@@ -91,7 +94,7 @@ clip() { local s=$1; [ ${#s} -le 120 ] && printf '%s' "$s" || printf '%s...' "${
         fi
         if [ -n "$metrics" ] && [ -n "$port" ]; then
             if m=$(curl -fsS --max-time 3 "http://$ip:$port/metrics" 2>/dev/null); then
-                fixed="$fixed ($(metric csum_offload_pairs <<<"$m") pairs, $(metric csum_offload_failures_total <<<"$m") failed)"
+                fixed="$fixed ($(metric csum_offload_pairs_conforming <<<"$m")/$(metric csum_offload_pairs <<<"$m") pairs conforming, $(metric csum_offload_failures_total <<<"$m") failed)"
             else
                 fixed="$fixed (metrics: no answer)"
             fi

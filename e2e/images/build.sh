@@ -9,6 +9,10 @@
 #                                FROM scratch (the CRI e2e's sandbox image)
 #   build.sh busybox [OPTIONS]   Debian's busybox-static with its applet
 #                                links, FROM scratch (the CRI e2e's workload)
+#   build.sh prometheus --binary FILE [OPTIONS]
+#                                a static prometheus (e2e/tools builds it
+#                                from the pinned module), FROM scratch (the
+#                                local cluster's in-cluster Prometheus)
 #
 # Options:
 #   --tag NAME       image name in buildah's storage (required)
@@ -17,6 +21,7 @@
 #                    normalized the way containerd and kubelet do:
 #                    csum-offload:0.1.0 -> docker.io/library/csum-offload:0.1.0)
 #   --platform P     default linux/amd64
+#   --binary FILE    the program to package (prometheus only)
 #   --private DIR    keep everything in DIR: buildah storage, run root,
 #                    temp files, its CNI lock and blob cache, in a private
 #                    mount namespace where /var/lib is an overlay, so
@@ -39,9 +44,9 @@ die() {
 }
 
 KIND=${1:-}
-[ -n "$KIND" ] || die "usage: build.sh project|pause|busybox --tag NAME [--archive FILE] [--ref NAME] [--platform P] [--private DIR]"
+[ -n "$KIND" ] || die "usage: build.sh project|pause|busybox|prometheus --tag NAME [--archive FILE] [--ref NAME] [--platform P] [--private DIR] [--binary FILE]"
 shift
-TAG='' ARCHIVE='' REF='' PLATFORM=linux/amd64 PRIVATE=''
+TAG='' ARCHIVE='' REF='' PLATFORM=linux/amd64 PRIVATE='' BINARY=''
 while [ $# -gt 0 ]; do
     case $1 in
     --tag) TAG=$2 ;;
@@ -49,6 +54,7 @@ while [ $# -gt 0 ]; do
     --ref) REF=$2 ;;
     --platform) PLATFORM=$2 ;;
     --private) PRIVATE=$2 ;;
+    --binary) BINARY=$2 ;;
     *) die "unknown option $1" ;;
     esac
     shift 2
@@ -78,7 +84,7 @@ if [ -n "$PRIVATE" ] && [ -z "${IMAGES_PRIVATE_NS:-}" ]; then
     PRIVATE=$(cd "$PRIVATE" && pwd)
     exec env IMAGES_PRIVATE_NS=1 unshare --mount --propagation private \
         bash "${BASH_SOURCE[0]}" "$KIND" --tag "$TAG" --ref "$REF" --platform "$PLATFORM" \
-        --private "$PRIVATE" ${ARCHIVE:+--archive "$ARCHIVE"}
+        --private "$PRIVATE" ${ARCHIVE:+--archive "$ARCHIVE"} ${BINARY:+--binary "$BINARY"}
 fi
 
 if [ -n "$PRIVATE" ]; then
@@ -148,7 +154,23 @@ ENV PATH=/bin
 CMD ["/bin/sh"]
 EOF
     ;;
-*) die "unknown image kind $KIND (project, pause or busybox)" ;;
+prometheus)
+    [[ -n $BINARY && -x $BINARY ]] || die "prometheus needs --binary FILE, an executable (bash e2e/tools/build.sh builds one)"
+    CONTEXT=$STATE/context/prometheus
+    rm -rf "$CONTEXT" && mkdir -p "$CONTEXT/rootfs/bin" "$CONTEXT/rootfs/prometheus"
+    cp "$BINARY" "$CONTEXT/rootfs/bin/prometheus"
+    FILE=$CONTEXT/Containerfile
+    # nobody: the pod runs it as 65534 with a read-only root; its TSDB
+    # lives in an emptyDir mounted on /prometheus.
+    cat >"$FILE" <<'EOF'
+FROM scratch
+COPY rootfs/ /
+USER 65534:65534
+WORKDIR /prometheus
+ENTRYPOINT ["/bin/prometheus"]
+EOF
+    ;;
+*) die "unknown image kind $KIND (project, pause, busybox or prometheus)" ;;
 esac
 
 "${BUILDAH[@]}" bud --quiet --layers=false --platform "$PLATFORM" \

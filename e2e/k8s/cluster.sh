@@ -29,12 +29,12 @@ build_all() {
     build_images
 }
 
-# The three images every node imports: the sandbox (pause), the workload
-# (busybox) and the project's, as OCI archives; rebuilt when their inputs
-# change.
+# The images every node imports: the sandbox (pause), the workload
+# (busybox), the project's and Prometheus (operator.sh's), as OCI
+# archives; rebuilt when their inputs change.
 build_images() {
     local out=$STATE/images b=$REPO/e2e/images/build.sh key
-    key=$( { cat "$b" "$REPO/e2e/images/pause/pause.c" "$REPO/Dockerfile" "$REPO/target/release/csum-offload"; } | sha256sum | cut -c1-16)
+    key=$( { cat "$b" "$REPO/e2e/images/pause/pause.c" "$REPO/Dockerfile" "$REPO/target/release/csum-offload" "$TOOLS_BIN/prometheus"; } | sha256sum | cut -c1-16)
     if [ "$(cat "$out/.key" 2>/dev/null)" = "$key" ]; then
         return 0
     fi
@@ -43,6 +43,8 @@ build_images() {
     bash "$b" busybox --tag "$BUSYBOX_IMAGE" --archive "$out/busybox.tar" --private "$STATE/buildah" >&2
     make -C "$REPO" --no-print-directory -o build image IMAGE_BUILDER=buildah IMAGE="csum-offload:$VERSION" \
         IMAGE_ARCHIVE="$out/csum-offload.tar" IMAGE_PRIVATE="$STATE/buildah" >&2
+    bash "$b" prometheus --binary "$TOOLS_BIN/prometheus" --tag "$PROMETHEUS_IMAGE" \
+        --archive "$out/prometheus.tar" --private "$STATE/buildah" >&2
     rm -rf "$STATE/buildah"
     echo "$key" >"$out/.key"
 }

@@ -38,6 +38,8 @@ SERVICE_CIDR=10.213.0.0/16
 WIRE_NS=csk8s-wire
 PAUSE_IMAGE=localhost/csk8s-pause:1.0
 BUSYBOX_IMAGE=docker.io/library/busybox:1.36
+# The pinned module's (e2e/tools/go.mod), whatever its version: one tag.
+PROMETHEUS_IMAGE=localhost/csk8s-prometheus:pinned
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/plugin/Cargo.toml" | head -n1)
 PROJECT_IMAGE=docker.io/library/csum-offload:$VERSION
 

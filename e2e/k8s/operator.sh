@@ -1,72 +1,81 @@
 # shellcheck shell=bash disable=SC2317 # helpers defined in run_operator_checks are called through wait_until
 # The operator's kit on the local cluster (make e2e-k8s, after checks.sh):
-# the Helm chart installed, upgraded and uninstalled with helm, and a real
-# Prometheus (Debian's, on the host) that scrapes both nodes' agents and
-# evaluates the chart's rules. Debian builds Prometheus without Kubernetes
-# discovery, so the suite does what kubernetes_sd would: it lists the
-# DaemonSet's pods through the API server and writes the targets their
-# prometheus.io annotations name into a file_sd file. Needs what
-# checks.sh needs, plus PROM_DIR (a scratch dir) and TOOLS_BIN.
+# the Helm chart installed, upgraded and uninstalled with helm; a real
+# Prometheus inside the cluster (prometheus.sh) that finds both nodes'
+# agents with Kubernetes discovery, scrapes them and evaluates the chart's
+# rules, each alert made to fire by a real fault; and contrib/coverage.sh
+# with no more than the "view" role. Needs what checks.sh needs, plus
+# PROM_DIR (a scratch dir) and TOOLS_BIN.
 
-PROM_PORT=19090
 CHART=$REPO/charts/csum-offload
+# shellcheck source=e2e/k8s/prometheus.sh
+source "$K8S_DIR/prometheus.sh"
 
 helm_() { "$TOOLS_BIN/helm" --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }
 
-# A PromQL instant query; prints the result vector as JSON.
-promql() {
-    curl -sf --max-time 5 "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode "query=$1" | jq -c '.data.result'
-}
-
-# Starts Prometheus with the chart's rules, every `for:` set to 0 so the
-# run sees each alert's expression fire instead of waiting minutes.
-start_prometheus() {
-    local bin
-    bin=$(bash "$REPO/e2e/tools/debian-prometheus.sh")/prometheus
-    # shellcheck disable=SC2153 # PROM_DIR comes from the caller
-    mkdir -p "$PROM_DIR/data"
-    sed -E 's/^( +)for: .*/\1for: 0s/' "$CHART/files/alerts.yaml" >"$PROM_DIR/rules.yaml"
-    discover_targets
-    cat >"$PROM_DIR/prometheus.yml" <<YAML
-global: {scrape_interval: 2s, evaluation_interval: 2s}
-rule_files: [$PROM_DIR/rules.yaml]
-scrape_configs:
-  - job_name: csum-offload
-    file_sd_configs:
-      - files: [$PROM_DIR/targets.json]
-        refresh_interval: 2s
-YAML
-    "$bin" --config.file "$PROM_DIR/prometheus.yml" --storage.tsdb.path "$PROM_DIR/data" \
-        --web.listen-address "127.0.0.1:$PROM_PORT" >"$PROM_DIR/prometheus.log" 2>&1 &
-    PROM_PID=$!
-    prom_up() { curl -sf --max-time 2 "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null; }
-    wait_until 60 "Prometheus ready" prom_up
-    echo "   Prometheus $("$bin" --version 2>&1 | head -n1 | awk '{print $3}') on 127.0.0.1:$PROM_PORT (pid $PROM_PID)"
-}
-# The scrape targets kubernetes_sd would find: every csum-offload pod with
-# prometheus.io/scrape "true", at its IP (the node's: hostNetwork) and the
-# annotated port, labelled with its node.
-discover_targets() {
-    k -n "$NS" get pods -l app.kubernetes.io/name=csum-offload -o json | jq '[.items[]
-        | select(.metadata.annotations["prometheus.io/scrape"] == "true" and .status.podIP != null)
-        | {targets: ["\(.status.podIP):\(.metadata.annotations["prometheus.io/port"])"],
-           labels: {node: .spec.nodeName, pod: .metadata.name}}]' >"$PROM_DIR/targets.json.tmp"
-    mv "$PROM_DIR/targets.json.tmp" "$PROM_DIR/targets.json"
-    echo "   targets from the pods' annotations: $(jq -r '[.[] | "\(.labels.node) \(.targets[0])"] | join(", ")' "$PROM_DIR/targets.json")"
-}
-
-stop_prometheus() {
-    [ -n "${PROM_PID:-}" ] || return 0
-    kill "$PROM_PID" 2>/dev/null || true
-    wait_pid_gone "$PROM_PID" 100 || kill -KILL "$PROM_PID" 2>/dev/null || true
-    PROM_PID=
+# contrib/coverage.sh as an operator with the "view" role in $NS and no
+# more (a ServiceAccount's token, not the admin's certificate), --metrics
+# included; checks each node's row. WHEN: "healthy" (every pair fixed, no
+# problem) or "unfixed" (each node's eth1 left in: its warning shown).
+coverage_check() {
+    local when=$1 token kc=$PROM_DIR/viewer.kubeconfig table node row
+    if [ ! -f "$kc" ]; then
+        k -n "$NS" create serviceaccount csum-coverage-viewer >/dev/null
+        k -n "$NS" create rolebinding csum-coverage-viewer --clusterrole view \
+            --serviceaccount "$NS:csum-coverage-viewer" >/dev/null
+        token=$(k -n "$NS" create token csum-coverage-viewer --duration 30m)
+        cat >"$kc" <<KC
+apiVersion: v1
+kind: Config
+clusters: [{name: local, cluster: {server: "https://$API_IP:$API_PORT", certificate-authority: "$PKI/ca.crt"}}]
+users: [{name: viewer, user: {token: "$token"}}]
+contexts: [{name: viewer, context: {cluster: local, user: viewer, namespace: $NS}}]
+current-context: viewer
+KC
+        # The negative control: this identity can do no more than read.
+        local verb resource
+        for verb in create/pods get/nodes/proxy create/pods/exec get/secrets; do
+            resource=${verb#*/} verb=${verb%%/*}
+            [ "$("$TOOLS_BIN/kubectl" --kubeconfig "$kc" auth can-i "$verb" "$resource" -n "$NS")" = no ] ||
+                fail "the coverage viewer may $verb $resource"
+        done
+    fi
+    printf '#!/bin/sh\nexec "%s" --kubeconfig "%s" "$@"\n' "$TOOLS_BIN/kubectl" "$kc" >"$PROM_DIR/kubectl-viewer"
+    chmod +x "$PROM_DIR/kubectl-viewer"
+    table=$(KUBECTL=$PROM_DIR/kubectl-viewer bash "$REPO/contrib/coverage.sh" -n "$NS" --metrics) ||
+        fail "contrib/coverage.sh failed: $table"
+    echo "   contrib/coverage.sh --metrics, as a ServiceAccount with the view role only:"
+    echo "     ${table//$'\n'/$'\n'     }"
+    [ "$(grep -c '^node-' <<<"$table")" = "${#NODES[@]}" ] || fail "coverage.sh does not list every node once"
+    for node in "${NODES[@]}"; do
+        row=$(grep "^$node " <<<"$table")
+        # COVERED, NIC (eth0, driver veth), DECISION (pods' veths: tx off).
+        grep -Eq "^$node +csum-offload-[a-z0-9]+ +yes +eth0 driver: veth .*tx off" <<<"$row" ||
+            fail "coverage.sh's row for $node lacks covered/eth0/veth/tx off: $row"
+        case $when in
+        healthy)
+            # FIXED: from the log, then (conforming/in scope, failed) from
+            # the agent's endpoint: every pair fixed, none failed; no
+            # PROBLEM.
+            grep -Eq " [0-9]+ \(([0-9]+)/\1 pairs conforming, 0 failed\) +-$" <<<"$row" ||
+                fail "coverage.sh's row for $node is not fixed and quiet: $row"
+            ;;
+        unfixed)
+            # One pair short of conforming (eth1), failures, and its
+            # warning in PROBLEM.
+            grep -Eq " \(([0-9]+)/([0-9]+) pairs conforming, [1-9][0-9]* failed\) +eth1: " <<<"$row" ||
+                fail "coverage.sh's row for $node does not show eth1 unfixed: $row"
+            ;;
+        esac
+    done
 }
 
 run_operator_checks() {
-    local a=${NODES[0]} b=${NODES[1]} node out
+    local a=${NODES[0]} b=${NODES[1]} node out pod
     # The lab's eth1 (the node's link to the control plane) is a veth whose
-    # peer the agent cannot reach: excluded, as docs/install.md says. A
-    # full pass every 5 s, so csum_offload_pairs follows the pods quickly.
+    # peer the agent cannot reach: excluded, as docs/install.md says (step
+    # 13 leaves it in to fire CsumOffloadUnfixedPairs). A full pass every
+    # 5 s, so the pair gauges follow the pods quickly.
     local policy=(--set-json 'policy={"drivers":{"veth":{"tx":false}},"rules":[],"default":{}}'
         --set metrics.enabled=true --set logLevel=debug
         --set-json 'agentArgs=["--exclude-ifname","eth1","--resync","5"]')
@@ -77,34 +86,42 @@ run_operator_checks() {
     wait_until 30 "the entry on every node" all_nodes_have_one_entry
     echo "   release $(helm_ -n "$NS" list -o json | jq -r '.[0] | "\(.name) \(.chart) revision \(.revision) \(.status)"'); DaemonSet $(k -n "$NS" get ds csum-offload -o jsonpath='{.status.numberReady}/{.status.desiredNumberScheduled}') Ready; the entry once on every node"
 
-    step "12. Prometheus scrapes both nodes' agents"
+    step "12. Prometheus in the cluster finds both nodes' agents and scrapes them"
     start_prometheus
     both_up() { [ "$(promql 'sum(up{job="csum-offload"})' | jq -r '.[0].value[1] // 0')" = "${#NODES[@]}" ]; }
     wait_until 60 "both agents scraped" both_up
     out=$(promql 'up{job="csum-offload"}')
-    echo "   up: $(jq -r '[.[] | "\(.metric.node) \(.metric.instance)=\(.value[1])"] | join(", ")' <<<"$out")"
-    out=$(promql 'csum_offload_uplink_info{job="csum-offload"}')
-    [ "$(jq -r '[.[] | select(.metric.driver == "veth" and .metric.nic == "eth0")] | length' <<<"$out")" = "${#NODES[@]}" ] ||
-        fail "csum_offload_uplink_info does not show eth0/veth on every node: $out"
-    echo "   csum_offload_uplink_info: $(jq -r '[.[] | "\(.metric.node): nic \(.metric.nic) driver \(.metric.driver) \(.metric.driver_version) firmware \(.metric.firmware_version // "-") settings \(.metric.settings)"] | join("; ")' <<<"$out")"
+    echo "   up (targets from kubernetes_sd and the pods' annotations): $(jq -r '[.[] | "\(.metric.node) \(.metric.instance)=\(.value[1])"] | join(", ")' <<<"$out")"
     start_probe_pod csum-metrics "$a"
     k wait --for=condition=Ready pod/csum-metrics --timeout=180s >/dev/null
     check_pod_offload csum-metrics
-    pairs_seen() {
-        [ "$(promql "csum_offload_pairs{job=\"csum-offload\",node=\"$a\"}" | jq -r '.[0].value[1] // 0')" -ge 1 ]
+    fixed_seen() {
+        [ "$(promql "csum_offload_pairs_conforming{job=\"csum-offload\",node=\"$a\"}" | jq -r '.[0].value[1] // 0')" -ge 1 ]
     }
-    wait_until 60 "the pod's pair in $a's metrics" pairs_seen
-    out=$(promql 'csum_offload_pairs{job="csum-offload"} and on(node) csum_offload:wants_fix')
-    echo "   pairs in scope per node where the policy wants the fix: $(jq -r '[.[] | "\(.metric.node)=\(.value[1])"] | join(", ")' <<<"$out")"
+    wait_until 60 "the pod's pair among $a's fixed pairs" fixed_seen
+    # The fixed pairs per node with the NIC info, in one query: the
+    # uplink's labels (node_ethtool_info's names) on the count.
+    out=$(promql 'csum_offload_uplink_info{job="csum-offload"} * ignoring(nic, driver, driver_version, firmware_version, settings) group_left csum_offload_pairs_conforming{job="csum-offload"} and on(node) csum_offload:wants_fix')
+    [ "$(jq -r '[.[] | select(.metric.driver == "veth" and .metric.nic == "eth0" and .metric.driver_version != null)] | length' <<<"$out")" = "${#NODES[@]}" ] ||
+        fail "the fixed pairs with the NIC info do not show eth0/veth on every node: $out"
+    [ "$(jq -r --arg n "$a" '.[] | select(.metric.node == $n) | .value[1]' <<<"$out")" -ge 1 ] ||
+        fail "no fixed pair on $a, where csum-metrics runs: $out"
+    echo "   fixed pairs per node, with the NIC: $(jq -r '[.[] | "\(.metric.node)=\(.value[1]) (nic \(.metric.nic) driver \(.metric.driver) \(.metric.driver_version) firmware \(.metric.firmware_version // "-"), \(.metric.settings))"] | join("; ")' <<<"$out")"
+    # max by node: during a rollout the old pod's target (the same node
+    # address) is still listed beside the new one.
+    out=$(promql 'max by (node) (csum_offload_pairs{job="csum-offload"} - csum_offload_pairs_conforming{job="csum-offload"})')
+    [ "$(jq -r '[.[] | select(.value[1] == "0")] | length' <<<"$out")" = "${#NODES[@]}" ] ||
+        fail "pairs in scope that are not fixed: $out"
     out=$(promql 'sum by (node) (increase(csum_offload_failures_total{job="csum-offload"}[5m]))')
     [ "$(jq -r '[.[] | select((.value[1] | tonumber) > 0)] | length' <<<"$out")" = 0 ] ||
         fail "agents report failed pairs: $out"
-    echo "   failed pair checks in the last 5 minutes: $(jq -r '[.[] | "\(.metric.node)=\(.value[1])"] | join(", ")' <<<"$out")"
+    echo "   every pair in scope fixed; failed pair checks in the last 5 minutes: $(jq -r '[.[] | "\(.metric.node)=\(.value[1])"] | join(", ")' <<<"$out")"
     out=$(promql 'ALERTS')
     [ "$out" = "[]" ] || fail "alerts fire on a healthy cluster: $out"
     echo "   no alert on the healthy cluster (the rules' for: set to 0 s)"
+    coverage_check healthy
 
-    step "13. the alerts fire: detection failing on $b, then an agent down"
+    step "13. the alerts fire: detection failing on $b, an agent down, pairs the agents cannot fix"
     node_sh "$b" "ip route del default"
     detection_alert() {
         promql 'ALERTS{alertname="CsumOffloadDetectionFailed",alertstate="firing"}' | jq -e --arg n "$b" 'any(.[]; .metric.node == $n)' >/dev/null
@@ -125,6 +142,30 @@ run_operator_checks() {
     echo "   CsumOffloadAgentDown firing for $b while its metrics port is closed"
     node_sh "$b" "iptables -D INPUT -p tcp --dport 9981 -j REJECT"
     wait_until 60 "both agents scraped again" both_up
+    # A real pair no agent can fix: each node's eth1 is a veth whose peer
+    # (the host's end of the control link) is in no netns the agent sees,
+    # so it cannot set that end and says so at every pass. Without the
+    # chart's --exclude-ifname eth1, the policy (veth: tx off) wants the
+    # fix there and CsumOffloadUnfixedPairs fires on both nodes.
+    helm_ upgrade csum-offload "$CHART" -n "$NS" "${policy[@]}" --set-json 'agentArgs=["--resync","5"]' \
+        --wait --timeout 180s >/dev/null
+    unfixed_alert() {
+        [ "$(promql 'ALERTS{alertname="CsumOffloadUnfixedPairs",alertstate="firing"}' | jq -r '[.[].metric.node] | unique | length')" = "${#NODES[@]}" ]
+    }
+    wait_until 90 "CsumOffloadUnfixedPairs on both nodes" unfixed_alert
+    # The rollout's old pods gone: one pod, hence one log and one row, per node.
+    one_pod_per_node() { [ "$(k -n "$NS" get pods -l app.kubernetes.io/name=csum-offload -o name | wc -l)" = "${#NODES[@]}" ]; }
+    wait_until 60 "one csum-offload pod per node" one_pod_per_node
+    out=$(promql 'max by (node) (csum_offload_pairs{job="csum-offload"} - csum_offload_pairs_conforming{job="csum-offload"}) > 0')
+    [ "$(jq -r 'length' <<<"$out")" = "${#NODES[@]}" ] || fail "not every node reports an unfixed pair: $out"
+    echo "   CsumOffloadUnfixedPairs firing for both nodes; pairs in scope not fixed: $(jq -r '[.[] | "\(.metric.node)=\(.value[1])"] | join(", ")' <<<"$out")"
+    for node in "${NODES[@]}"; do
+        pod=$(k -n "$NS" get pods -l app.kubernetes.io/name=csum-offload --field-selector "spec.nodeName=$node" -o jsonpath='{.items[0].metadata.name}')
+        k -n "$NS" logs "$pod" -c agent | grep -E ' WARN .*eth1: ' >/dev/null ||
+            fail "$node's agent does not name eth1 as the pair it cannot fix"
+    done
+    echo "   each agent's log names the pair: $(k -n "$NS" logs "$pod" -c agent | grep -E ' WARN .*eth1: ' | tail -n1 | sed -E 's/^[^ ]+ +//')"
+    coverage_check unfixed
     stop_prometheus
 
     step "14. helm upgrade: a changed policy reaches new pods"

@@ -61,8 +61,8 @@ diagnostics() {
 finish() {
     local rc=$?
     [ "$rc" = 0 ] || diagnostics
-    [ "$rc" = 0 ] || tail -n 20 "$PROM_DIR/prometheus.log" >&2 2>/dev/null || true
     stop_prometheus
+    [ "$rc" = 0 ] || tail -n 20 "$PROM_DIR/prometheus.log" >&2 2>/dev/null || true
     if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
         say "e2e-k8s: KEEP_CLUSTER=1: the cluster stays up (make cluster-down)"
     else

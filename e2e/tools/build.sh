@@ -9,7 +9,8 @@
 #
 # The tools: a Kubernetes control plane and kubelet (k8s.io/kubernetes),
 # etcd, containerd 2.x with its runc shim, crictl, the reference CNI
-# plugins, helm and the test clients in cmd/. runc itself is Debian's.
+# plugins, helm, Prometheus (the in-cluster one of make e2e-k8s) and the
+# test clients in cmd/. runc itself is Debian's.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # Go is for test tools only; the machines have it in /usr/local/go.
@@ -42,6 +43,7 @@ pkgs=(
     github.com/containerd/containerd/v2/cmd/ctr
     sigs.k8s.io/cri-tools/cmd/crictl
     helm.sh/helm/v4/cmd/helm
+    github.com/prometheus/prometheus/cmd/prometheus
     github.com/containernetworking/plugins/plugins/main/bridge
     github.com/containernetworking/plugins/plugins/main/ptp
     github.com/containernetworking/plugins/plugins/main/loopback
@@ -56,12 +58,18 @@ start=$(date +%s)
 echo "tools: building ${#pkgs[@]} packages with $gover into $bin (cold builds take many minutes on 2 cores)" >&2
 # Static, no cgo: the kubelet and the plugins are built this way upstream;
 # containerd's btrfs snapshotter is the one part that needs cgo (unused).
+# Prometheus with no service discovery but Kubernetes' (and the static
+# and file ones it always has): its other SDs' cloud SDKs stay unbuilt.
 # The versions the programs report (kubectl version, kubelet's node
 # status, containerd's, crictl's), which a release build stamps.
 v() { go list -m -f '{{.Version}}' "$1"; }
 k8s=$(v k8s.io/kubernetes)
 minor=${k8s#v1.}
 minor=${minor%%.*}
+# Prometheus' Go module v0.MMm.p is its release M.Mm.p (v0.316.0 is 3.16.0).
+prom=$(v github.com/prometheus/prometheus)
+prom=${prom#v0.}
+prom=$((${prom%%.*} / 100)).$((${prom%%.*} % 100)).${prom#*.}
 ldflags="-s -w
  -X k8s.io/component-base/version.gitVersion=$k8s -X k8s.io/component-base/version.gitMajor=1
  -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/component-base/version.gitTreeState=clean
@@ -70,8 +78,9 @@ ldflags="-s -w
  -X github.com/containerd/containerd/v2/version.Version=$(v github.com/containerd/containerd/v2)
  -X sigs.k8s.io/cri-tools/pkg/version.Version=$(v sigs.k8s.io/cri-tools)
  -X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(v github.com/containernetworking/plugins)
- -X helm.sh/helm/v4/internal/version.version=$(v helm.sh/helm/v4)"
-CGO_ENABLED=0 GOFLAGS='-mod=readonly -buildvcs=false' go build -trimpath -tags no_btrfs -ldflags "${ldflags//$'\n'/}" -o "$bin/" "${pkgs[@]}"
+ -X helm.sh/helm/v4/internal/version.version=$(v helm.sh/helm/v4)
+ -X github.com/prometheus/common/version.Version=$prom"
+CGO_ENABLED=0 GOFLAGS='-mod=readonly -buildvcs=false' go build -trimpath -tags no_btrfs,remove_all_sd,enable_kubernetes_sd -ldflags "${ldflags//$'\n'/}" -o "$bin/" "${pkgs[@]}"
 touch "$out/.complete"
 echo "tools: built in $(( $(date +%s) - start )) s" >&2
 echo "$bin"

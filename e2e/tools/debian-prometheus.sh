@@ -2,6 +2,8 @@
 # Debian's prometheus package (prometheus and promtool), unpacked under
 # target/prometheus rather than installed: installing it would start a
 # Prometheus server on the machine. Prints the dir holding the binaries.
+# manifests/check.sh uses its promtool; make e2e-k8s runs the prometheus
+# e2e/tools builds (with Kubernetes discovery, which Debian's lacks).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=$root/target/prometheus

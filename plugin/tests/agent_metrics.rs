@@ -259,6 +259,8 @@ fn the_endpoint_answers_large_split_and_keep_alive_requests_and_only_reads() {
         let (head, body) = response(&mut stream, false);
         assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
         assert!(body.contains("csum_offload_pairs 1\n"), "{body}");
+        // The one pod's pair, fixed (txgbe: tx off) at the first pass.
+        assert!(body.contains("csum_offload_pairs_conforming 1\n"), "{body}");
     }
     stream.write_all(b"HEAD /metrics HTTP/1.1\r\n\r\n").unwrap();
     let (head, _) = response(&mut stream, true);

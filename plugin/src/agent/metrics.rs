@@ -48,6 +48,9 @@ pub struct Metrics {
     pub detection_ok: bool,
     /// Container veth pairs in scope at the last full pass.
     pub pairs: u64,
+    /// Of those, the pairs that ended the pass with the policy's settings
+    /// (fixed then, earlier, or already so): the pairs fixed per node.
+    pub pairs_conforming: u64,
     pub checks_total: u64,
     pub changed_total: u64,
     pub failed_total: u64,
@@ -120,6 +123,12 @@ impl Metrics {
             "gauge",
             "Container veth pairs in scope at the last full pass.",
             &one(self.pairs),
+        );
+        metric(
+            "csum_offload_pairs_conforming",
+            "gauge",
+            "Of the pairs in scope at the last full pass, those that ended it with the policy's settings: fixed by the agent or the plugin, or already so (all of them when the policy changes nothing).",
+            &one(self.pairs_conforming),
         );
         metric(
             "csum_offload_pair_checks_total",
@@ -229,6 +238,8 @@ mod tests {
                 ..Default::default()
             }],
             changed_total: 3,
+            pairs: 4,
+            pairs_conforming: 3,
             ..Default::default()
         };
         let text = m.render();
@@ -236,6 +247,10 @@ mod tests {
             "csum_offload_uplink_info{nic=\"enp1s0\",driver=\"txgbe\",driver_version=\"\",firmware_version=\"\",settings=\"tx \\\"off\\\"\"} 1"
         ));
         assert!(text.contains("# TYPE csum_offload_interfaces_changed_total counter\ncsum_offload_interfaces_changed_total 3\n"));
+        assert!(text.contains("csum_offload_pairs 4\n"));
+        assert!(text.contains(
+            "# TYPE csum_offload_pairs_conforming gauge\ncsum_offload_pairs_conforming 3\n"
+        ));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("csum_offload_"), "{line}");
         }

@@ -210,6 +210,10 @@ impl Agent {
                 .iter()
                 .filter(|(_, c)| !matches!(c, Checked::Skipped))
                 .count() as u64;
+            m.pairs_conforming = results
+                .iter()
+                .filter(|(_, c)| matches!(c, Checked::Conforming | Checked::Changed(_)))
+                .count() as u64;
             m.full_passes_total += 1;
             m.touch();
         }
