@@ -135,10 +135,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn tmp(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("csum-in-use-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        crate::unit_dirs::fresh("in-use", tag)
     }
 
     fn names(hs: &[Holder]) -> Vec<String> {

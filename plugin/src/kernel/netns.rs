@@ -128,8 +128,7 @@ mod tests {
             msg("/proc/self/ns/mnt"),
             "not a network namespace (a mount namespace)"
         );
-        let dir = std::env::temp_dir().join(format!("csum-netns-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::unit_dirs::fresh("netns", "kinds");
         let file = dir.join("file");
         std::fs::write(&file, "x").unwrap();
         assert_eq!(
