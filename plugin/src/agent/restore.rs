@@ -12,6 +12,7 @@ use crate::config;
 use crate::kernel::link::Link;
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
+use crate::offload::features;
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
 use crate::offload::tune;
@@ -109,7 +110,7 @@ pub(super) fn command(mut args: Args) -> Result<String, AgentError> {
                 restored += 1;
                 lines.push(format!(
                     "{label} ({ifname}): restored [{}]",
-                    describe(&record.features)
+                    features::describe_states(&record.features)
                 ));
             }
             Outcome::Gone(why) => {
@@ -144,14 +145,6 @@ pub(super) fn command(mut args: Args) -> Result<String, AgentError> {
         return Err(AgentError::Unmet(text));
     }
     Ok(text)
-}
-
-fn describe(features: &BTreeMap<String, bool>) -> String {
-    features
-        .iter()
-        .map(|(n, on)| format!("{n} {}", if *on { "on" } else { "off" }))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// One record: its pair looked up by the host end's ifindex, name and
