@@ -178,8 +178,10 @@ pub fn write_atomic_locked(
 
 /// This process's uid and gid with `mode`: a file it creates needs no chown.
 pub fn current_owner(mode: u32) -> Ownership {
-    // SAFETY: geteuid/getegid cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     Ownership { mode, uid, gid }
 }
 

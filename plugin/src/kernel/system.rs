@@ -8,6 +8,7 @@ use std::path::Path;
 pub fn kernel_release() -> String {
     // SAFETY: uname fills the zeroed struct it is given.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a live, writable utsname for the call.
     if unsafe { libc::uname(&mut u) } != 0 {
         return String::new();
     }
