@@ -25,7 +25,7 @@
 //! bad rollout leaves the old installer in charge.
 
 use super::commit::{self, flock, write_atomic_locked};
-use super::files::{io_err, FsError};
+use super::commit::{io_err, FsError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};

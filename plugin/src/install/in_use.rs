@@ -10,10 +10,10 @@
 //! cannot tell what libcni makes of it and it may name us. A file libcni
 //! cannot load never runs anything, so it does not hold the binary.
 
+use super::commit::{FsError, MAX_CONFIG_BYTES};
 use super::entry::PLUGIN_TYPE;
-use super::files::FsError;
 use super::select::{check_loadable, is_config_name_bytes, plugins, ConfFile};
-use super::snapshot::{Snapshot, MAX_CONFIG_BYTES};
+use super::snapshot::Snapshot;
 use crate::fsread;
 use std::fs;
 use std::io;
