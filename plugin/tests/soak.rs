@@ -43,11 +43,20 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// RSS may grow this much over its first sample (taken with the live set
-/// already full) before the soak calls it a leak: the allocator keeps
-/// freed pages, and the peer map and netns index hold up to SOAK_LIVE
-/// entries, which the first sample already has.
-const RSS_SLACK_KB: u64 = 4096;
+/// RSS may end a daemon run at most this much above its first sample
+/// (taken during its first round) before the soak calls it a leak. What
+/// legitimately grows: the peer map, the netns index and the conforming
+/// set, with the live pairs (up to SOAK_LIVE, so a run that starts with
+/// the live set still filling grows most), and the heap glibc keeps after
+/// an overflow's backlog is freed (once, whatever the number of
+/// overflows). The full soak's runs ended at most 2.1 MiB up
+/// (docs/performance.md); a leak of 650 bytes per pair churned would pass
+/// 3 MiB over its 5000 pairs.
+const RSS_SLACK_KB: u64 = 3072;
+/// RSS may peak this much above the first sample: after an overflow the
+/// agent reads the whole socket backlog (a 4 MiB buffer, the kernel
+/// counting twice that) as events before it acts, and frees them after.
+const RSS_PEAK_SLACK_KB: u64 = 8192;
 /// Open fds may differ from the first sample by this many (a netns file
 /// or a socket held across a sample).
 const FD_SLACK: usize = 4;
@@ -432,10 +441,13 @@ impl Soak {
 
     /// Waits until the read-back finds nothing to change, and checks that
     /// every pair is seen and every one that cannot be set is reported.
-    fn settle(&self, what: &str) {
+    /// Samples the daemon's footprint at every look, so the peaks while
+    /// it works are in the figures.
+    fn settle(&mut self, what: &str) {
         let deadline = Instant::now() + SETTLE;
         let want = self.all_pairs().len();
         loop {
+            self.sample();
             let (pairs, would, failed, lines) = self.dry_run();
             if would == 0 && pairs == want {
                 let log = self.agent().log();
@@ -584,16 +596,23 @@ impl Soak {
             Duration::from_secs(30),
             || warnings(&self.agent().log()) > before_warnings,
         );
-        self.settle("after a burst");
         // The change lines between the warning and the end of the full
-        // pass it started.
-        let log = self.agent().log();
-        let after = log
-            .match_indices("the kernel dropped events")
-            .nth(before_warnings)
-            .map(|(i, _)| &log[i..])
-            .unwrap();
-        let pass = &after[..after.find("full pass:").expect("the full pass's end")];
+        // pass it started (whose last pairs may still be being read when
+        // the read-back already finds every pair set).
+        let after_warning = |log: &str| -> Option<String> {
+            let (i, _) = log
+                .match_indices("the kernel dropped events")
+                .nth(before_warnings)?;
+            let after = &log[i..];
+            Some(after[..after.find("full pass:")?].to_string())
+        };
+        wait_until(
+            "the end of the full pass after the overflow",
+            Duration::from_secs(30),
+            || after_warning(&self.agent().log()).is_some(),
+        );
+        self.settle("after a burst");
+        let pass = after_warning(&self.agent().log()).unwrap();
         let caught: BTreeSet<String> = pass
             .lines()
             .filter(|l| l.contains("; changed "))
@@ -928,7 +947,7 @@ fn churn_soak() {
     // The last journal goes back too, exactly.
     let last_restore = soak.restore_exactly();
     let (events, counter_drops) = counter.finish();
-    let mut worst_rss = 0i64;
+    let (mut worst_rss, mut worst_peak) = (0i64, 0i64);
     // Footprint: every run of the daemon, flat after its first sample.
     soak.finished.push(last.samples);
     for (i, samples) in soak.finished.iter().enumerate() {
@@ -945,14 +964,15 @@ fn churn_soak() {
             samples.len()
         );
         assert!(
-            peak_rss <= rss0 + RSS_SLACK_KB,
-            "RSS grew from {rss0} to {peak_rss} kB"
+            rss1 <= rss0 + RSS_SLACK_KB && peak_rss <= rss0 + RSS_PEAK_SLACK_KB,
+            "RSS went {rss0} -> peak {peak_rss} -> {rss1} kB"
         );
         assert!(
             peak_fd <= fd0 + FD_SLACK && fd1.abs_diff(fd0) <= FD_SLACK,
             "fds went {fd0} -> peak {peak_fd} -> {fd1}"
         );
-        worst_rss = worst_rss.max(peak_rss as i64 - rss0 as i64);
+        worst_rss = worst_rss.max(rss1 as i64 - rss0 as i64);
+        worst_peak = worst_peak.max(peak_rss as i64 - rss0 as i64);
     }
     println!(
         "soak: {next} pairs created ({} by the plugin's ADD), {} live at the end; \
@@ -960,7 +980,7 @@ fn churn_soak() {
          dropped); the agent logged {overflow_lines} overflows (kernel drop count on its last \
          socket: {final_drops}); bursts caught {caught} pairs in the full pass; {reloads_done} \
          reloads applied and {refused} invalid configs refused; {} kills: journal {} records, \
-         {} restored, {} gone; final restore: {} records, {} restored, {} gone; worst RSS growth {worst_rss} kB; {:.1} s",
+         {} restored, {} gone; final restore: {} records, {} restored, {} gone; RSS at most {worst_rss} kB above a run's start at its end, {worst_peak} kB at its peak; {:.1} s",
         soak.plugin_set.len(),
         soak.live.len(),
         p.kills,
