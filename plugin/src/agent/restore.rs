@@ -5,7 +5,7 @@
 //! the summary's "0 failed" is true or the command fails.
 
 use super::scan::{self, may_touch, NetnsIndex, Untouchable};
-use super::state::{self, Record, StateFile};
+use super::state::{self, Record, RecordEnd, StateFile};
 use super::{lock, netns_dirs, state_file, AgentError};
 use crate::args::Args;
 use crate::config;
@@ -15,7 +15,7 @@ use crate::kernel::netns;
 use crate::offload::features;
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
-use crate::offload::tune;
+use crate::offload::tune::{self, End};
 use crate::offload::veth::{self, PeerError};
 use std::collections::BTreeMap;
 use std::io;
@@ -171,9 +171,11 @@ fn restore_one(host: &mut Host, record: &Record) -> Outcome {
     };
     let result = may_touch(&link, &host.uplink)
         .map_err(NotRestored::from)
-        .and_then(|()| match record.end.as_str() {
-            "host" => set_features(host.socket.fd(), &link.name, &record.features),
-            "container" => restore_container_end(host, &link, &record.features),
+        .and_then(|()| match &record.end {
+            RecordEnd::Pair(End::Host) => {
+                set_features(host.socket.fd(), &link.name, &record.features)
+            }
+            RecordEnd::Pair(End::Container) => restore_container_end(host, &link, &record.features),
             other => Err(NotRestored::UnknownEnd(other.to_string())),
         });
     match result {
