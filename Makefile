@@ -5,7 +5,7 @@ TARGET := x86_64-unknown-linux-gnu
 STATIC_FLAGS := -C target-feature=+crt-static
 BIN := target/release/csum-offload
 
-.PHONY: build deps test unit demo bench fmt lint clean
+.PHONY: build deps test unit demo bench fmt lint clean soak
 
 build:
 	RUSTFLAGS="$(STATIC_FLAGS)" cargo build --release --locked --target $(TARGET) -p csum-offload
@@ -42,6 +42,24 @@ lint:
 
 clean:
 	cargo clean
+
+# The churn soak at full size (plugin/tests/soak.rs; a few minutes, not in
+# `make test`, whose `unit` runs its short version): the release binary's
+# agent and plugin under SOAK_PAIRS veth pairs made and deleted (at most
+# SOAK_LIVE at once), socket overflows, config reloads and SIGKILLs at
+# seeded random points, each followed by `agent restore`; RSS and fds
+# sampled. The figures go to docs/performance.md. SOAK_SEED=N repeats a run.
+SOAK_PAIRS ?= 5000
+SOAK_LIVE ?= 1000
+SOAK_BATCH ?= 250
+SOAK_KILLS ?= 4
+SOAK_BURSTS ?= 3
+SOAK_RELOADS ?= 4
+soak: deps build
+	SOAK_BIN=$(CURDIR)/$(BIN) SOAK_PAIRS=$(SOAK_PAIRS) SOAK_LIVE=$(SOAK_LIVE) \
+	SOAK_BATCH=$(SOAK_BATCH) SOAK_KILLS=$(SOAK_KILLS) SOAK_BURSTS=$(SOAK_BURSTS) \
+	SOAK_RELOADS=$(SOAK_RELOADS) $(if $(SOAK_SEED),SOAK_SEED=$(SOAK_SEED)) \
+	cargo test --locked -p csum-offload --test soak -- --nocapture
 
 # ADD/DEL/CHECK latency against the reference tuning plugin (Debian's
 # 1.1.1 and plugins v1.10.0 from e2e/tools) and the spawn

@@ -137,3 +137,61 @@ select_cases() {
     done
     [ ${#SELECTED[@]} -gt 0 ] || die "no case matches: $*"
 }
+
+# --- one run of a suite at a time -------------------------------------------
+# A suite's script runs in three stages, each a new run of the script with
+# a marker in its environment: outer (checks, then takes the lock), locked
+# (under the lock), inner (the work itself, in private namespaces). The
+# suite's lib.sh sets STAGE (the markers are ${STAGE}_LOCKED and
+# ${STAGE}_INNER) and SUITE_LOCK; its script defines outer, locked, inner.
+suite_main() {
+    local locked_mark="${STAGE}_LOCKED" inner_mark="${STAGE}_INNER"
+    if [ -n "${!inner_mark:-}" ]; then
+        inner "$@"
+    elif [ -n "${!locked_mark:-}" ]; then
+        locked "$@"
+    else
+        outer "$@"
+    fi
+}
+
+# Runs the calling script again under SUITE_LOCK (waiting at most 15
+# minutes); flock -o keeps the lock out of the processes the run starts.
+relaunch_locked() {
+    mkdir -p "$(dirname "$SUITE_LOCK")"
+    exec flock -o -w 900 "$SUITE_LOCK" env "${STAGE}_LOCKED=1" bash "$0" "$@"
+}
+
+# run_locked LIMIT UNSHARE_FLAGS ARGS...: under the lock, reaps what a
+# killed earlier run left (the suite's reap_stale_runs, and its
+# before_inner when it has one), runs the calling script again
+# (${STAGE}_INNER=1) under `unshare UNSHARE_FLAGS --propagation private`
+# for at most LIMIT seconds, then reaps whatever that run could not (and
+# runs the suite's after_inner). Exits with the inner run's status.
+run_locked() {
+    local limit=$1 flags=$2 rc=0
+    shift 2
+    reap_stale_runs
+    if declare -F before_inner >/dev/null; then before_inner; fi
+    # shellcheck disable=SC2086 # the flags are words
+    env "${STAGE}_INNER=1" timeout --kill-after=20 "$limit" \
+        unshare $flags --propagation private bash "$0" "$@" || rc=$?
+    [ "$rc" != 124 ] || say "$E2E_SUITE: aborted after $limit s"
+    reap_stale_runs
+    if declare -F after_inner >/dev/null; then after_inner; fi
+    exit "$rc"
+}
+
+# start_containerd_with SOCKET < CONFIG: a private containerd (the
+# binary CONTAINERD, or containerd on PATH) with CONFIG as
+# $WORK/containerd.toml, its log in $WORK/logs/containerd.log and its pid
+# in $WORK/containerd.pid; waits (10 s at most) until it answers on SOCKET.
+start_containerd_with() {
+    local socket=$1
+    # shellcheck disable=SC2153 # WORK: the calling suite's work dir
+    cat >"$WORK/containerd.toml"
+    "${CONTAINERD:-containerd}" --config "$WORK/containerd.toml" >"$WORK/logs/containerd.log" 2>&1 &
+    echo $! >"$WORK/containerd.pid"
+    wait_for 100 ctr --address "$socket" version >/dev/null ||
+        die "containerd did not start; see $WORK/logs/containerd.log"
+}

@@ -32,7 +32,7 @@ outer() {
     relaunch_locked "$@"
 }
 
-locked() { run_locked 600 "$@"; }
+locked() { run_locked 600 --mount "$@"; }
 
 conflist() {
     local csum=$1
@@ -103,4 +103,4 @@ inner() {
     say "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-e2e_main "$@"
+suite_main "$@"

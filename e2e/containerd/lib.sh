@@ -33,45 +33,16 @@ SYSTEM_DIRS=(/etc/cni/net.d /opt/cni/bin /var/lib/cni /run/containerd /run/csum-
 CREATED_LIST=/run/csum-offload-e2e/created-dirs
 
 # One e2e run at a time, the suite's and the pod-start benchmark's alike:
-# names and subnets are fixed.
-E2E_LOCK=/run/csum-offload-e2e/lock
+# names and subnets are fixed. The stages and the lock: e2e/common.sh
+# (suite_main, relaunch_locked, run_locked); the run is in a private mount
+# namespace (`run_locked LIMIT --mount`).
+SUITE_LOCK=/run/csum-offload-e2e/lock
+STAGE=E2E
 
-# Re-runs the calling script under the lock; flock -o keeps the lock out of
-# the processes the run starts. The script goes on in run_locked.
-relaunch_locked() {
-    mkdir -p "$(dirname "$E2E_LOCK")"
-    exec flock -o -w 900 "$E2E_LOCK" env E2E_LOCKED=1 bash "$0" "$@"
-}
-
-# A script's entry: outer (checks, then takes the lock), locked (under the
-# lock, runs the script again in a private mount namespace), inner (the
-# work itself). Each stage re-executes the script with a marker set.
-e2e_main() {
-    if [ -n "${E2E_INNER:-}" ]; then
-        inner "$@"
-    elif [ -n "${E2E_LOCKED:-}" ]; then
-        locked "$@"
-    else
-        outer "$@"
-    fi
-}
-
-# Under the lock: clears what a crashed earlier run left, runs the calling
-# script again (E2E_INNER=1) in a private mount namespace for at most LIMIT
-# seconds, then clears up whatever that run could not (it may have been
-# killed before its own teardown).
-run_locked() {
-    local limit=$1 rc=0
-    shift
-    reap_stale_runs
-    prepare_mount_points
-    E2E_INNER=1 timeout --kill-after=20 "$limit" \
-        unshare --mount --propagation private bash "$0" "$@" || rc=$?
-    [ "$rc" != 124 ] || say "e2e: aborted after $limit s"
-    reap_stale_runs
-    remove_created_mount_points
-    exit "$rc"
-}
+# run_locked's hooks: the bind mounts' mount points, made before the
+# private run and removed after it (if still empty).
+before_inner() { prepare_mount_points; }
+after_inner() { remove_created_mount_points; }
 # --- outside the private mount namespace -----------------------------------
 
 # Creates missing mount points for the bind mounts and remembers them.
@@ -186,7 +157,7 @@ build_rootfs() {
 }
 
 start_containerd() {
-    cat >"$WORK/containerd.toml" <<EOF
+    start_containerd_with "$SOCK" <<EOF
 version = 2
 root = "$WORK/containerd-root"
 state = "$WORK/containerd-state"
@@ -199,10 +170,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [debug]
   address = ""
 EOF
-    containerd --config "$WORK/containerd.toml" >"$WORK/logs/containerd.log" 2>&1 &
-    echo $! >"$WORK/containerd.pid"
-    wait_for 100 ctr --address "$SOCK" version >/dev/null ||
-        die "containerd did not start; see $WORK/logs/containerd.log"
 }
 
 # Kills every task of the suite's namespace, waits for the ctr processes

@@ -29,7 +29,7 @@ outer() {
     relaunch_locked "$@"
 }
 
-locked() { run_locked "${E2E_TIMEOUT:-540}" "$@"; }
+locked() { run_locked "${E2E_TIMEOUT:-540}" --mount "$@"; }
 
 # --- the suite, inside the private mount namespace -------------------------
 
@@ -155,4 +155,4 @@ inner() {
     [ "$FAILED" = 0 ]
 }
 
-e2e_main "$@"
+suite_main "$@"

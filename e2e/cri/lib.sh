@@ -19,26 +19,14 @@ REQUIREMENTS=$CRI_DIR/requirements.txt
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/plugin/Cargo.toml" | head -n1)
 # Its own lock: names and subnets differ from e2e/containerd's, so the two
 # suites may run at the same time; two CRI runs may not.
-CRI_LOCK=/run/csum-offload-e2e-cri/lock
+SUITE_LOCK=/run/csum-offload-e2e-cri/lock
 WORK_PREFIX=/tmp/csum-e2ecri.
 # cgroupfs parent of every pod (kubelet's /kubepods); see tests.py.
 CGROUP_ROOT=e2ecri
 
-# outer -> locked -> inner, each a new run of the calling script.
-cri_main() {
-    if [ -n "${E2E_CRI_INNER:-}" ]; then
-        inner "$@"
-    elif [ -n "${E2E_CRI_LOCKED:-}" ]; then
-        locked "$@"
-    else
-        outer "$@"
-    fi
-}
-
-relaunch_locked() {
-    mkdir -p "$(dirname "$CRI_LOCK")"
-    exec flock -o -w 900 "$CRI_LOCK" env E2E_CRI_LOCKED=1 bash "$0" "$@"
-}
+# outer -> locked -> inner, each a new run of the calling script
+# (e2e/common.sh: suite_main, relaunch_locked, run_locked).
+STAGE=E2E_CRI
 
 # The CRI client's venv: pinned packages (requirements.txt), installed
 # once; reinstalled when the requirements change.
@@ -147,7 +135,7 @@ build_images() {
 SOCK=
 start_containerd() {
     SOCK=$WORK/containerd.sock
-    cat >"$WORK/containerd.toml" <<EOF
+    start_containerd_with "$SOCK" <<EOF
 version = 2
 root = "$WORK/containerd-root"
 state = "$WORK/containerd-state"
@@ -180,10 +168,6 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
 EOF
-    containerd --config "$WORK/containerd.toml" >"$WORK/logs/containerd.log" 2>&1 &
-    echo $! >"$WORK/containerd.pid"
-    wait_for 100 ctr --address "$SOCK" version >/dev/null ||
-        die "containerd did not start; see $WORK/logs/containerd.log"
     local img
     for img in pause busybox csum-offload; do
         timeout 60 ctr --address "$SOCK" -n k8s.io images import "$WORK/images/$img.tar" >&2 ||

@@ -36,15 +36,7 @@ outer() {
 # Under the lock: clear a crashed run's leftovers, run the suite in a new
 # mount and network namespace (the node) for at most E2E_CRI_TIMEOUT
 # seconds, clear up again.
-locked() {
-    local limit=${E2E_CRI_TIMEOUT:-240} rc=0
-    reap_stale_runs
-    E2E_CRI_INNER=1 timeout --kill-after=20 "$limit" \
-        unshare --mount --net --propagation private bash "$0" "$@" || rc=$?
-    [ "$rc" != 124 ] || say "e2e-cri: aborted after $limit s"
-    reap_stale_runs
-    exit "$rc"
-}
+locked() { run_locked "${E2E_CRI_TIMEOUT:-240}" "--mount --net" "$@"; }
 
 inner() {
     trap 'teardown_node' EXIT
@@ -75,4 +67,4 @@ inner() {
     return "$rc"
 }
 
-cri_main "$@"
+suite_main "$@"

@@ -53,19 +53,10 @@ WAN_IF=e2edkwan0
 # cgroups: the suite's processes, and docker's parent for containers.
 SUITE_CG=e2edk-suite
 DOCKER_CG=e2edk
-E2E_LOCK=/run/csum-offload-e2e/docker.lock
-
-# --- entry: outer (checks), locked (one run at a time), inner ------------
-
-e2e_main() {
-    if [ -n "${E2E_INNER:-}" ]; then
-        inner "$@"
-    elif [ -n "${E2E_LOCKED:-}" ]; then
-        locked "$@"
-    else
-        outer "$@"
-    fi
-}
+# The stages and the lock: e2e/common.sh (suite_main, relaunch_locked,
+# run_locked); the run is in private mount and network namespaces.
+SUITE_LOCK=/run/csum-offload-e2e/docker.lock
+STAGE=E2E
 
 # The tools the harness itself needs; the caller checks its own.
 check_harness_tools() {
@@ -80,27 +71,6 @@ check_harness_tools() {
     20.10.*) ;;
     *) die "$DOCKER_CLI is docker $v, not Debian's docker.io 20.10 client" ;;
     esac
-}
-
-# Re-runs the calling script under the lock; flock -o keeps the lock out
-# of the processes the run starts.
-relaunch_locked() {
-    mkdir -p "$(dirname "$E2E_LOCK")"
-    exec flock -o -w 900 "$E2E_LOCK" env E2E_LOCKED=1 bash "$0" "$@"
-}
-
-# Under the lock: reaps what a killed earlier run left, runs the calling
-# script again (E2E_INNER=1) in private mount and network namespaces for
-# at most LIMIT seconds, then reaps whatever that run could not.
-run_locked() {
-    local limit=$1 rc=0
-    shift
-    reap_stale_runs
-    E2E_INNER=1 timeout --kill-after=20 "$limit" \
-        unshare --mount --net --propagation private bash "$0" "$@" || rc=$?
-    [ "$rc" != 124 ] || say "e2e-docker: aborted after $limit s"
-    reap_stale_runs
-    exit "$rc"
 }
 
 # --- cgroups: how every process of a run is found again -----------------
@@ -247,7 +217,7 @@ setup_environment() {
 }
 
 start_containerd() {
-    cat >"$WORK/containerd.toml" <<EOF
+    start_containerd_with "$WORK/containerd.sock" <<EOF
 version = 2
 root = "$WORK/containerd-root"
 state = "$WORK/containerd-state"
@@ -260,10 +230,6 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [debug]
   address = ""
 EOF
-    "$CONTAINERD" --config "$WORK/containerd.toml" >"$WORK/logs/containerd.log" 2>&1 &
-    echo $! >"$WORK/containerd.pid"
-    wait_for 100 ctr --address "$WORK/containerd.sock" version >/dev/null ||
-        die "containerd did not start; see $WORK/logs/containerd.log"
 }
 
 start_dockerd() {

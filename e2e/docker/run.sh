@@ -22,7 +22,7 @@ outer() {
     relaunch_locked "$@"
 }
 
-locked() { run_locked "${E2E_TIMEOUT:-300}" "$@"; }
+locked() { run_locked "${E2E_TIMEOUT:-300}" "--mount --net" "$@"; }
 
 # --- the suite, inside the private namespaces --------------------------------
 
@@ -189,4 +189,4 @@ inner() {
     [ "$FAILED" = 0 ]
 }
 
-e2e_main "$@"
+suite_main "$@"

@@ -10,12 +10,14 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 use std::sync::Mutex;
 
-use nix::fcntl::{renameat2, RenameFlags};
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat2, AtFlags, OFlag, RenameFlags, AT_FDCWD};
+use nix::sys::stat::{fstat, fstatat, Mode};
 
 /// The only directory tree a log file may be in.
 pub const LOG_ROOT: &str = "/var/log";
@@ -224,7 +226,7 @@ impl LogFile {
                 self.shown
             )
         };
-        let mut file = match open_at(&self.dir, &self.name, libc::O_CREAT | libc::O_EXCL) {
+        let mut file = match open_at(&self.dir, &self.name, OFlag::O_CREAT | OFlag::O_EXCL) {
             Ok(file) => {
                 // The umask may have narrowed 0600; never widened past it.
                 let _ = file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
@@ -243,43 +245,30 @@ impl LogFile {
     }
 }
 
-fn cvt(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
-}
-
 /// Opens a directory (relative to `at`, or absolute), refusing a link
 /// when `nofollow`.
 fn open_dir_at(at: Option<&OwnedFd>, name: &[u8], nofollow: bool) -> io::Result<OwnedFd> {
     let name = CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let mut flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let mut flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
     if nofollow {
-        flags |= libc::O_NOFOLLOW;
+        flags |= OFlag::O_NOFOLLOW;
     }
-    let base = at.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
-    // SAFETY: a NUL-terminated name; the fd is owned by the OwnedFd below.
-    let fd = cvt(unsafe { libc::openat(base, name.as_ptr(), flags) })?;
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let base = at.map_or(AT_FDCWD, |d| d.as_fd());
+    Ok(openat(base, name.as_c_str(), flags, Mode::empty())?)
 }
 
 /// Opens `name` in `dir` for appending, with `extra` flags: never through
 /// a link, never blocking.
-fn open_at(dir: &OwnedFd, name: &CString, extra: libc::c_int) -> io::Result<File> {
-    let flags = libc::O_WRONLY
-        | libc::O_APPEND
-        | libc::O_NOFOLLOW
-        | libc::O_NONBLOCK
-        | libc::O_NOCTTY
-        | libc::O_CLOEXEC
+fn open_at(dir: &OwnedFd, name: &CString, extra: OFlag) -> io::Result<File> {
+    let flags = OFlag::O_WRONLY
+        | OFlag::O_APPEND
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC
         | extra;
-    // SAFETY: a NUL-terminated name relative to an open directory.
-    let fd =
-        cvt(unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags, 0o600 as libc::c_uint) })?;
-    // SAFETY: fd was just opened and is owned from here on.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    let fd = openat(dir, name.as_c_str(), flags, Mode::from_bits_truncate(0o600))?;
+    Ok(File::from(fd))
 }
 
 /// A file opened for appending must be a regular file and not this
@@ -304,7 +293,7 @@ fn check_opened(file: &File) -> io::Result<std::fs::Metadata> {
 /// Opens the existing `name` in `dir` for appending, if it is there and
 /// csum-offload may append to it (`check_opened`, `check_ours_at`).
 fn open_existing_at(dir: &OwnedFd, name: &CString) -> io::Result<Option<File>> {
-    let file = match open_at(dir, name, 0) {
+    let file = match open_at(dir, name, OFlag::empty()) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -329,8 +318,7 @@ fn open_existing_at(dir: &OwnedFd, name: &CString) -> io::Result<Option<File>> {
 fn check_ours_at(dir: &OwnedFd, name: &CString, meta: &std::fs::Metadata) -> Result<(), Foreign> {
     use std::os::unix::fs::{FileExt, MetadataExt};
     if meta.len() == 0 {
-        // SAFETY: geteuid cannot fail.
-        let euid = unsafe { libc::geteuid() };
+        let euid = nix::unistd::geteuid().as_raw();
         let mode = meta.mode() & 0o7777;
         // "Or narrower": a umask may narrow 0600 for the instant between
         // another run's create and its chmod.
@@ -344,15 +332,9 @@ fn check_ours_at(dir: &OwnedFd, name: &CString, meta: &std::fs::Metadata) -> Res
             })
         };
     }
-    let flags =
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: a NUL-terminated name relative to an open directory.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags) };
-    if fd < 0 {
+    let Ok(reader) = open_read_only_at(dir, name) else {
         return Err(Foreign::FirstLine);
-    }
-    // SAFETY: fd was just opened and is owned from here on.
-    let reader = unsafe { File::from_raw_fd(fd) };
+    };
     let same = reader
         .metadata()
         .is_ok_and(|m| m.dev() == meta.dev() && m.ino() == meta.ino());
@@ -369,22 +351,11 @@ fn check_ours_at(dir: &OwnedFd, name: &CString, meta: &std::fs::Metadata) -> Res
 /// there, `Some(())` when csum-offload wrote it (the same test as for the
 /// log itself). Looked at without opening anything but a regular file.
 fn check_backup_at(dir: &OwnedFd, backup: &CString) -> Result<Option<()>, Foreign> {
-    // SAFETY: fstatat into a zeroed stat with a NUL-terminated name.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            backup.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
+    let st = match fstatat(dir, backup.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(_) => return Err(Foreign::FirstLine),
     };
-    if rc != 0 {
-        return match io::Error::last_os_error().kind() {
-            io::ErrorKind::NotFound => Ok(None),
-            _ => Err(Foreign::FirstLine),
-        };
-    }
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         let kind = match st.st_mode & libc::S_IFMT {
             libc::S_IFLNK => "a symbolic link",
@@ -396,15 +367,9 @@ fn check_backup_at(dir: &OwnedFd, backup: &CString) -> Result<Option<()>, Foreig
         return Err(Foreign::NotRegular(kind));
     }
     // A regular file: open it read-only for its head (no side effects).
-    let flags =
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
-    // SAFETY: a NUL-terminated name relative to an open directory.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), backup.as_ptr(), flags) };
-    if fd < 0 {
+    let Ok(file) = open_read_only_at(dir, backup) else {
         return Err(Foreign::FirstLine);
-    }
-    // SAFETY: fd was just opened and is owned from here on.
-    let file = unsafe { File::from_raw_fd(fd) };
+    };
     let meta = file.metadata().map_err(|_| Foreign::FirstLine)?;
     if !meta.is_file() {
         return Err(Foreign::NotRegular(crate::fsread::kind_of(&meta)));
@@ -412,12 +377,21 @@ fn check_backup_at(dir: &OwnedFd, backup: &CString) -> Result<Option<()>, Foreig
     check_ours_at(dir, backup, &meta).map(Some)
 }
 
+/// Opens `name` in `dir` read-only, for its head: never through a link,
+/// never blocking (a FIFO), never as a controlling terminal.
+fn open_read_only_at(dir: &OwnedFd, name: &CString) -> nix::Result<File> {
+    let flags = OFlag::O_RDONLY
+        | OFlag::O_NOFOLLOW
+        | OFlag::O_NONBLOCK
+        | OFlag::O_NOCTTY
+        | OFlag::O_CLOEXEC;
+    openat(dir, name.as_c_str(), flags, Mode::empty()).map(File::from)
+}
+
 fn is_stdout(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: fstat into a zeroed stat; fd 1 may be closed (then no match).
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::fstat(1, &mut st) };
-    rc == 0 && st.st_dev == meta.dev() && st.st_ino == meta.ino()
+    // fd 1 may be closed: then no match.
+    fstat(io::stdout().as_fd()).is_ok_and(|st| st.st_dev == meta.dev() && st.st_ino == meta.ino())
 }
 
 /// Whether `name` in `dir` (not following a link) is the open `file`.
@@ -426,17 +400,8 @@ fn same_file_at(dir: &OwnedFd, name: &CString, file: &File) -> bool {
     let Ok(meta) = file.metadata() else {
         return false;
     };
-    // SAFETY: fstatat into a zeroed stat with a NUL-terminated name.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::fstatat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &mut st,
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    rc == 0 && st.st_dev == meta.dev() && st.st_ino == meta.ino()
+    fstatat(dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| st.st_dev == meta.dev() && st.st_ino == meta.ino())
 }
 
 #[cfg(test)]

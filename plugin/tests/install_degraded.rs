@@ -115,6 +115,7 @@ fn a_read_only_conf_dir_means_waiting_and_saying_why() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(!has_entry(&dirs));
     assert_eq!(
+        // SAFETY: signal 0 only asks whether our own child still exists.
         unsafe { libc::kill(installer.pid(), 0) },
         0,
         "the installer exited:\n{}",

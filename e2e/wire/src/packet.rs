@@ -174,6 +174,7 @@ impl PacketSocket {
             iov_len: buf.len(),
         };
         let mut control = [0u64; 16];
+        // SAFETY: an all-zero msghdr is valid (no name, iov or control).
         let mut msg: libc::msghdr = unsafe { zeroed() };
         msg.msg_name = &mut from as *mut libc::sockaddr_ll as *mut libc::c_void;
         msg.msg_namelen = size_of::<libc::sockaddr_ll>() as libc::socklen_t;

@@ -51,7 +51,7 @@ pub struct Agent {
     pub state: Option<StateFile>,
     pub metrics: Arc<Mutex<Metrics>>,
     /// The node's decision, or why there is none.
-    decision: Result<Decision, String>,
+    decision: Result<Decision, DetectError>,
     /// The uplink's devices, never touched: the decision's, or with
     /// `hostDriver` (no detection) what detection would walk, if anything.
     uplink: Vec<String>,
@@ -74,6 +74,7 @@ impl Agent {
         dry_run: bool,
         state: Option<StateFile>,
     ) -> std::io::Result<Self> {
+        let decision = decide(&config);
         let mut agent = Self {
             config,
             scope,
@@ -84,29 +85,38 @@ impl Agent {
             host_netns: netns::current()?,
             state,
             metrics: Arc::new(Mutex::new(Metrics::default())),
-            decision: Err("not decided yet".into()),
+            decision,
             uplink: Vec::new(),
             conforming: BTreeSet::new(),
             conforming_nics: BTreeSet::new(),
             no_probe_path: None,
         };
-        agent.redecide();
+        agent.publish(true);
         Ok(agent)
     }
 
-    pub fn decision(&self) -> Result<&Decision, &str> {
-        self.decision.as_ref().map_err(String::as_str)
+    pub fn decision(&self) -> Result<&Decision, &DetectError> {
+        self.decision.as_ref()
     }
 
-    /// Runs the decision again (at start, after routing or uplink changes);
-    /// returns whether what pods get changed.
+    /// Runs the decision again (after routing or uplink changes, or a new
+    /// config); returns whether what pods get changed.
     pub fn redecide(&mut self) -> bool {
-        let new = decide(&self.config).map_err(|e: DetectError| e.to_string());
-        let key = |d: &Result<Decision, String>| match d {
+        let new = decide(&self.config);
+        let key = |d: &Result<Decision, DetectError>| match d {
             Ok(d) => format!("{} {:?}", d.settings, d.devices),
-            Err(e) => e.clone(),
+            Err(e) => e.to_string(),
         };
         let changed = key(&new) != key(&self.decision);
+        self.decision = new;
+        self.publish(changed);
+        changed
+    }
+
+    /// Makes the decision known: logged when it `changed` (and at start),
+    /// in the metrics, and the uplink's devices found again.
+    fn publish(&mut self, changed: bool) {
+        let new = &self.decision;
         if changed {
             match &new {
                 Ok(d) => {
@@ -161,8 +171,6 @@ impl Agent {
             walked,
             self.config.host_interface.as_deref(),
         );
-        self.decision = new;
-        changed
     }
 
     /// What the probe measures, by name: the uplink's devices and their

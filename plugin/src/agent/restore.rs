@@ -5,16 +5,17 @@
 //! the summary's "0 failed" is true or the command fails.
 
 use super::scan::{self, may_touch, NetnsIndex, Untouchable};
-use super::state::{self, Record, StateFile};
+use super::state::{self, Record, RecordEnd, StateFile};
 use super::{lock, netns_dirs, state_file, AgentError};
 use crate::args::Args;
 use crate::config;
 use crate::kernel::link::Link;
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
+use crate::offload::features;
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
-use crate::offload::tune;
+use crate::offload::tune::{self, End};
 use crate::offload::veth::{self, PeerError};
 use std::collections::BTreeMap;
 use std::io;
@@ -109,7 +110,7 @@ pub(super) fn command(mut args: Args) -> Result<String, AgentError> {
                 restored += 1;
                 lines.push(format!(
                     "{label} ({ifname}): restored [{}]",
-                    describe(&record.features)
+                    features::describe_states(&record.features)
                 ));
             }
             Outcome::Gone(why) => {
@@ -148,14 +149,6 @@ pub(super) fn command(mut args: Args) -> Result<String, AgentError> {
     Ok(text)
 }
 
-fn describe(features: &BTreeMap<String, bool>) -> String {
-    features
-        .iter()
-        .map(|(n, on)| format!("{n} {}", if *on { "on" } else { "off" }))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// One record: its pair looked up by the host end's ifindex, name and
 /// peer, checked as the agent checks a pair before changing it, then the
 /// recorded states sent back to the end it names.
@@ -180,9 +173,11 @@ fn restore_one(host: &mut Host, record: &Record) -> Outcome {
     };
     let result = may_touch(&link, &host.uplink)
         .map_err(NotRestored::from)
-        .and_then(|()| match record.end.as_str() {
-            "host" => set_features(host.socket.fd(), &link.name, &record.features),
-            "container" => restore_container_end(host, &link, &record.features),
+        .and_then(|()| match &record.end {
+            RecordEnd::Pair(End::Host) => {
+                set_features(host.socket.fd(), &link.name, &record.features)
+            }
+            RecordEnd::Pair(End::Container) => restore_container_end(host, &link, &record.features),
             other => Err(NotRestored::UnknownEnd(other.to_string())),
         });
     match result {

@@ -65,11 +65,59 @@ pub struct PairId {
 pub struct Record {
     #[serde(flatten)]
     pub pair: PairId,
-    /// "host" or "container".
-    pub end: String,
+    /// Which end: written "host" or "container".
+    pub end: RecordEnd,
     /// Feature name -> requested state before the change (what `ethtool -K`
     /// had asked for: sending it back puts the kernel where it was).
     pub features: BTreeMap<String, bool>,
+}
+
+/// The end a record is for. The journal writes `End::Host` as "host" and
+/// `End::Container` as "container"; any other word read from a journal is
+/// kept as it is, so that restore reports that record instead of guessing
+/// (or dropping it, as an unreadable line would be kept but not counted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum RecordEnd {
+    Pair(End),
+    Unknown(String),
+}
+
+impl RecordEnd {
+    /// The journal's word for an end of a pair (None: a NIC, which the
+    /// uplink record holds instead).
+    fn word(end: End) -> Option<&'static str> {
+        match end {
+            End::Host => Some("host"),
+            End::Container => Some("container"),
+            End::Nic => None,
+        }
+    }
+}
+
+impl From<String> for RecordEnd {
+    fn from(word: String) -> Self {
+        match word.as_str() {
+            "host" => Self::Pair(End::Host),
+            "container" => Self::Pair(End::Container),
+            _ => Self::Unknown(word),
+        }
+    }
+}
+
+impl From<RecordEnd> for String {
+    fn from(end: RecordEnd) -> Self {
+        end.to_string()
+    }
+}
+
+impl std::fmt::Display for RecordEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Pair(end) => f.write_str(Self::word(*end).unwrap_or("uplink NIC")),
+            Self::Unknown(word) => f.write_str(word),
+        }
+    }
 }
 
 /// A line of the journal that is not a record: cut by a crash, or damaged.
@@ -371,12 +419,11 @@ impl Journal for StateFile {
         let Some(pair) = self.current.clone() else {
             return Ok(());
         };
-        let end = match target.end {
-            End::Host => "host",
-            End::Container => "container",
-            // NICs are in the uplink record (offload::nic_record).
-            End::Nic => return Ok(()),
-        };
+        // NICs are in the uplink record (offload::nic_record).
+        if RecordEnd::word(target.end).is_none() {
+            return Ok(());
+        }
+        let end = RecordEnd::Pair(target.end);
         let known: Vec<&String> = self
             .records
             .iter()
@@ -389,7 +436,7 @@ impl Journal for StateFile {
         }
         self.append(Record {
             pair,
-            end: end.to_string(),
+            end,
             features,
         })
     }
@@ -407,8 +454,24 @@ mod tests {
                 host: format!("veth{index}"),
                 peer_index: 2,
             },
-            end: "host".into(),
+            end: RecordEnd::Pair(End::Host),
             features: [("tx-checksum-ip-generic".to_string(), true)].into(),
+        }
+    }
+
+    #[test]
+    fn an_end_is_typed_and_a_word_it_does_not_know_is_kept_as_read() {
+        for (word, end) in [
+            ("host", RecordEnd::Pair(End::Host)),
+            ("container", RecordEnd::Pair(End::Container)),
+            ("nic", RecordEnd::Unknown("nic".into())),
+        ] {
+            let line = format!(
+                r#"{{"host_index":3,"host":"veth3","peer_index":2,"end":"{word}","features":{{"tx-checksum-ip-generic":true}}}}"#
+            );
+            let r: Record = serde_json::from_str(&line).unwrap();
+            assert_eq!(r.end, end, "{word}");
+            assert_eq!(serde_json::to_string(&r).unwrap(), line, "{word}");
         }
     }
 

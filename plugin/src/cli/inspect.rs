@@ -4,6 +4,7 @@
 use super::CliError;
 use crate::args::{Args, ArgsError};
 use crate::kernel::ethtool;
+use crate::offload::features::on_off;
 use crate::offload::pod::PodSockets;
 use crate::offload::tune::{End, Endpoint};
 use crate::offload::veth::PodInterface;
@@ -63,8 +64,11 @@ pub fn inspect_command(mut args: Args) -> Result<String, CliError> {
                 continue;
             }
             let (active, fixed) = (state.active(i), !state.changeable(i));
-            let on = if active { "on" } else { "off" };
-            text += &format!("\t{name}: {on}{}\n", if fixed { " [fixed]" } else { "" });
+            text += &format!(
+                "\t{name}: {}{}\n",
+                on_off(active),
+                if fixed { " [fixed]" } else { "" }
+            );
             features.insert(name.clone(), json!({ "active": active, "fixed": fixed }));
         }
         report.insert(

@@ -19,8 +19,6 @@
 //! later start removes the temp files of a killed installer at once and
 //! leaves those of a live one alone (`remove_stale_temps`).
 
-use super::files::{io_err, FsError};
-use super::snapshot::Ownership;
 use crate::fsread;
 use nix::fcntl::{renameat2, RenameFlags};
 use std::fs::{self, File, OpenOptions};
@@ -31,6 +29,55 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
+/// Config files larger than this are not judged (libcni reads any size,
+/// so such a file is reported, never skipped); also the verification
+/// bound of a rewrite.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// What a write to the conf dir or the bin dir can fail with: the
+/// installer's one error for files, from this bottom layer up.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    /// The file changed between our read and our write: plan again.
+    #[error("{0} changed while it was being edited; will read it again")]
+    Changed(PathBuf),
+    #[error("{path}: cannot give the rewritten file the owner {uid}:{gid} the original has ({source}); csum-offload never changes a file's owner, so it leaves this file alone")]
+    Owner {
+        path: PathBuf,
+        uid: u32,
+        gid: u32,
+        source: io::Error,
+    },
+}
+
+/// An io::Error on `path`, as an FsError.
+pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
+    move |source| FsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Owner and permission bits a rewrite must keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl Ownership {
+    pub fn of(meta: &fs::Metadata) -> Self {
+        Self {
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+        }
+    }
+}
+
 /// Prefix of our temp files; also how stale ones are recognised.
 pub const TEMP_PREFIX: &str = ".csum-offload.tmp-";
 /// An unlocked temp file whose inode changed longer ago than this belongs
@@ -39,7 +86,7 @@ pub const TEMP_PREFIX: &str = ".csum-offload.tmp-";
 /// is read and removed within milliseconds.
 const STALE_AFTER: Duration = Duration::from_secs(2);
 /// Bound of the read that verifies a swapped-out file.
-const MAX_VERIFY: u64 = super::snapshot::MAX_CONFIG_BYTES;
+const MAX_VERIFY: u64 = MAX_CONFIG_BYTES;
 
 static TEMP_COUNTER: AtomicU32 = AtomicU32::new(0);
 static NO_EXCHANGE_LOGGED: AtomicBool = AtomicBool::new(false);
@@ -178,8 +225,10 @@ pub fn write_atomic_locked(
 
 /// This process's uid and gid with `mode`: a file it creates needs no chown.
 pub fn current_owner(mode: u32) -> Ownership {
-    // SAFETY: geteuid/getegid cannot fail.
-    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let (uid, gid) = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
     Ownership { mode, uid, gid }
 }
 

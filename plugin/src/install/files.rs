@@ -7,7 +7,7 @@
 //! the caller plans again. A symlinked config is edited at its target, the
 //! link kept; owner, group and mode stay as they were.
 
-use super::commit::{self, current_owner};
+use super::commit::{self, current_owner, io_err, FsError};
 use super::edit::{Step, BACKUP_SUFFIX};
 use super::snapshot::Snapshot;
 use crate::fsread;
@@ -16,34 +16,11 @@ use nix::fcntl::{renameat2, RenameFlags};
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The binary is copied only from this process's own executable: a bound
 /// far above its size (a few MiB).
 const MAX_BINARY_BYTES: u64 = 256 << 20;
-
-#[derive(Debug, thiserror::Error)]
-pub enum FsError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    /// The file changed between our read and our write: plan again.
-    #[error("{0} changed while it was being edited; will read it again")]
-    Changed(PathBuf),
-    #[error("{path}: cannot give the rewritten file the owner {uid}:{gid} the original has ({source}); csum-offload never changes a file's owner, so it leaves this file alone")]
-    Owner {
-        path: PathBuf,
-        uid: u32,
-        gid: u32,
-        source: io::Error,
-    },
-}
-
-pub fn io_err(path: &Path) -> impl FnOnce(io::Error) -> FsError + '_ {
-    move |source| FsError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 impl Snapshot {
     /// Runs a plan made from this snapshot (see the module doc).

@@ -20,7 +20,7 @@
 //! bad rollout leaves the old installer in charge.
 
 use super::commit::{self, flock, write_atomic_locked};
-use super::files::{io_err, FsError};
+use super::commit::{io_err, FsError};
 use crate::kernel::presence;
 pub use crate::kernel::presence::{Leave, Presence};
 use std::fs::{self, File, OpenOptions};

@@ -10,10 +10,10 @@
 //! cannot tell what libcni makes of it and it may name us. A file libcni
 //! cannot load never runs anything, so it does not hold the binary.
 
+use super::commit::{FsError, MAX_CONFIG_BYTES};
 use super::entry::PLUGIN_TYPE;
-use super::files::FsError;
 use super::select::{check_loadable, is_config_name_bytes, plugins, ConfFile};
-use super::snapshot::{Snapshot, MAX_CONFIG_BYTES};
+use super::snapshot::Snapshot;
 use crate::fsread;
 use std::fs;
 use std::io;
@@ -135,10 +135,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn tmp(tag: &str) -> std::path::PathBuf {
-        let d = std::env::temp_dir().join(format!("csum-in-use-{tag}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&d);
-        fs::create_dir_all(&d).unwrap();
-        d
+        crate::unit_dirs::fresh("in-use", tag)
     }
 
     fn names(hs: &[Holder]) -> Vec<String> {

@@ -3,10 +3,10 @@
 //! loop, `--once` and the readiness check all run this one pass (the check
 //! without writing), so they never disagree about the node.
 
+use super::commit::FsError;
 use super::edit::{self, EditError, Owned, Step};
 use super::entry::Entry;
 use super::entry::MANAGED_KEY;
-use super::files::FsError;
 use super::select::{self, SelectProblem, SkipReason};
 use super::snapshot::Snapshot;
 use super::Options;

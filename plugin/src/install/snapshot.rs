@@ -17,8 +17,8 @@
 //! here may be a good file to the runtime: it is "cannot tell" (see
 //! `link_out_of_view`), whatever the runtime.
 
+use super::commit::{io_err, FsError, Ownership, MAX_CONFIG_BYTES};
 use super::edit::BACKUP_SUFFIX;
-use super::files::{io_err, FsError};
 use super::select::{is_config_name_bytes, ConfFile, SkipReason};
 use crate::fsread::{self, ReadError};
 use std::fs;
@@ -26,11 +26,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-
-/// Config files larger than this are not judged (libcni reads any size,
-/// so such a file is reported, never skipped); also the verification
-/// bound of a rewrite.
-pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// What identifies one version of a file: a rewrite or replacement
 /// changes at least one of these.
@@ -49,24 +44,6 @@ impl Stamp {
             ino: meta.ino(),
             size: meta.size(),
             mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-        }
-    }
-}
-
-/// Owner and permission bits a rewrite must keep.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ownership {
-    pub mode: u32,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-impl Ownership {
-    pub fn of(meta: &fs::Metadata) -> Self {
-        Self {
-            mode: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
         }
     }
 }

@@ -9,6 +9,11 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 /// flock(2): `LOCK_SH`, `LOCK_EX`, `LOCK_UN`, with `LOCK_NB` or not.
+///
+/// Raw libc on purpose: nix's one safe flock, `fcntl::Flock`, takes the
+/// file and unlocks on drop, and the callers here lock files they keep
+/// using under other locks (the agent's presence file is let go and asked
+/// again exclusively; a log file being rotated is written on).
 pub fn flock(file: &File, op: libc::c_int) -> io::Result<()> {
     // SAFETY: flock(2) on a descriptor the caller owns.
     match unsafe { libc::flock(file.as_raw_fd(), op) } {

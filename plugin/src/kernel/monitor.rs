@@ -89,10 +89,12 @@ impl Monitor {
                 libc::NETLINK_ROUTE,
             )
         })?;
+        // SAFETY: `raw` is the new socket's fd, owned by nobody else.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // SAFETY: a zeroed sockaddr_nl is the kernel-assigned port, no groups.
         let mut addr: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
         addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        // SAFETY: bind(2) with a sockaddr_nl and its own size.
         cvt(unsafe {
             libc::bind(
                 fd.as_raw_fd(),
@@ -154,6 +156,8 @@ impl Monitor {
             msg.msg_iovlen = 1;
             msg.msg_control = control.as_mut_ptr().cast();
             msg.msg_controllen = control.len() as _;
+            // SAFETY: `msg` points at `iov` and `control`, both live and
+            // writable for the call; recvmsg writes within their lengths.
             let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut msg, 0) };
             if n < 0 {
                 let e = io::Error::last_os_error();

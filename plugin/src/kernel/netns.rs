@@ -12,8 +12,6 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-/// statfs f_type of the nsfs filesystem (linux/magic.h).
-const NSFS_MAGIC: i64 = 0x6e73_6673;
 /// ioctl(2) on an nsfs fd: which kind of namespace it is (linux/nsfs.h,
 /// _IO(0xb7, 0x3); Linux 4.11).
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
@@ -37,12 +35,8 @@ pub fn open(path: &Path) -> io::Result<OwnedFd> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)?;
-    // SAFETY: fstatfs writes a statfs into the zeroed struct it is given.
-    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if fs.f_type as i64 != NSFS_MAGIC {
+    let fs = nix::sys::statfs::fstatfs(&file)?;
+    if fs.filesystem_type() != nix::sys::statfs::NSFS_MAGIC {
         return Err(not_netns("not a namespace file"));
     }
     // SAFETY: NS_GET_NSTYPE takes no argument and returns the CLONE_NEW* flag.
@@ -128,8 +122,7 @@ mod tests {
             msg("/proc/self/ns/mnt"),
             "not a network namespace (a mount namespace)"
         );
-        let dir = std::env::temp_dir().join(format!("csum-netns-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::unit_dirs::fresh("netns", "kinds");
         let file = dir.join("file");
         std::fs::write(&file, "x").unwrap();
         assert_eq!(

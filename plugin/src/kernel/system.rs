@@ -8,6 +8,7 @@ use std::path::Path;
 pub fn kernel_release() -> String {
     // SAFETY: uname fills the zeroed struct it is given.
     let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a live, writable utsname for the call.
     if unsafe { libc::uname(&mut u) } != 0 {
         return String::new();
     }
@@ -59,7 +60,7 @@ mod tests {
 
     #[test]
     fn pci_ids_from_a_sysfs_tree() {
-        let root = std::env::temp_dir().join(format!("csum-pci-{}", std::process::id()));
+        let root = crate::unit_dirs::fresh("system", "pci");
         let dev = root.join("0000:01:00.0");
         std::fs::create_dir_all(&dev).unwrap();
         std::fs::write(dev.join("vendor"), "0x8088\n").unwrap();

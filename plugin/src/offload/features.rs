@@ -9,6 +9,25 @@
 
 use crate::glob::Glob;
 
+/// A feature state as ethtool writes it: "on" or "off".
+pub fn on_off(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// Feature states as ethtool writes them, comma-separated:
+/// `tx-checksum-ip-generic on, tx-checksum-sctp off`.
+pub fn describe_states<'a>(states: impl IntoIterator<Item = (&'a String, &'a bool)>) -> String {
+    states
+        .into_iter()
+        .map(|(name, on)| format!("{name} {}", on_off(*on)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Every netdev feature name Linux has had up to 6.18, in kernel bit order.
 /// Some (`tx-lockless`, `netns-local`) exist only on older kernels: asking
 /// for them on where they are gone is reported as unsupported.

@@ -211,8 +211,7 @@ mod tests {
 
     #[test]
     fn records_are_kept_per_netns_and_forgotten_by_name() {
-        let dir = std::env::temp_dir().join(format!("csum-nicrec-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::unit_dirs::fresh("nicrec", "netns");
         let path = dir.join("sub/uplink-state.json");
         let mut r = NicRecords::lock(&path).unwrap();
         let here = r.netns.clone();
@@ -273,8 +272,7 @@ mod tests {
 
     #[test]
     fn a_held_lock_is_waited_for_then_reported_busy() {
-        let dir = std::env::temp_dir().join(format!("csum-nicrec-busy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = crate::unit_dirs::fresh("nicrec", "busy");
         let path = dir.join("uplink-state.json");
         let held = NicRecords::lock(&path).unwrap();
         // A second open file description of the lock conflicts with the

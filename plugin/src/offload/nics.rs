@@ -146,15 +146,11 @@ pub fn restore(record: &Path) -> Result<Restored, RecordError> {
             Ok(Some(link)) if link.name == r.name => {
                 match tune::restore_requested(socket.fd(), &r.name, &r.features) {
                     Ok(()) => {
-                        let what: Vec<String> = r
-                            .features
-                            .iter()
-                            .map(|(n, on)| format!("{n} {}", if *on { "on" } else { "off" }))
-                            .collect();
                         restored.restored += 1;
-                        restored
-                            .lines
-                            .push(format!("{label}: restored [{}]", what.join(", ")));
+                        restored.lines.push(format!(
+                            "{label}: restored [{}]",
+                            super::features::describe_states(&r.features)
+                        ));
                         done.push((r.index, r.name.clone()));
                     }
                     Err(e) => {

@@ -1,6 +1,6 @@
 //! Feature settings: what a policy asks of an interface, e.g. `tx: false`.
 
-use super::features::{suggest, FeatureSelector, KERNEL_FEATURES};
+use super::features::{on_off, suggest, FeatureSelector, KERNEL_FEATURES};
 use crate::json;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -197,13 +197,7 @@ impl fmt::Display for FeatureSettings {
         let parts: Vec<String> = self
             .0
             .iter()
-            .map(|s| {
-                format!(
-                    "{} {}",
-                    s.selector.key,
-                    if s.enabled { "on" } else { "off" }
-                )
-            })
+            .map(|s| format!("{} {}", s.selector.key, on_off(s.enabled)))
             .collect();
         f.write_str(&parts.join(", "))
     }

@@ -1,6 +1,7 @@
 //! Tuning one interface: settings resolved to this kernel's feature bits
 //! (`FeaturePlan`), set in one ETHTOOL_SFEATURES, read back and judged.
 
+use super::features::on_off;
 use super::settings::{FeatureSettings, GRO_FEATURES};
 use crate::kernel::ethtool::{self, FeatureState};
 use std::fmt;
@@ -271,14 +272,6 @@ pub enum FeatureProblem {
     /// An alias asked on, and the device has every feature it covers
     /// fixed off (`ethtool -K` fails the same way).
     AllFixed { key: String },
-}
-
-fn on_off(b: bool) -> &'static str {
-    if b {
-        "on"
-    } else {
-        "off"
-    }
 }
 
 impl fmt::Display for FeatureProblem {
