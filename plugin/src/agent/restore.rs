@@ -4,9 +4,11 @@
 //! refused is reported, stays in the journal, and makes the exit code 1:
 //! the summary's "0 failed" is true or the command fails.
 
+use super::error::{io, AgentError};
+use super::lock;
+use super::options::{netns_dirs, state_file};
 use super::scan::{self, may_touch, NetnsIndex, Untouchable};
 use super::state::{self, Record, RecordEnd, StateFile};
-use super::{lock, netns_dirs, state_file, AgentError};
 use crate::args::Args;
 use crate::config;
 use crate::kernel::link::Link;
@@ -83,11 +85,11 @@ pub(super) fn command(mut args: Args) -> Result<String, AgentError> {
         e => e,
     })?;
     let mut state = StateFile::open(&state_path)?;
-    let mut socket = RouteSocket::open().map_err(super::io("netlink socket"))?;
+    let mut socket = RouteSocket::open().map_err(io("netlink socket"))?;
     let uplink = scan::uplink_devices(&mut socket, &[], host_interface.as_deref());
     let mut host = Host {
         socket,
-        netns: netns::current().map_err(super::io("netns"))?,
+        netns: netns::current().map_err(io("netns"))?,
         namespaces: NetnsIndex::new(&dirs, scan_processes),
         uplink,
     };
