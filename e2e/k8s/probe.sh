@@ -134,7 +134,30 @@ run_probe_checks() {
     check_pod_offload csum-probe-ok on on
     check_pod_offload csum-probe-broken
 
-    step "20. cleanup: pods deleted, helm uninstall"
+    step "20. detection \"both\": the table leaves veth alone while $b's probe says broken, so CsumOffloadProbeBrokenUnfixed fires for $b only"
+    # The chart's default policy lists txgbe and i40e, not veth: under
+    # "both" the table decides (no change) and the probe only reports.
+    probe_helm upgrade csum-offload "$PROBE_CHART" -n "$NS" "${values[@]}" \
+        --set "probe.nodes.$a.target=$sink_a:$PROBE_PORT" --set "probe.nodes.$a.source=10.214.0.3" \
+        --set detection=both --set metrics.enabled=true --wait --timeout 180s >/dev/null
+    both_reported() {
+        k -n "$NS" exec "$(ds_pod "$b")" -c agent -- /csum-offload detect --config /etc/csum-offload/config.json 2>/dev/null |
+            grep -q '^probe: broken, .*detection "both"'
+    }
+    wait_until 120 "$b's agent under detection \"both\"" both_reported
+    echo "   $b detect: $(k -n "$NS" exec "$(ds_pod "$b")" -c agent -- /csum-offload detect --config /etc/csum-offload/config.json | grep -E '^(probe|settings applied)' | paste -sd ';' -)"
+    start_prometheus
+    broken_unfixed() {
+        promql 'ALERTS{alertname="CsumOffloadProbeBrokenUnfixed",alertstate="firing"}' | jq -e --arg n "$b" 'any(.[]; .metric.node == $n)' >/dev/null
+    }
+    wait_until 120 "CsumOffloadProbeBrokenUnfixed for $b" broken_unfixed
+    out=$(promql 'ALERTS{alertname="CsumOffloadProbeBrokenUnfixed",alertstate="firing"}')
+    [ "$(jq -r '[.[].metric.node] | unique | join(",")' <<<"$out")" = "$b" ] ||
+        fail "CsumOffloadProbeBrokenUnfixed must fire for $b alone ($a's probe says ok): $out"
+    echo "   CsumOffloadProbeBrokenUnfixed firing for $b alone; $(promql 'csum_offload_probe_verdict{job="csum-offload"} == 1' | jq -r '[.[] | "\(.metric.node) verdict \(.metric.verdict)"] | join(", ")')"
+    stop_prometheus
+
+    step "21. cleanup: pods deleted, helm uninstall"
     k delete pod csum-probe-ok csum-probe-broken csum-sink-a csum-sink-b --wait=true --timeout=120s >/dev/null
     k delete -f "$TMP/workload.yaml" --wait=true --timeout=120s >/dev/null
     probe_helm uninstall csum-offload -n "$NS" --wait --timeout 120s >/dev/null
