@@ -10,11 +10,11 @@ use crate::kernel::link::Link;
 use crate::kernel::netlink::RouteSocket;
 use crate::kernel::netns;
 use crate::offload::decision::{decide, Decision};
+use crate::offload::detection::DetectError;
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
 use crate::offload::pair::{self, Journal, Mode, NoJournal, Pair};
 use crate::offload::tune::{End, Endpoint};
-use crate::offload::uplink::DetectError;
 use crate::offload::veth;
 use crate::offload::wanted::NoProbePath;
 use std::collections::BTreeSet;
@@ -54,7 +54,7 @@ pub struct Agent {
     decision: Result<Decision, DetectError>,
     /// The uplink's devices, never touched: the decision's, or with
     /// `hostDriver` (no detection) what detection would walk, if anything.
-    uplink: Vec<String>,
+    uplink_devices: Vec<String>,
     /// Host ends found conforming (or made so): a later change there is
     /// drift repaired.
     conforming: BTreeSet<u32>,
@@ -86,7 +86,7 @@ impl Agent {
             state,
             metrics: Arc::new(Mutex::new(Metrics::default())),
             decision,
-            uplink: Vec::new(),
+            uplink_devices: Vec::new(),
             conforming: BTreeSet::new(),
             conforming_nics: BTreeSet::new(),
             no_probe_path: None,
@@ -166,7 +166,7 @@ impl Agent {
         // be known, or a node whose uplink is a veth (a kind node's eth0)
         // would have it taken for a container's.
         let walked = new.as_ref().map(|d| d.devices.as_slice()).unwrap_or(&[]);
-        self.uplink = uplink_devices(
+        self.uplink_devices = uplink_devices(
             &mut self.host,
             walked,
             self.config.host_interface.as_deref(),
@@ -241,7 +241,7 @@ impl Agent {
         } else {
             Mode::Set
         };
-        let outcome = match nics::tune(&decision, mode, std::path::Path::new(RECORD_FILE)) {
+        let outcome = match nics::conform(&decision, mode, std::path::Path::new(RECORD_FILE)) {
             Ok(o) => o,
             Err(e) => {
                 return vec![(
@@ -308,7 +308,7 @@ impl Agent {
     /// Whether `name` is a device of the uplink (the placement's NICs and
     /// what stands above them).
     pub fn is_uplink_device(&self, name: &str) -> bool {
-        self.uplink.iter().any(|d| d == name)
+        self.uplink_devices.iter().any(|d| d == name)
     }
 
     /// Forgets a host end that went away.
@@ -345,7 +345,7 @@ impl Agent {
             Err(e) => return Checked::Failed(format!("cannot read interface #{host_index}: {e}")),
         };
         // Not a container's pair, or the uplink itself (a kind node's eth0).
-        if may_touch(&link, &self.uplink).is_err() {
+        if may_touch(&link, &self.uplink_devices).is_err() {
             return Checked::Skipped;
         }
         let master = match link.master {
@@ -412,7 +412,7 @@ impl Agent {
             }
             None => &mut NoJournal,
         };
-        let outcome = match pair::tune(
+        let outcome = match pair::conform(
             &pair,
             &decision.settings,
             self.config.placement,

@@ -62,7 +62,7 @@ struct Host {
     netns: OwnedFd,
     namespaces: NetnsIndex,
     /// The uplink's devices, as the agent knows them.
-    uplink: Vec<String>,
+    uplink_devices: Vec<String>,
 }
 
 pub(super) fn command(mut args: Args) -> Result<String, AgentError> {
@@ -86,12 +86,12 @@ pub(super) fn command(mut args: Args) -> Result<String, AgentError> {
     })?;
     let mut state = StateFile::open(&state_path)?;
     let mut socket = RouteSocket::open().map_err(io("netlink socket"))?;
-    let uplink = scan::uplink_devices(&mut socket, &[], host_interface.as_deref());
+    let uplink_devices = scan::uplink_devices(&mut socket, &[], host_interface.as_deref());
     let mut host = Host {
         socket,
         netns: netns::current().map_err(io("netns"))?,
         namespaces: NetnsIndex::new(&dirs, scan_processes),
-        uplink,
+        uplink_devices,
     };
     let mut lines = Vec::new();
     let (mut restored, mut gone, mut failed) = (0, 0, 0);
@@ -173,7 +173,7 @@ fn restore_one(host: &mut Host, record: &Record) -> Outcome {
             })
         }
     };
-    let result = may_touch(&link, &host.uplink)
+    let result = may_touch(&link, &host.uplink_devices)
         .map_err(NotRestored::from)
         .and_then(|()| match &record.end {
             RecordEnd::Pair(End::Host) => {

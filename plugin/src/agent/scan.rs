@@ -56,7 +56,7 @@ pub fn uplink_devices(
     host_interface: Option<&str>,
 ) -> Vec<String> {
     let mut devices = if walked.is_empty() {
-        crate::offload::uplink::detect(host, host_interface)
+        crate::offload::detection::find_uplink(host, host_interface)
             .map(|u| u.devices)
             .unwrap_or_default()
     } else {

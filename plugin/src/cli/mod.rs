@@ -12,9 +12,9 @@ pub use probe::probe_command;
 
 use crate::args::ArgsError;
 use crate::config::LoadError;
+use crate::offload::detection::DetectError;
 use crate::offload::pod::PodError;
 use crate::offload::probe::ProbeError;
-use crate::offload::uplink::DetectError;
 use crate::offload::KernelError;
 
 /// Why an operator command failed; printed after "csum-offload: ".

@@ -6,8 +6,8 @@ use super::env::EnvError;
 use super::input::{DecodeError, PrevResultError};
 use super::version::{ConvertError, VersionError};
 use crate::config::ConfigError;
+use crate::offload::detection::DetectError;
 use crate::offload::pod::{PodError, Problems};
-use crate::offload::uplink::DetectError;
 use crate::offload::KernelError;
 use serde::Serialize;
 

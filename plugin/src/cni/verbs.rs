@@ -175,7 +175,7 @@ fn status(conf: &NetConf) -> Result<String, CniError> {
 /// environment were accepted obey failurePolicy; a wrong CNI_NETNS or
 /// CNI_IFNAME is the caller's error and always fails.
 fn pod_job(conf: &NetConf, attachment: &Attachment, mode: Mode) -> Result<(), CniError> {
-    let result = match pod::tune(&conf.config, &attachment.netns, &attachment.ifname, mode) {
+    let result = match pod::conform(&conf.config, &attachment.netns, &attachment.ifname, mode) {
         Ok(PodOutcome::Undetected(e)) => {
             return match conf.config.detection_failure {
                 DetectionFailure::Fail => Err(e.into()),

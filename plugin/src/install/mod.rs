@@ -305,7 +305,7 @@ fn install_once(opts: &Options, entry: &Entry) -> Result<String, InstallError> {
     let conf_dir = opts.conf_dir.as_path();
     // A few quick retries cover a file caught mid-write.
     for _ in 0..20 {
-        let pass = pass::reconcile(opts, entry, PassMode::Write)?;
+        let pass = pass::run(opts, entry, PassMode::Write)?;
         for n in &pass.notes {
             log::warn!("{n}");
         }

@@ -64,12 +64,12 @@ pub enum PassMode {
 
 /// One pass: find the primary config under the runtime's rule and make it
 /// hold `entry` (in `PassMode::DryRun`, only say whether it does).
-pub fn reconcile(opts: &Options, entry: &Entry, mode: PassMode) -> Result<Pass, FsError> {
-    reconcile_as(opts, entry, mode, Owned::Marked)
+pub fn run(opts: &Options, entry: &Entry, mode: PassMode) -> Result<Pass, FsError> {
+    run_as(opts, entry, mode, Owned::Marked)
 }
 
-/// `reconcile`, with `owned` saying which entries are the installer's.
-pub fn reconcile_as(
+/// `run`, with `owned` saying which entries are the installer's.
+pub fn run_as(
     opts: &Options,
     entry: &Entry,
     mode: PassMode,
@@ -77,7 +77,7 @@ pub fn reconcile_as(
 ) -> Result<Pass, FsError> {
     let mut notes = Vec::new();
     let mut problems = Vec::new();
-    let outcome = run(opts, entry, mode, owned, &mut notes, &mut problems)?;
+    let outcome = decide_and_edit(opts, entry, mode, owned, &mut notes, &mut problems)?;
     Ok(Pass {
         outcome,
         notes,
@@ -85,7 +85,7 @@ pub fn reconcile_as(
     })
 }
 
-fn run(
+fn decide_and_edit(
     opts: &Options,
     entry: &Entry,
     mode: PassMode,

@@ -27,7 +27,7 @@ use super::pass::{self, PassMode, PassOutcome, PassProblem};
 use super::{load_entry, InstallError, Options};
 use crate::config::{self, Detection, DetectionFailure};
 use crate::offload::decision::{decide, Decision};
-use crate::offload::uplink::DetectError;
+use crate::offload::detection::DetectError;
 use crate::offload::wanted::NoProbePath;
 use std::fmt;
 use std::path::PathBuf;
@@ -156,7 +156,7 @@ pub fn check_installed(opts: &Options) -> Result<String, InstallError> {
     if !files::binary_present(&opts.bin_dir, PLUGIN_TYPE) {
         reasons.push(NotReady::BinaryMissing(opts.bin_dir.join(PLUGIN_TYPE)));
     }
-    let pass = pass::reconcile(opts, &entry, PassMode::DryRun)?;
+    let pass = pass::run(opts, &entry, PassMode::DryRun)?;
     let mut ok = None;
     match pass.outcome {
         PassOutcome::Installed { file, .. } => ok = Some(opts.conf_dir.join(file)),

@@ -16,7 +16,7 @@ use super::edit::{Owned, BACKUP_SUFFIX};
 use super::entry::{Entry, PLUGIN_TYPE};
 use super::files;
 use super::handover::{self, Claim, Holder, JoinError, Leave, Presence, Role, TOKEN_FILE};
-use super::pass::{reconcile_as, remove_entries, PassMode, PassOutcome};
+use super::pass::{self, remove_entries, PassMode, PassOutcome};
 use super::select::is_config_name;
 use super::throttle::Throttle;
 use super::{copy_binary, load_entry, remove_binary, InstallError, Options};
@@ -444,7 +444,7 @@ pub fn run(opts: &Options, entry: Entry) -> Result<String, InstallError> {
                     Owned::Marked
                 };
                 let outcome =
-                    reconcile_as(opts, &entry.value, PassMode::Write, owned).map(|pass| {
+                    pass::run_as(opts, &entry.value, PassMode::Write, owned).map(|pass| {
                         let mut notes = pass.notes;
                         notes.extend(pass.problems.iter().map(|p| format!("not ready: {p}")));
                         status.notes(notes);

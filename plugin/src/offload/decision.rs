@@ -2,12 +2,12 @@
 //! front end (the CNI verbs, `detect`, the installer, the agent) calls
 //! `decide`; none repeats its steps.
 
+use super::detection::{self, DetectError, Nic, NicFacts, Uplink};
 use super::features::FeatureSelector;
 use super::policy::{Policy, PolicySource};
 use super::probe::evidence::{self, Evidence};
 use super::probe::Verdict;
 use super::settings::{FeatureSetting, FeatureSettings};
-use super::uplink::{self, DetectError, Nic, NicFacts, Uplink};
 use super::wanted::{Detection, Placement, Wanted};
 use crate::kernel::netlink::RouteSocket;
 use serde::Serialize;
@@ -146,7 +146,7 @@ fn table_decision<W: Wanted + ?Sized>(config: &W) -> Result<Decision, DetectErro
         );
     }
     let mut socket = RouteSocket::open().map_err(DetectError::Socket)?;
-    let uplink = uplink::detect(&mut socket, config.host_interface())?;
+    let uplink = detection::find_uplink(&mut socket, config.host_interface())?;
     Ok(Decision::from_uplink(uplink, config.policy()).placed(config.placement()))
 }
 

@@ -8,7 +8,7 @@
 //!   across NICs with "off wins".
 //! - `policy`: rules, then the driver table: a NIC -> settings, and why.
 //! - `rules`: rules that match driver, versions, firmware, kernel, PCI id.
-//! - `uplink`: node facts: the default route down to the NIC(s) and their
+//! - `detection`: node facts (`find_uplink`): the default route down to the NIC(s) and their
 //!   drivers.
 //! - `decision`: `decide`, the one place that turns a config and the node's
 //!   facts into the settings pods get, with the reasons.
@@ -24,6 +24,7 @@
 //!   TX checksum offload on and off, and the verdict.
 
 pub mod decision;
+pub mod detection;
 pub mod features;
 pub mod nic_record;
 pub mod nics;
@@ -34,7 +35,6 @@ pub mod probe;
 pub mod rules;
 pub mod settings;
 pub mod tune;
-pub mod uplink;
 pub mod veth;
 pub mod wanted;
 

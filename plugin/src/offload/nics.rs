@@ -40,7 +40,7 @@ pub enum NicError {
 
 /// Sets (or verifies) each NIC of `decision` whose policy asks for
 /// something to its own settings, in the netns the process runs in.
-pub fn tune(decision: &Decision, mode: Mode, record: &Path) -> Result<NicOutcome, NicError> {
+pub fn conform(decision: &Decision, mode: Mode, record: &Path) -> Result<NicOutcome, NicError> {
     let nics: Vec<_> = decision.nics_to_set().collect();
     if nics.is_empty() {
         return Ok(NicOutcome::default());

@@ -166,7 +166,7 @@ pub struct PairOutcome {
 
 /// Sets (or verifies) `settings` on the ends of `pair` that `placement`
 /// names.
-pub fn tune(
+pub fn conform(
     pair: &Pair<'_>,
     settings: &FeatureSettings,
     placement: Placement,

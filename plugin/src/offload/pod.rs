@@ -2,11 +2,11 @@
 //! node, and set (or verify) the features on the ends the placement names.
 
 use super::decision::{decide, Decision};
+use super::detection::DetectError;
 use super::nic_record::{RecordError, RECORD_FILE};
 use super::nics::{self, NicError};
 use super::pair::{self, NoJournal, Pair};
 use super::tune::{End, Endpoint};
-use super::uplink::DetectError;
 use super::veth::{self, PodInterface};
 use super::wanted::{NonVeth, Placement, Wanted};
 use super::KernelError;
@@ -110,7 +110,7 @@ impl PodSockets {
 
 /// Sets or verifies the policy on the pod's veth pair named by `netns`
 /// and `ifname`.
-pub fn tune<W: Wanted + ?Sized>(
+pub fn conform<W: Wanted + ?Sized>(
     config: &W,
     netns: &str,
     ifname: &str,
@@ -163,7 +163,7 @@ pub fn tune<W: Wanted + ?Sized>(
             })
             .map_err(Clone::clone),
     };
-    let outcome = pair::tune(
+    let outcome = pair::conform(
         &pair,
         &decision.settings,
         config.placement(),
@@ -212,7 +212,7 @@ fn uplink<W: Wanted + ?Sized>(config: &W, mode: Mode) -> Result<PodOutcome, PodE
         Ok(d) => d,
         Err(outcome) => return Ok(outcome),
     };
-    let outcome = nics::tune(&decision, mode, std::path::Path::new(RECORD_FILE))?;
+    let outcome = nics::conform(&decision, mode, std::path::Path::new(RECORD_FILE))?;
     for nic in &outcome.nics {
         if mode == Mode::Set && !nic.report.changed.is_empty() {
             log::info!(

@@ -1,9 +1,9 @@
 //! The driver policy: which offload settings each host NIC driver needs.
 
+use super::detection::NicFacts;
 use super::features::FeatureSelector;
 use super::rules::{self, Rule, RuleError};
 use super::settings::{FeatureSetting, FeatureSettings, SettingsError};
-use super::uplink::NicFacts;
 use crate::json;
 use serde_json::Value;
 use std::collections::BTreeMap;

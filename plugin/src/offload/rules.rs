@@ -4,8 +4,8 @@
 //! driver and firmware, so a node whose driver or firmware is fixed need
 //! not pay the software-checksum cost.
 
+use super::detection::NicFacts;
 use super::settings::{FeatureSettings, SettingsError};
-use super::uplink::NicFacts;
 use crate::glob::{Glob, GlobError};
 use crate::json;
 use serde_json::Value;

@@ -61,7 +61,7 @@ impl fmt::Display for Endpoint<'_> {
 
 /// One kernel feature the settings ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wanted {
+pub struct WantedFeature {
     pub index: usize,
     pub name: String,
     pub enabled: bool,
@@ -78,7 +78,7 @@ pub struct Wanted {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeaturePlan {
     pub names: Vec<String>,
-    pub wanted: Vec<Wanted>,
+    pub wanted: Vec<WantedFeature>,
     /// Keys asked on that name no feature this kernel has.
     pub missing: Vec<String>,
 }
@@ -118,7 +118,7 @@ impl FeaturePlan {
     /// only as a consequence (TSO while TX checksum is off, "off
     /// [requested on]") would come back on when its dependency does.
     pub fn changes(&self, before: &FeatureState) -> Vec<(usize, bool)> {
-        let changeable: Vec<&Wanted> = self
+        let changeable: Vec<&WantedFeature> = self
             .wanted
             .iter()
             .filter(|w| before.changeable(w.index))
@@ -222,8 +222,8 @@ impl FeaturePlan {
 /// The wanted bits of `settings` among `names`, and the keys asked on that
 /// match no name (a feature the kernel does not have is as good as fixed
 /// off).
-fn wanted_bits(settings: &FeatureSettings, names: &[String]) -> (Vec<Wanted>, Vec<String>) {
-    let mut wanted: Vec<Wanted> = Vec::new();
+fn wanted_bits(settings: &FeatureSettings, names: &[String]) -> (Vec<WantedFeature>, Vec<String>) {
+    let mut wanted: Vec<WantedFeature> = Vec::new();
     let mut missing = Vec::new();
     for setting in &settings.0 {
         let mut any = false;
@@ -237,7 +237,7 @@ fn wanted_bits(settings: &FeatureSettings, names: &[String]) -> (Vec<Wanted>, Ve
                         w.alias_on = None;
                     }
                 }
-                None => wanted.push(Wanted {
+                None => wanted.push(WantedFeature {
                     index,
                     name: name.to_string(),
                     enabled: setting.enabled,
@@ -320,7 +320,7 @@ impl fmt::Display for FeatureProblem {
 /// acts on the request again whenever a dependency changes, so one that is
 /// right only by consequence has drifted (`changes` sends it again).
 pub fn evaluate(
-    wanted: &[Wanted],
+    wanted: &[WantedFeature],
     missing: &[String],
     state: &FeatureState,
 ) -> Vec<FeatureProblem> {

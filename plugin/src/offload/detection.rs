@@ -205,7 +205,7 @@ pub struct Uplink {
 /// `host_interface` if given, else the devices of every default route, of
 /// both families, in every table but `local` (policy routing and VRFs
 /// keep theirs elsewhere than `main`).
-pub fn detect(
+pub fn find_uplink(
     socket: &mut RouteSocket,
     host_interface: Option<&str>,
 ) -> Result<Uplink, DetectError> {
