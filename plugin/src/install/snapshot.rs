@@ -19,7 +19,7 @@
 
 use super::edit::BACKUP_SUFFIX;
 use super::files::{io_err, FsError};
-use super::select::{is_config_name_bytes, ConfFile, SkipReason};
+use super::select::{extension, is_config_name_bytes, plugins, ConfFile, SkipReason};
 use crate::fsread::{self, ReadError};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -133,6 +133,13 @@ impl Snapshot {
                 }
             };
             file.raw_name = raw_name;
+            // libcni 1.3 appends a conflist's <name>/*.conf plugins, or
+            // fails the list on them: part of what the runtime loads.
+            if extension(&file.name) == Some("conflist") && file.unread.is_none() {
+                if let Some(name) = plugins::runs(&file).and_then(|r| r.plugin_dir) {
+                    file.plugin_dir = Some(plugins::read_plugin_dir(dir, &name));
+                }
+            }
             snap.files.push(file);
         }
         snap.files.sort_by(|a, b| a.sort_key().cmp(b.sort_key()));

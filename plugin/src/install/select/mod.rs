@@ -14,6 +14,7 @@ pub mod netconf;
 pub mod plugins;
 
 use netconf::{Members, Undecodable};
+use plugins::PluginDir;
 use serde_json::{Map, Value};
 
 /// Whether libcni would load a file of this name (Go's filepath.Ext).
@@ -44,6 +45,10 @@ pub struct ConfFile {
     pub unread: Option<SkipReason>,
     /// The name's bytes, when they are not UTF-8.
     pub raw_name: Option<Vec<u8>>,
+    /// For a conflist whose plugins libcni 1.3 also looks for in
+    /// `<conf dir>/<name>/`: what is there (the snapshot reads it; `None`
+    /// when not read).
+    pub plugin_dir: Option<PluginDir>,
 }
 
 impl ConfFile {
@@ -53,6 +58,7 @@ impl ConfFile {
             bytes: bytes.into(),
             unread: None,
             raw_name: None,
+            plugin_dir: None,
         }
     }
 
@@ -480,6 +486,11 @@ pub fn check_loadable(file: &ConfFile) -> Result<(), SkipReason> {
             other => other,
         })?;
     }
+    // libcni 1.3 then appends the plugins of <conf dir>/<name>/*.conf, and
+    // one it cannot read or decode fails the whole list.
+    if let Some(PluginDir::Fails(why)) = &file.plugin_dir {
+        return Err(SkipReason::Invalid(why.clone()));
+    }
     Ok(())
 }
 
@@ -500,6 +511,34 @@ mod tests {
 
     fn f(name: &str, text: &str) -> ConfFile {
         ConfFile::new(name, text.as_bytes())
+    }
+
+    #[test]
+    fn a_list_whose_plugin_dir_fails_does_not_load() {
+        // Found by the conf dir fuzz run: a list named "" reads the conf
+        // dir itself as its plugin dir, and an empty .conf there fails
+        // libcni's load of the list; containerd then loads nothing.
+        let list = r#"{"cniVersion":"1.0.0","name":"","plugins":[{"type":"ptp"}]}"#;
+        let mut bad = f("10-a.conflist", list);
+        bad.plugin_dir = Some(PluginDir::Fails("05-x.conf: invalid JSON".into()));
+        assert!(
+            matches!(check_loadable(&bad), Err(SkipReason::Invalid(w)) if w.contains("05-x.conf"))
+        );
+        let next = f(
+            "20-b.conflist",
+            r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"ptp"}]}"#,
+        );
+        let dir = [bad.clone(), next];
+        assert!(matches!(
+            select(&dir, Runtime::Containerd).blocking,
+            Some(SelectProblem::ContainerdFails { .. })
+        ));
+        assert_eq!(
+            select(&dir, Runtime::Crio).primary.unwrap().name,
+            "20-b.conflist"
+        );
+        bad.plugin_dir = Some(PluginDir::Plugins(vec!["tuning".into()]));
+        assert_eq!(check_loadable(&bad), Ok(()));
     }
 
     #[test]
