@@ -214,8 +214,8 @@ pub fn insert_as(
         list.insert("loadOnlyInlinedPlugins".into(), Value::Bool(true));
         list.insert("plugins".into(), Value::Array(vec![Value::Object(obj)]));
         obj = list;
-    } else if let Some(PluginDir::Plugins(types)) = &primary.plugin_dir {
-        if !types.is_empty() {
+    } else if let Some(PluginDir::Plugins(found)) = &primary.plugin_dir {
+        if !found.is_empty() {
             return Err(EditError::PluginDirAfter {
                 file: primary.name.clone(),
                 name: obj
@@ -223,7 +223,7 @@ pub fn insert_as(
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string(),
-                types: types.clone(),
+                types: found.iter().map(|p| p.plugin_type.clone()).collect(),
             });
         }
     }
@@ -655,12 +655,16 @@ mod tests {
 
     #[test]
     fn a_list_whose_plugin_dir_runs_after_it_is_not_edited() {
+        use crate::install::select::plugins::DirPlugin;
         // Found by the conf dir fuzz run (e2e/libcni/confdir_fuzz.py):
         // libcni 1.3 appends <conf dir>/<name>/*.conf after the list's own
         // plugins, so an entry added to the list would not run last.
         let list = r#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"ptp"}]}"#;
         let mut file = f("10-a.conflist", list);
-        file.plugin_dir = Some(PluginDir::Plugins(vec!["tuning".into()]));
+        file.plugin_dir = Some(PluginDir::Plugins(vec![DirPlugin {
+            path: "/etc/cni/net.d/net/90-x.conf".into(),
+            plugin_type: "tuning".into(),
+        }]));
         let err = insert(std::slice::from_ref(&file), &file, &entry()).unwrap_err();
         assert!(
             matches!(&err, EditError::PluginDirAfter { name, .. } if name == "net"),

@@ -537,7 +537,10 @@ mod tests {
             select(&dir, Runtime::Crio).primary.unwrap().name,
             "20-b.conflist"
         );
-        bad.plugin_dir = Some(PluginDir::Plugins(vec!["tuning".into()]));
+        bad.plugin_dir = Some(PluginDir::Plugins(vec![plugins::DirPlugin {
+            path: "/etc/cni/net.d/net/90-x.conf".into(),
+            plugin_type: "tuning".into(),
+        }]));
         assert_eq!(check_loadable(&bad), Ok(()));
     }
 

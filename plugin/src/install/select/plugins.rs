@@ -65,13 +65,20 @@ pub fn runs(file: &ConfFile) -> Option<Runs> {
 pub enum PluginDir {
     /// No such directory: the list runs its own plugins only.
     Absent,
-    /// The types of the plugins appended after the list's own, in libcni's
-    /// order (by file name); empty for a directory with no `*.conf`.
-    Plugins(Vec<String>),
+    /// The plugins appended after the list's own, in libcni's order (by
+    /// file name); empty for a directory with no `*.conf`.
+    Plugins(Vec<DirPlugin>),
     /// libcni's load of the whole list fails on the directory: it cannot
     /// be listed (the name is a file, holds a NUL, ...), or a `*.conf` in
     /// it cannot be read or decoded, or has no type.
     Fails(String),
+}
+
+/// One plugin file of a plugin dir, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirPlugin {
+    pub path: PathBuf,
+    pub plugin_type: String,
 }
 
 /// The most plugin files the installer reads from one plugin dir; past
@@ -148,7 +155,7 @@ pub fn read_plugin_dir(conf_dir: &Path, name: &str) -> PluginDir {
         ));
     }
     names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-    let mut types = Vec::new();
+    let mut found = Vec::new();
     for fname in names {
         let path = dir.join(&fname);
         let bytes = match fsread::read_regular(&path, MAX_PLUGIN_FILE_BYTES) {
@@ -162,7 +169,10 @@ pub fn read_plugin_dir(conf_dir: &Path, name: &str) -> PluginDir {
         let why = match netconf::check(&members) {
             Ok(()) => match members.string_field("type") {
                 Some(t) if !t.is_empty() => {
-                    types.push(t.to_string());
+                    found.push(DirPlugin {
+                        plugin_type: t.to_string(),
+                        path,
+                    });
                     continue;
                 }
                 _ => "no plugin \"type\"".to_string(),
@@ -172,7 +182,7 @@ pub fn read_plugin_dir(conf_dir: &Path, name: &str) -> PluginDir {
         };
         return PluginDir::Fails(format!("{}: {why}", path.display()));
     }
-    PluginDir::Plugins(types)
+    PluginDir::Plugins(found)
 }
 
 /// The type of a plugin config file in a network's plugin dir: libcni
@@ -248,10 +258,12 @@ mod tests {
         )
         .unwrap();
         std::fs::write(root.join("net/30-c.conflist"), b"{").unwrap();
-        assert_eq!(
-            read_plugin_dir(&root, "net"),
-            PluginDir::Plugins(vec!["portmap".into(), "tuning".into()])
-        );
+        let PluginDir::Plugins(found) = read_plugin_dir(&root, "net") else {
+            panic!("not read")
+        };
+        let types: Vec<&str> = found.iter().map(|p| p.plugin_type.as_str()).collect();
+        assert_eq!(types, ["portmap", "tuning"]);
+        assert_eq!(found[0].path, root.join("net/10-a.conf"));
         // "" is the conf dir itself: its own *.conf files become plugins.
         std::fs::write(root.join("05-x.conf"), b"").unwrap();
         assert!(matches!(read_plugin_dir(&root, ""), PluginDir::Fails(_)));
