@@ -90,6 +90,9 @@ pub struct Snapshot {
     pub files: Vec<ConfFile>,
     /// The files that were read, by name.
     seen: Vec<(String, Seen)>,
+    /// Directories with a config file's name: libcni skips them, but no
+    /// file can be written in their place.
+    pub dirs: Vec<String>,
 }
 
 /// One directory entry, read.
@@ -113,7 +116,10 @@ impl Snapshot {
             // libcni's ConfFiles skips directories, but not symlinks to
             // them (reading those fails).
             let is_symlink = match dirent.file_type() {
-                Ok(t) if t.is_dir() => continue,
+                Ok(t) if t.is_dir() => {
+                    snap.dirs.push(os_name.to_string_lossy().into_owned());
+                    continue;
+                }
                 Ok(t) => t.is_symlink(),
                 Err(_) => false,
             };

@@ -302,18 +302,14 @@ pub fn select_named<'a>(files: &'a [ConfFile], name: &str) -> Selection<'a> {
 /// belongs in the config they delegate to, not in theirs.
 const DELEGATING_TYPES: &[&str] = &["multus", "multus-shim"];
 
-/// The delegating plugin type in a config, if any.
+/// The delegating plugin type in a config, if any: among the plugin types
+/// as libcni decodes them (`plugins::runs`: keys in any case, so
+/// `"TYPE": "multus"` is multus too).
 pub fn delegating_plugin(file: &ConfFile) -> Option<String> {
-    let value: Value = gojson::parse(&file.bytes).ok()?;
-    let types: Vec<&Value> = match value.get("plugins").and_then(Value::as_array) {
-        Some(plugins) => plugins.iter().filter_map(|p| p.get("type")).collect(),
-        None => value.get("type").into_iter().collect(),
-    };
-    types
+    plugins::runs(file)?
+        .types
         .into_iter()
-        .filter_map(Value::as_str)
-        .find(|t| DELEGATING_TYPES.contains(t))
-        .map(String::from)
+        .find(|t| DELEGATING_TYPES.contains(&t.as_str()))
 }
 
 /// The spec version libcni implements (pkg/version.Current, libcni 1.2+).
@@ -643,6 +639,17 @@ mod tests {
         assert_eq!(select_primary(&dir).primary.unwrap().name, "00-multus.conf");
         assert_eq!(delegating_plugin(&dir[0]).as_deref(), Some("multus-shim"));
         assert_eq!(delegating_plugin(&dir[1]), None);
+        // Found by the conf dir fuzz run: Go matches the key in any case.
+        let upper = r#"{"cniVersion":"0.4.0","name":"net","TYPE":"multus"}"#;
+        assert_eq!(
+            delegating_plugin(&f("00-m.conf", upper)).as_deref(),
+            Some("multus")
+        );
+        let upper_list = r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"Type":"multus-shim"}]}"#;
+        assert_eq!(
+            delegating_plugin(&f("00-m.conflist", upper_list)).as_deref(),
+            Some("multus-shim")
+        );
         let sel = select_named(&dir, "10-calico.conflist");
         assert_eq!(sel.primary.unwrap().name, "10-calico.conflist");
         let sel = select_named(&dir, "20-bad.conflist");
