@@ -95,6 +95,9 @@ CORPUS = {
     # own entry not last (updated in place, never moved).
     "conversion-target-dir": [("10-a.conf", conf()), ("10-a.conflist", ("dir",))],
     "multus-key-case": [("10-a.conf", b'{"cniVersion":"0.4.0","name":"m","TYPE":"multus"}')],
+    "symlink-in-dir": [("00-a.conflist", ("symlink", "10-b.conflist")), ("10-b.conflist", conflist("b"))],
+    "two-links-out": [("05-a.conflist", ("symlink", "../outside/real.conflist")),
+                      ("10-b.conf", ("symlink", "../outside/real.conflist"))],
     "own-entry-not-last": [("10-a.conflist", conflist(plugins=[
         {"type": "csum-offload", "managedBy": "csum-offload-installer", "hostDriver": "i40e"}, PTP]))],
 }
@@ -221,6 +224,19 @@ def content_of(entries, name):
     return b""
 
 
+def identity(entries, name):
+    """The file a name leads to: itself, the end of its chain of links in
+    the dir, or the path a link leads out of the dir by."""
+    for _ in range(8):
+        c = dict(entries).get(name)
+        if not (isinstance(c, tuple) and c[0] == "symlink"):
+            return name
+        if "/" in c[1]:
+            return c[1]
+        name = c[1]
+    return name
+
+
 def read_view(v):
     """What the runtime reads from its file, apart from our entry."""
     return {"name": v.get("name"), "cniVersion": v.get("cniVersion"),
@@ -292,6 +308,11 @@ def _compare(tmp, case, entries, binary, referee, runtime, age):
         conv = [n for n in changed if n != named and n.rsplit(".", 1)[0] == named.rsplit(".", 1)[0]]
         if conv and MARK in content_of(entries, named):
             changed = conv
+    # Links are edited at their target: a change to the file a link leads
+    # to (or to the file out of the dir, seen through every link to it) is
+    # a change to each name that leads there.
+    if ref and changed and all(identity(entries, n) == identity(entries, ref) for n in changed):
+        changed = [ref]
     ins = changed[0] if len(changed) == 1 else (None if not changed else ",".join(changed))
     if ins is None and named in before:
         refused = named  # the installer chose it and left it alone

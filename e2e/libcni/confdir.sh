@@ -9,7 +9,7 @@
 # stay exactly while a file libcni loads runs csum-offload. Then the fuzz
 # run (confdir_fuzz.py): generated conf dirs through the same comparison,
 # a random seed each run (printed; CONFDIR_FUZZ_SEED=S repeats it), at
-# most CONFDIR_FUZZ_COUNT dirs (300) in CONFDIR_FUZZ_SECONDS (50), failing
+# most CONFDIR_FUZZ_COUNT dirs (500) in CONFDIR_FUZZ_SECONDS (50), failing
 # below CONFDIR_FUZZ_MIN (100); a disagreement is saved under
 # target/confdir-fuzz/ as a reproducer for `confdir.py --cases FILE`.
 #
@@ -30,7 +30,7 @@ if [ $# -eq 0 ]; then
     # comparison, bounded in count and time; CONFDIR_FUZZ_SEED repeats a run.
     seed=${CONFDIR_FUZZ_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
     $py "$root/e2e/libcni/confdir_fuzz.py" --binary "$bin" --referee "$tools/confdir-referee" --seed "$seed" \
-        --count "${CONFDIR_FUZZ_COUNT:-300}" --seconds "${CONFDIR_FUZZ_SECONDS:-50}" --min "${CONFDIR_FUZZ_MIN:-100}" \
+        --count "${CONFDIR_FUZZ_COUNT:-500}" --seconds "${CONFDIR_FUZZ_SECONDS:-50}" --min "${CONFDIR_FUZZ_MIN:-100}" \
         --save "$root/target/confdir-fuzz" || rc=1
     # Its negative control: under CRI-O's rule, generated dirs must
     # disagree with go-cni, or the fuzz comparison could not fail. About 3
