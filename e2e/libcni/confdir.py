@@ -95,6 +95,10 @@ CORPUS = {
     # own entry not last (updated in place, never moved).
     "conversion-target-dir": [("10-a.conf", conf()), ("10-a.conflist", ("dir",))],
     "multus-key-case": [("10-a.conf", b'{"cniVersion":"0.4.0","name":"m","TYPE":"multus"}')],
+    # A plugin file's number out of float64 range in a field libcni does
+    # not decode: Go skips it; the installer cannot tell and edits nothing.
+    "plugin-dir-huge-number": [("10-a.conflist", conflist("net")),
+                               ("net/90-x.conf", b'{"type":"tuning","ipMasq":1e400}')],
     "symlink-in-dir": [("00-a.conflist", ("symlink", "10-b.conflist")), ("10-b.conflist", conflist("b"))],
     "two-links-out": [("05-a.conflist", ("symlink", "../outside/real.conflist")),
                       ("10-b.conf", ("symlink", "../outside/real.conflist"))],

@@ -484,8 +484,10 @@ pub fn check_loadable(file: &ConfFile) -> Result<(), SkipReason> {
     }
     // libcni 1.3 then appends the plugins of <conf dir>/<name>/*.conf, and
     // one it cannot read or decode fails the whole list.
-    if let Some(PluginDir::Fails(why)) = &file.plugin_dir {
-        return Err(SkipReason::Invalid(why.clone()));
+    match &file.plugin_dir {
+        Some(PluginDir::Fails(why)) => return Err(SkipReason::Invalid(why.clone())),
+        Some(PluginDir::Unjudged(why)) => return Err(SkipReason::Unjudged(why.clone())),
+        _ => {}
     }
     Ok(())
 }
@@ -533,6 +535,11 @@ mod tests {
             select(&dir, Runtime::Crio).primary.unwrap().name,
             "20-b.conflist"
         );
+        bad.plugin_dir = Some(PluginDir::Unjudged("x.conf: 1e400".into()));
+        assert!(matches!(
+            select(&[bad.clone()], Runtime::Crio).blocking,
+            Some(SelectProblem::Unknown { .. })
+        ));
         bad.plugin_dir = Some(PluginDir::Plugins(vec![plugins::DirPlugin {
             path: "/etc/cni/net.d/net/90-x.conf".into(),
             plugin_type: "tuning".into(),
