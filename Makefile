@@ -116,11 +116,24 @@ e2e-libcni: deps build
 	bash e2e/libcni/run.sh
 
 # Which conf file the installer edits, judged by containerd's go-cni and
-# libcni over a corpus of awkward conf dirs (e2e/libcni/confdir.py), with
-# CRI-O's rule as the negative control. No root needed; see docs/testing.md.
+# libcni over a corpus of awkward conf dirs (e2e/libcni/confdir.py) and a
+# short fuzz run of generated ones (confdir_fuzz.py), with CRI-O's rule as
+# the negative control of each. No root needed; see docs/testing.md.
 .PHONY: e2e-confdir
 e2e-confdir: build
 	bash e2e/libcni/confdir.sh
+
+# The long fuzz run of the same comparison, for local use (not in make
+# test): CONFDIR_FUZZ_COUNT dirs at most, in CONFDIR_FUZZ_SECONDS; a
+# random seed unless CONFDIR_FUZZ_SEED is set.
+CONFDIR_FUZZ_COUNT ?= 20000
+CONFDIR_FUZZ_SECONDS ?= 1800
+.PHONY: e2e-confdir-fuzz
+e2e-confdir-fuzz: build
+	tools=$$(bash e2e/tools/build.sh | tail -n1) && \
+	/usr/bin/python3 e2e/libcni/confdir_fuzz.py --binary $(BIN) --referee $$tools/confdir-referee \
+		$${CONFDIR_FUZZ_SEED:+--seed $$CONFDIR_FUZZ_SEED} --count $(CONFDIR_FUZZ_COUNT) \
+		--seconds $(CONFDIR_FUZZ_SECONDS) --save target/confdir-fuzz
 
 # End-to-end under a private Docker engine (Debian's docker.io 20.10 with
 # its own containerd, in private mount and network namespaces): what

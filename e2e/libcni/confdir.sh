@@ -6,9 +6,15 @@
 # corpus under CRI-O's rule (skip a file that fails to load) must
 # disagree with containerd's go-cni, or the comparison could not fail.
 # Then `uninstall --remove-binary` over a second corpus: the binary must
-# stay exactly while a file libcni loads runs csum-offload.
+# stay exactly while a file libcni loads runs csum-offload. Then the fuzz
+# run (confdir_fuzz.py): generated conf dirs through the same comparison,
+# a random seed each run (printed; CONFDIR_FUZZ_SEED=S repeats it), at
+# most CONFDIR_FUZZ_COUNT dirs (500) in CONFDIR_FUZZ_SECONDS (50), failing
+# below CONFDIR_FUZZ_MIN (100); a disagreement is saved under
+# target/confdir-fuzz/ as a reproducer for `confdir.py --cases FILE`.
 #
-#   bash e2e/libcni/confdir.sh [PATTERN...]   (make build first)
+#   bash e2e/libcni/confdir.sh [PATTERN...]   (make build first; a pattern
+#                                             runs corpus cases only)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 bin=${CSUM_OFFLOAD_BIN:-$root/target/release/csum-offload}
@@ -20,12 +26,29 @@ $py "$root/e2e/libcni/confdir.py" --binary "$bin" --referee "$tools/confdir-refe
 # Uninstall's rule for the binary, judged by libcni (binary_rule.py).
 $py "$root/e2e/libcni/binary_rule.py" --binary "$bin" --referee "$tools/confdir-referee" "$@" || rc=1
 if [ $# -eq 0 ]; then
-    # Two cases where containerd's load fails on the first file are enough
-    # (each costs the installer's 2 s of "being written" retries).
-    out=$($py "$root/e2e/libcni/confdir.py" --runtime crio --binary "$bin" --referee "$tools/confdir-referee" bom no-type-conf || true)
-    n=$(grep -c '^DISAGREE' <<<"$out" || true)
+    # The fuzz run (confdir_fuzz.py): generated dirs through the same
+    # comparison, bounded in count and time; CONFDIR_FUZZ_SEED repeats a run.
+    seed=${CONFDIR_FUZZ_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
+    $py "$root/e2e/libcni/confdir_fuzz.py" --binary "$bin" --referee "$tools/confdir-referee" --seed "$seed" \
+        --count "${CONFDIR_FUZZ_COUNT:-500}" --seconds "${CONFDIR_FUZZ_SECONDS:-50}" --min "${CONFDIR_FUZZ_MIN:-100}" \
+        --save "$root/target/confdir-fuzz" || rc=1
+    # Its negative control: under CRI-O's rule, generated dirs must
+    # disagree with go-cni, or the fuzz comparison could not fail. About 3
+    # in 100 do; a fixed seed (5 of its first 100) keeps it deterministic.
+    out=$($py "$root/e2e/libcni/confdir_fuzz.py" --runtime crio --binary "$bin" --referee "$tools/confdir-referee" \
+        --seed 5 --count 100 --seconds 120 || true)
+    n=$(grep -ac '^DISAGREE' <<<"$out" || true)
     if [ "$n" -gt 0 ]; then
-        echo "ok   control: under CRI-O's rule the installer disagrees with containerd's go-cni on $n cases (e.g. $(grep -m1 '^DISAGREE' <<<"$out" | cut -d' ' -f2 | tr -d :))"
+        echo "ok   control: under CRI-O's rule $n of 100 generated dirs (seed 5) disagree with containerd's go-cni (e.g. $(grep -am1 '^DISAGREE' <<<"$out" | cut -d' ' -f2 | tr -d :))"
+    else
+        echo "FAIL control: under CRI-O's rule no generated dir disagrees: the fuzz comparison cannot fail"
+        rc=1
+    fi
+    # Two corpus cases where containerd's load fails on the first file.
+    out=$($py "$root/e2e/libcni/confdir.py" --runtime crio --binary "$bin" --referee "$tools/confdir-referee" bom no-type-conf || true)
+    n=$(grep -ac '^DISAGREE' <<<"$out" || true)
+    if [ "$n" -gt 0 ]; then
+        echo "ok   control: under CRI-O's rule the installer disagrees with containerd's go-cni on $n cases (e.g. $(grep -am1 '^DISAGREE' <<<"$out" | cut -d' ' -f2 | tr -d :))"
     else
         echo "FAIL control: under CRI-O's rule no case disagrees: the comparison cannot fail"
         rc=1

@@ -661,3 +661,56 @@ fn a_link_the_installer_cannot_follow_blocks_under_every_runtime() {
     );
     assert_eq!(entries(&kindnet), 1);
 }
+
+#[test]
+fn directories_beside_the_runtimes_file_are_judged_as_libcni_reads_them() {
+    // Found by the conf dir fuzz run (e2e/libcni/confdir_fuzz.py).
+    let (dirs, config) = setup("dirs-beside");
+    fs::remove_file(dirs.conf().join(KINDNET)).unwrap();
+    // A .conf whose .conflist name is taken by a directory: nothing can
+    // be written there, and saying so beats retrying until "files kept
+    // changing".
+    let conf = dirs.conf().join("10-a.conf");
+    let conf_bytes = br#"{"cniVersion":"1.0.0","name":"net","type":"bridge"}"#;
+    fs::write(&conf, conf_bytes).unwrap();
+    fs::create_dir(dirs.conf().join("10-a.conflist")).unwrap();
+    let r = run(&dirs, "install", &["--once"], &config);
+    assert!(
+        !r.ok && r.stderr.contains("10-a.conflist: that name is a directory"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(fs::read(&conf).unwrap(), conf_bytes);
+    fs::remove_dir(dirs.conf().join("10-a.conflist")).unwrap();
+    fs::remove_file(&conf).unwrap();
+
+    // libcni 1.3 runs <conf dir>/<name>/*.conf after a list's own plugins:
+    // the entry would not run last, so the list is left alone.
+    let list = dirs.conf().join(KINDNET);
+    fs::write(&list, kindnet_bytes()).unwrap();
+    let name = common::kindnet_conflist()["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    fs::create_dir(dirs.conf().join(&name)).unwrap();
+    let plugin = dirs.conf().join(&name).join("90-x.conf");
+    fs::write(&plugin, br#"{"type":"tuning"}"#).unwrap();
+    let r = run(&dirs, "install", &["--once"], &config);
+    assert!(
+        !r.ok && r.stderr.contains("after the list's own (tuning)"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(fs::read(&list).unwrap(), kindnet_bytes());
+    // A plugin file libcni cannot decode fails the whole list.
+    fs::write(&plugin, b"{").unwrap();
+    age(&list);
+    let r = run(&dirs, "install", &["--once"], &config);
+    assert!(!r.ok && r.stderr.contains("90-x.conf"), "{}", r.text());
+    assert_eq!(fs::read(&list).unwrap(), kindnet_bytes());
+    // Without the plugin dir the entry goes in, last.
+    fs::remove_dir_all(dirs.conf().join(&name)).unwrap();
+    let r = run(&dirs, "install", &["--once"], &config);
+    assert!(r.ok, "{}", r.text());
+    assert_eq!(entries(&list), 1);
+}

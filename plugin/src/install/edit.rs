@@ -4,6 +4,7 @@
 
 use super::entry::{Entry, MANAGED_BY, MANAGED_KEY, PLUGIN_TYPE};
 use super::select::netconf::Members;
+use super::select::plugins::PluginDir;
 use super::select::{
     extension, gojson, is_config_name, libcni_version, ConfFile, VersionListError,
 };
@@ -48,6 +49,15 @@ pub enum EditError {
     TargetExists { file: String, target: String },
     #[error("{file}: {why}")]
     Unreadable { file: String, why: String },
+    /// libcni 1.3 and later run the plugins of `<conf dir>/<name>/*.conf`
+    /// after the list's own, so an entry added to the list would not run
+    /// last.
+    #[error("{file}: the runtime (libcni 1.3 and later) runs the plugins in the {name:?} directory beside it after the list's own ({}), so an entry added to the list would not run last; csum-offload does not edit such a list (move those plugins into the list, or set \"loadOnlyInlinedPlugins\": true)", types.join(", "))]
+    PluginDirAfter {
+        file: String,
+        name: String,
+        types: Vec<String>,
+    },
     /// libcni refuses the list's `cniVersion`/`cniVersions`.
     #[error("{file}: {source}")]
     VersionList {
@@ -197,8 +207,25 @@ pub fn insert_as(
         }
         let name = members.string_field("name").unwrap_or_default();
         list.insert("name".into(), Value::String(name.into()));
+        // The runtime read the file's one plugin and no others; as a
+        // .conflist, libcni 1.3 would also read <conf dir>/<name>/*.conf
+        // (and fail on a name such as "" or one holding a NUL). Older
+        // libcni ignores the key.
+        list.insert("loadOnlyInlinedPlugins".into(), Value::Bool(true));
         list.insert("plugins".into(), Value::Array(vec![Value::Object(obj)]));
         obj = list;
+    } else if let Some(PluginDir::Plugins(found)) = &primary.plugin_dir {
+        if !found.is_empty() {
+            return Err(EditError::PluginDirAfter {
+                file: primary.name.clone(),
+                name: obj
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                types: found.iter().map(|p| p.plugin_type.clone()).collect(),
+            });
+        }
     }
     // The entry's fields do not depend on the version (it was validated
     // when it was made); the version itself must be one the plugin speaks.
@@ -550,7 +577,9 @@ mod tests {
             let orig: Value = serde_json::from_str(BRIDGE_CONF).unwrap();
             assert_eq!(
                 list,
-                json!({"cniVersion": "1.0.0", "name": "mynet", "plugins": [
+                // loadOnlyInlinedPlugins: the runtime reads the one plugin
+                // it read from the .conf, never <conf dir>/mynet/*.conf.
+                json!({"cniVersion": "1.0.0", "name": "mynet", "loadOnlyInlinedPlugins": true, "plugins": [
                     orig,
                     {"type": "csum-offload", "managedBy": MANAGED_BY, "hostDriver": "txgbe", "logLevel": "debug"}
                 ]})
@@ -622,6 +651,36 @@ mod tests {
             select_primary(&dir).primary.unwrap().name,
             "10-bridge.conflist"
         );
+    }
+
+    #[test]
+    fn a_list_whose_plugin_dir_runs_after_it_is_not_edited() {
+        use crate::install::select::plugins::DirPlugin;
+        // Found by the conf dir fuzz run (e2e/libcni/confdir_fuzz.py):
+        // libcni 1.3 appends <conf dir>/<name>/*.conf after the list's own
+        // plugins, so an entry added to the list would not run last.
+        let list = r#"{"cniVersion":"1.0.0","name":"net","plugins":[{"type":"ptp"}]}"#;
+        let mut file = f("10-a.conflist", list);
+        file.plugin_dir = Some(PluginDir::Plugins(vec![DirPlugin {
+            path: "/etc/cni/net.d/net/90-x.conf".into(),
+            plugin_type: "tuning".into(),
+        }]));
+        let err = insert(std::slice::from_ref(&file), &file, &entry()).unwrap_err();
+        assert!(
+            matches!(&err, EditError::PluginDirAfter { name, .. } if name == "net"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("(tuning)"), "{err}");
+        // An empty or absent plugin dir changes nothing.
+        for dir in [PluginDir::Plugins(Vec::new()), PluginDir::Absent] {
+            file.plugin_dir = Some(dir);
+            assert_eq!(
+                insert(std::slice::from_ref(&file), &file, &entry())
+                    .unwrap()
+                    .len(),
+                1
+            );
+        }
     }
 
     #[test]

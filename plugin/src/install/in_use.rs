@@ -10,12 +10,11 @@
 //! cannot tell what libcni makes of it and it may name us. A file libcni
 //! cannot load never runs anything, so it does not hold the binary.
 
-use super::commit::{FsError, MAX_CONFIG_BYTES};
+use super::commit::FsError;
 use super::entry::PLUGIN_TYPE;
-use super::select::{check_loadable, is_config_name_bytes, plugins, ConfFile};
+use super::select::plugins::{self, PluginDir};
+use super::select::{check_loadable, is_config_name_bytes, ConfFile};
 use super::snapshot::Snapshot;
-use crate::fsread;
-use std::fs;
 use std::io;
 use std::path::Path;
 
@@ -49,7 +48,7 @@ pub fn holders(conf_dir: &Path) -> Result<Vec<Holder>, FsError> {
             continue; // our backups: the runtime does not read them
         }
         let path = conf_dir.join(&file.name).display().to_string();
-        out.extend(holds(conf_dir, file).into_iter().map(|why| Holder {
+        out.extend(holds(file).into_iter().map(|why| Holder {
             file: path.clone(),
             why,
         }));
@@ -58,7 +57,7 @@ pub fn holders(conf_dir: &Path) -> Result<Vec<Holder>, FsError> {
 }
 
 /// Why `file` keeps the binary, if it does.
-fn holds(conf_dir: &Path, file: &ConfFile) -> Vec<String> {
+fn holds(file: &ConfFile) -> Vec<String> {
     match check_loadable(file) {
         Ok(()) => {}
         Err(why) if why.runtime_fails() => return Vec::new(),
@@ -89,42 +88,21 @@ fn holds(conf_dir: &Path, file: &ConfFile) -> Vec<String> {
             "names {PLUGIN_TYPE} (a plugin of type {PLUGIN_TYPE:?})"
         ));
     }
-    if let Some(name) = runs.plugin_dir {
-        out.extend(plugin_dir_holders(conf_dir, &name));
-    }
-    out
-}
-
-/// libcni 1.3 and later append the `*.conf` files of `<conf dir>/<name>/`
-/// to a conflist's plugins; one of our type there runs us too.
-fn plugin_dir_holders(conf_dir: &Path, name: &str) -> Vec<String> {
-    let dir = conf_dir.join(name);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        // No such dir is the common case; a dir that cannot be listed
-        // fails the runtime's load of the whole list, which then runs
-        // nothing.
-        Err(_) => return Vec::new(),
-    };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let fname = entry.file_name();
-        let is_conf = fname.as_encoded_bytes().rsplit(|&b| b == b'.').next() == Some(b"conf")
-            && fname.as_encoded_bytes().contains(&b'.');
-        if !is_conf || entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let path = dir.join(&fname);
-        match fsread::read_regular(&path, MAX_CONFIG_BYTES) {
-            Ok(bytes) if plugins::plugin_file_type(&bytes).as_deref() == Some(PLUGIN_TYPE) => out
-                .push(format!(
-                    "loads {} as a further plugin, of type {PLUGIN_TYPE:?}",
-                    path.display()
-                )),
-            Ok(_) => {}
-            // A plugin file libcni cannot read fails the list's load.
-            Err(e) => log::debug!("{}: {e}", path.display()),
-        }
+    // libcni 1.3 and later append the `*.conf` files of
+    // `<conf dir>/<name>/` to a conflist's plugins (the snapshot read
+    // them; a plugin dir that fails the list failed check_loadable).
+    if let Some(PluginDir::Plugins(found)) = &file.plugin_dir {
+        out.extend(
+            found
+                .iter()
+                .filter(|p| p.plugin_type == PLUGIN_TYPE)
+                .map(|p| {
+                    format!(
+                        "loads {} as a further plugin, of type {PLUGIN_TYPE:?}",
+                        p.path.display()
+                    )
+                }),
+        );
     }
     out
 }
@@ -132,6 +110,7 @@ fn plugin_dir_holders(conf_dir: &Path, name: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::symlink;
 
     fn tmp(tag: &str) -> std::path::PathBuf {

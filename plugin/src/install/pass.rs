@@ -138,6 +138,15 @@ fn decide_and_edit(
         Some(Step::Write { name, .. }) => name.clone(),
         _ => primary.name.clone(),
     };
+    if snap.dirs.contains(&file) {
+        // A conversion's target name is taken by a directory (found by the
+        // conf dir fuzz run): no write can replace it, so retrying would
+        // only end in "files kept changing".
+        return Ok(PassOutcome::Blocked(format!(
+            "{}: cannot convert it to {file}: that name is a directory; move it away",
+            primary.name
+        )));
+    }
     let hand = match owned {
         Owned::Marked => edit::hand_written(primary),
         Owned::AlsoUnmarked => Vec::new(),

@@ -19,7 +19,7 @@
 
 use super::commit::{io_err, FsError, Ownership, MAX_CONFIG_BYTES};
 use super::edit::BACKUP_SUFFIX;
-use super::select::{is_config_name_bytes, ConfFile, SkipReason};
+use super::select::{extension, is_config_name_bytes, plugins, ConfFile, SkipReason};
 use crate::fsread::{self, ReadError};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -67,6 +67,9 @@ pub struct Snapshot {
     pub files: Vec<ConfFile>,
     /// The files that were read, by name.
     seen: Vec<(String, Seen)>,
+    /// Directories with a config file's name: libcni skips them, but no
+    /// file can be written in their place.
+    pub dirs: Vec<String>,
 }
 
 /// One directory entry, read.
@@ -90,7 +93,10 @@ impl Snapshot {
             // libcni's ConfFiles skips directories, but not symlinks to
             // them (reading those fails).
             let is_symlink = match dirent.file_type() {
-                Ok(t) if t.is_dir() => continue,
+                Ok(t) if t.is_dir() => {
+                    snap.dirs.push(os_name.to_string_lossy().into_owned());
+                    continue;
+                }
                 Ok(t) => t.is_symlink(),
                 Err(_) => false,
             };
@@ -110,6 +116,13 @@ impl Snapshot {
                 }
             };
             file.raw_name = raw_name;
+            // libcni 1.3 appends a conflist's <name>/*.conf plugins, or
+            // fails the list on them: part of what the runtime loads.
+            if extension(&file.name) == Some("conflist") && file.unread.is_none() {
+                if let Some(name) = plugins::runs(&file).and_then(|r| r.plugin_dir) {
+                    file.plugin_dir = Some(plugins::read_plugin_dir(dir, &name));
+                }
+            }
             snap.files.push(file);
         }
         snap.files.sort_by(|a, b| a.sort_key().cmp(b.sort_key()));

@@ -14,6 +14,7 @@ pub mod netconf;
 pub mod plugins;
 
 use netconf::{Members, Undecodable};
+use plugins::PluginDir;
 use serde_json::{Map, Value};
 
 /// Whether libcni would load a file of this name (Go's filepath.Ext).
@@ -44,6 +45,10 @@ pub struct ConfFile {
     pub unread: Option<SkipReason>,
     /// The name's bytes, when they are not UTF-8.
     pub raw_name: Option<Vec<u8>>,
+    /// For a conflist whose plugins libcni 1.3 also looks for in
+    /// `<conf dir>/<name>/`: what is there (the snapshot reads it; `None`
+    /// when not read).
+    pub plugin_dir: Option<PluginDir>,
 }
 
 impl ConfFile {
@@ -53,6 +58,7 @@ impl ConfFile {
             bytes: bytes.into(),
             unread: None,
             raw_name: None,
+            plugin_dir: None,
         }
     }
 
@@ -296,18 +302,14 @@ pub fn select_named<'a>(files: &'a [ConfFile], name: &str) -> Selection<'a> {
 /// belongs in the config they delegate to, not in theirs.
 const DELEGATING_TYPES: &[&str] = &["multus", "multus-shim"];
 
-/// The delegating plugin type in a config, if any.
+/// The delegating plugin type in a config, if any: among the plugin types
+/// as libcni decodes them (`plugins::runs`: keys in any case, so
+/// `"TYPE": "multus"` is multus too).
 pub fn delegating_plugin(file: &ConfFile) -> Option<String> {
-    let value: Value = gojson::parse(&file.bytes).ok()?;
-    let types: Vec<&Value> = match value.get("plugins").and_then(Value::as_array) {
-        Some(plugins) => plugins.iter().filter_map(|p| p.get("type")).collect(),
-        None => value.get("type").into_iter().collect(),
-    };
-    types
+    plugins::runs(file)?
+        .types
         .into_iter()
-        .filter_map(Value::as_str)
-        .find(|t| DELEGATING_TYPES.contains(t))
-        .map(String::from)
+        .find(|t| DELEGATING_TYPES.contains(&t.as_str()))
 }
 
 /// The spec version libcni implements (pkg/version.Current, libcni 1.2+).
@@ -480,6 +482,13 @@ pub fn check_loadable(file: &ConfFile) -> Result<(), SkipReason> {
             other => other,
         })?;
     }
+    // libcni 1.3 then appends the plugins of <conf dir>/<name>/*.conf, and
+    // one it cannot read or decode fails the whole list.
+    match &file.plugin_dir {
+        Some(PluginDir::Fails(why)) => return Err(SkipReason::Invalid(why.clone())),
+        Some(PluginDir::Unjudged(why)) => return Err(SkipReason::Unjudged(why.clone())),
+        _ => {}
+    }
     Ok(())
 }
 
@@ -500,6 +509,42 @@ mod tests {
 
     fn f(name: &str, text: &str) -> ConfFile {
         ConfFile::new(name, text.as_bytes())
+    }
+
+    #[test]
+    fn a_list_whose_plugin_dir_fails_does_not_load() {
+        // Found by the conf dir fuzz run: a list named "" reads the conf
+        // dir itself as its plugin dir, and an empty .conf there fails
+        // libcni's load of the list; containerd then loads nothing.
+        let list = r#"{"cniVersion":"1.0.0","name":"","plugins":[{"type":"ptp"}]}"#;
+        let mut bad = f("10-a.conflist", list);
+        bad.plugin_dir = Some(PluginDir::Fails("05-x.conf: invalid JSON".into()));
+        assert!(
+            matches!(check_loadable(&bad), Err(SkipReason::Invalid(w)) if w.contains("05-x.conf"))
+        );
+        let next = f(
+            "20-b.conflist",
+            r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"ptp"}]}"#,
+        );
+        let dir = [bad.clone(), next];
+        assert!(matches!(
+            select(&dir, Runtime::Containerd).blocking,
+            Some(SelectProblem::ContainerdFails { .. })
+        ));
+        assert_eq!(
+            select(&dir, Runtime::Crio).primary.unwrap().name,
+            "20-b.conflist"
+        );
+        bad.plugin_dir = Some(PluginDir::Unjudged("x.conf: 1e400".into()));
+        assert!(matches!(
+            select(&[bad.clone()], Runtime::Crio).blocking,
+            Some(SelectProblem::Unknown { .. })
+        ));
+        bad.plugin_dir = Some(PluginDir::Plugins(vec![plugins::DirPlugin {
+            path: "/etc/cni/net.d/net/90-x.conf".into(),
+            plugin_type: "tuning".into(),
+        }]));
+        assert_eq!(check_loadable(&bad), Ok(()));
     }
 
     #[test]
@@ -601,6 +646,17 @@ mod tests {
         assert_eq!(select_primary(&dir).primary.unwrap().name, "00-multus.conf");
         assert_eq!(delegating_plugin(&dir[0]).as_deref(), Some("multus-shim"));
         assert_eq!(delegating_plugin(&dir[1]), None);
+        // Found by the conf dir fuzz run: Go matches the key in any case.
+        let upper = r#"{"cniVersion":"0.4.0","name":"net","TYPE":"multus"}"#;
+        assert_eq!(
+            delegating_plugin(&f("00-m.conf", upper)).as_deref(),
+            Some("multus")
+        );
+        let upper_list = r#"{"cniVersion":"1.0.0","name":"m","plugins":[{"Type":"multus-shim"}]}"#;
+        assert_eq!(
+            delegating_plugin(&f("00-m.conflist", upper_list)).as_deref(),
+            Some("multus-shim")
+        );
         let sel = select_named(&dir, "10-calico.conflist");
         assert_eq!(sel.primary.unwrap().name, "10-calico.conflist");
         let sel = select_named(&dir, "20-bad.conflist");
