@@ -6,6 +6,7 @@
 use super::error::{io, AgentError};
 use super::events::{self, Peers};
 use super::options::Options;
+use super::outcome::Failure;
 use super::reconcile::{Agent, Checked};
 use super::{metrics, probing, write_textfile};
 use crate::config::{self, Config};
@@ -122,7 +123,7 @@ pub(super) fn daemon(
             match agent.full_pass() {
                 Ok(results) => {
                     peers.rebuild(&mut agent);
-                    let failed: Vec<&String> = results
+                    let failed: Vec<&Failure> = results
                         .iter()
                         .filter_map(|(_, c)| match c {
                             Checked::Failed(t) => Some(t),

@@ -15,6 +15,7 @@
 //! - `scan`: which host interfaces are containers' veths, the scope, and
 //!   where the peers' netns are.
 //! - `reconcile`: one pair, or a full pass, through the core.
+//! - `outcome`: what a check came to, as values until printed.
 //! - `state`: what the agent changed (the restore journal).
 //! - `restore`: `agent restore`, putting it back.
 //! - `metrics`: Prometheus text, on an endpoint and in a textfile.
@@ -31,6 +32,7 @@ mod error;
 mod events;
 mod metrics;
 mod options;
+mod outcome;
 mod probing;
 mod reconcile;
 mod restore;
@@ -234,8 +236,8 @@ fn once(agent: &mut Agent, textfile: Option<&Path>) -> Result<String, AgentError
     for (_, checked) in results.iter().chain(&uplink) {
         let (kind, line) = match checked {
             Checked::Conforming => ("already set", None),
-            Checked::Changed(t) => ("changed", Some(t.clone())),
-            Checked::WouldChange(t) => ("would change", Some(t.clone())),
+            Checked::Changed(c) => ("changed", Some(c.to_string())),
+            Checked::WouldChange(c) => ("would change", Some(c.to_string())),
             Checked::Failed(t) => ("failed", Some(format!("FAILED {t}"))),
             Checked::Skipped => ("skipped", None),
         };

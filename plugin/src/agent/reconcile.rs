@@ -22,20 +22,8 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// What checking one pair came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Checked {
-    /// Already as the policy wants.
-    Conforming,
-    /// Changed; the text says which ends and features.
-    Changed(String),
-    /// Dry run: what would change.
-    WouldChange(String),
-    /// Could not be brought to the policy, and why.
-    Failed(String),
-    /// Not a pair the agent touches (gone, out of scope, the uplink).
-    Skipped,
-}
+pub use super::outcome::Checked;
+use super::outcome::{Because, Change, EndChange, Failure, Subject};
 
 /// The agent's view of the node, and its tools.
 pub struct Agent {
@@ -243,41 +231,55 @@ impl Agent {
         };
         let outcome = match nics::conform(&decision, mode, std::path::Path::new(RECORD_FILE)) {
             Ok(o) => o,
-            Err(e) => {
-                return vec![(
-                    "uplink".into(),
-                    Checked::Failed(format!("uplink NICs: {e}")),
-                )]
-            }
+            Err(e) => return vec![("uplink".into(), Checked::Failed(Failure::UplinkNics(e)))],
         };
         let mut results = Vec::new();
+        let dry_run = self.dry_run;
         for nic in &outcome.nics {
-            let label = format!("{} {}", nic.end, nic.ifname);
-            let problems: Vec<String> = outcome
+            let subject = Subject::Nic {
+                end: nic.end,
+                ifname: nic.ifname.clone(),
+            };
+            let problems: Vec<pair::Problem> = outcome
                 .problems
                 .0
                 .iter()
                 .filter(
                     |p| matches!(p, pair::Problem::Feature { ifname, .. } if *ifname == nic.ifname),
                 )
-                .map(|p| p.to_string())
+                .cloned()
                 .collect();
             let settings = decision
                 .nics_to_set()
                 .find(|n| n.name == nic.ifname)
-                .map(|n| n.settings.clone())
+                .map(|n| n.wanted.clone())
                 .unwrap_or_default();
+            let change = |features: &Vec<String>, drift: bool| Change {
+                subject: subject.clone(),
+                because: Because::Uplink,
+                settings: settings.clone(),
+                ends: vec![EndChange {
+                    end: nic.end,
+                    ifname: nic.ifname.clone(),
+                    features: features.clone(),
+                }],
+                drift,
+                dry_run,
+            };
+            let failed = |problems| {
+                Checked::Failed(Failure::NicProblems {
+                    subject: subject.clone(),
+                    problems,
+                })
+            };
             let checked = if self.dry_run {
                 match (nic.report.pending.is_empty(), problems.is_empty()) {
-                    (false, _) => Checked::WouldChange(format!(
-                        "{label}: -> {settings}; would change [{}]",
-                        nic.report.pending.join(", ")
-                    )),
+                    (false, _) => Checked::WouldChange(change(&nic.report.pending, false)),
                     (true, true) => Checked::Conforming,
-                    (true, false) => Checked::Failed(format!("{label}: {}", problems.join("; "))),
+                    (true, false) => failed(problems),
                 }
             } else if !problems.is_empty() {
-                Checked::Failed(format!("{label}: {}", problems.join("; ")))
+                failed(problems)
             } else if nic.report.changed.is_empty() {
                 self.conforming_nics.insert(nic.ifname.clone());
                 Checked::Conforming
@@ -289,18 +291,14 @@ impl Agent {
                         m.drift_repaired_total += 1;
                     }
                 }
-                let text = format!(
-                    "{label}: -> {settings} (apply \"uplink\"); changed [{}]{}",
-                    nic.report.changed.join(", "),
-                    if drift { " (drift repaired)" } else { "" }
-                );
-                log::info!("{text}");
-                Checked::Changed(text)
+                let change = change(&nic.report.changed, drift);
+                log::info!("{change}");
+                Checked::Changed(change)
             };
             if let (Checked::Failed(_), Ok(mut m)) = (&checked, self.metrics.lock()) {
                 m.failed_total += 1;
             }
-            results.push((label, checked));
+            results.push((subject.to_string(), checked));
         }
         results
     }
@@ -342,7 +340,12 @@ impl Agent {
         let link = match self.host.link_by_index(host_index) {
             Ok(Some(link)) => link,
             Ok(None) => return Checked::Skipped,
-            Err(e) => return Checked::Failed(format!("cannot read interface #{host_index}: {e}")),
+            Err(error) => {
+                return Checked::Failed(Failure::ReadLink {
+                    index: host_index,
+                    error,
+                })
+            }
         };
         // Not a container's pair, or the uplink itself (a kind node's eth0).
         if may_touch(&link, &self.uplink_devices).is_err() {
@@ -362,27 +365,38 @@ impl Agent {
         }
         let nsid = link.link_netnsid.unwrap_or(-1);
         let Some(found) = self.namespaces.find(&mut self.host, nsid) else {
-            return Checked::Failed(format!(
-                "{}: the netns of its peer (id {nsid}) is in none of {} nor under /proc",
-                link.name,
-                self.netns_dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+            return Checked::Failed(Failure::PeerNetnsNotFound {
+                host: link.name.clone(),
+                nsid,
+                looked_in: self.netns_dirs.clone(),
+            });
         };
         let path = found.path.display().to_string();
         let mut pod = match netns::run_in(&found.fd, &self.host_netns, RouteSocket::open) {
             Ok(Ok(socket)) => socket,
-            Ok(Err(e)) | Err(e) => return Checked::Failed(format!("{}: {path}: {e}", link.name)),
+            Ok(Err(error)) | Err(error) => {
+                return Checked::Failed(Failure::EnterNetns {
+                    host: link.name.clone(),
+                    netns: path,
+                    error,
+                })
+            }
         };
         let peer = match veth::container_end_of(&link, &mut pod, self.host_netns.as_fd()) {
             Ok(Ok(peer)) => peer,
-            Ok(Err(why)) => return Checked::Failed(why.to_string()),
-            Err(e) => {
-                return Checked::Failed(format!("{}: reading its peer in {path}: {e}", link.name))
+            Ok(Err(why)) => return Checked::Failed(Failure::Peer(why)),
+            Err(error) => {
+                return Checked::Failed(Failure::ReadPeer {
+                    host: link.name.clone(),
+                    netns: path,
+                    error,
+                })
             }
+        };
+        let subject = Subject::Pair {
+            host: link.name.clone(),
+            container: peer.name.clone(),
+            netns: path,
         };
         let pair = Pair {
             container: Endpoint {
@@ -420,33 +434,55 @@ impl Agent {
             journal,
         ) {
             Ok(o) => o,
-            Err(e) => {
-                return Checked::Failed(format!("{} / {} in {path}: {e}", link.name, peer.name))
+            Err(error) => {
+                return Checked::Failed(Failure::Kernel {
+                    subject: subject.clone(),
+                    error,
+                })
             }
         };
-        let describe = |pick: fn(&pair::EndOutcome) -> &Vec<String>| {
+        let dry_run = self.dry_run;
+        let ends = |pick: fn(&pair::EndOutcome) -> &Vec<String>| {
             outcome
                 .ends
                 .iter()
                 .filter(|e| !pick(e).is_empty())
-                .map(|e| format!("{} {} [{}]", e.end, e.ifname, pick(e).join(", ")))
+                .map(|e| EndChange {
+                    end: e.end,
+                    ifname: e.ifname.clone(),
+                    features: pick(e).clone(),
+                })
                 .collect::<Vec<_>>()
-                .join(", ")
         };
-        let changed = describe(|e| &e.report.changed);
-        let pending = describe(|e| &e.report.pending);
-        let label = format!("{} / {} in {path}", link.name, peer.name);
+        let changed = ends(|e| &e.report.changed);
+        let pending = ends(|e| &e.report.pending);
+        let change = |ends: Vec<EndChange>, drift: bool| Change {
+            subject: subject.clone(),
+            because: Because::HostNics {
+                nics: decision.nic_list(),
+            },
+            settings: decision.settings.clone(),
+            ends,
+            drift,
+            dry_run,
+        };
+        let failed = |problems: &pair::Problems| {
+            Checked::Failed(Failure::Problems {
+                subject: subject.clone(),
+                problems: problems.clone(),
+            })
+        };
         if self.dry_run {
             // Reading only, every bit not yet set is a "problem": what
             // setting would change is the answer, unless nothing would.
             return match (pending.is_empty(), outcome.problems.is_empty()) {
-                (false, _) => Checked::WouldChange(format!("{label}: would change {pending}")),
+                (false, _) => Checked::WouldChange(change(pending, false)),
                 (true, true) => Checked::Conforming,
-                (true, false) => Checked::Failed(format!("{label}: {}", outcome.problems)),
+                (true, false) => failed(&outcome.problems),
             };
         }
         if !outcome.problems.is_empty() {
-            return Checked::Failed(format!("{label}: {}", outcome.problems));
+            return failed(&outcome.problems);
         }
         if changed.is_empty() {
             self.conforming.insert(link.index);
@@ -464,13 +500,8 @@ impl Agent {
                 m.drift_repaired_total += 1;
             }
         }
-        let text = format!(
-            "{label}: host NIC {} -> {}; changed {changed}{}",
-            decision.nic_list(),
-            decision.settings,
-            if drift { " (drift repaired)" } else { "" }
-        );
-        log::info!("{text}");
-        Checked::Changed(text)
+        let change = change(changed, drift);
+        log::info!("{change}");
+        Checked::Changed(change)
     }
 }
