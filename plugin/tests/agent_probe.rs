@@ -120,15 +120,16 @@ fn probe_mode_fixes_pods_on_the_broken_path_and_add_and_detect_read_the_verdict(
     assert_eq!(v["verdict"], "broken");
     assert_eq!(v["target"], TARGET);
     assert_eq!(v["attempts"].as_array().unwrap().len(), 4);
-    for want in [
-        "csum_offload_probe_verdict{verdict=\"broken\"} 1\n",
-        "csum_offload_probe_verdict{verdict=\"none\"} 0\n",
-        "csum_offload_probe_fallback 0\n",
-        "csum_offload_probes_total 1\n",
-        "csum_offload_decision_info{settings=\"tx off\"} 1\n",
-    ] {
-        assert!(metrics.contains(want), "{want}: {metrics}");
-    }
+    assert_metrics(
+        &metrics,
+        &[
+            "csum_offload_probe_verdict{verdict=\"broken\"} 1\n",
+            "csum_offload_probe_verdict{verdict=\"none\"} 0\n",
+            "csum_offload_probe_fallback 0\n",
+            "csum_offload_probes_total 1\n",
+            "csum_offload_decision_info{settings=\"tx off\"} 1\n",
+        ],
+    );
     assert!(
         !metrics.contains("csum_offload_probe_timestamp_seconds 0\n"),
         "{metrics}"
@@ -221,13 +222,14 @@ fn an_unreachable_target_changes_nothing_and_says_so() {
         "{out}"
     );
     assert_eq!(net.lab.tx(0), (true, true), "unreachable: untouched");
-    for want in [
-        "csum_offload_probe_verdict{verdict=\"unreachable\"} 1\n",
-        "csum_offload_probe_fallback 1\n",
-        "csum_offload_decision_info{settings=\"(no change)\"} 1\n",
-    ] {
-        assert!(metrics.contains(want), "{want}: {metrics}");
-    }
+    assert_metrics(
+        &metrics,
+        &[
+            "csum_offload_probe_verdict{verdict=\"unreachable\"} 1\n",
+            "csum_offload_probe_fallback 1\n",
+            "csum_offload_decision_info{settings=\"(no change)\"} 1\n",
+        ],
+    );
     // Even where the table would fix: under "probe" it is not consulted.
     let config = s.config(entry(
         "probe",
@@ -478,13 +480,14 @@ fn per_node_paths_probe_on_the_named_node_only_and_add_takes_its_verdict() {
     );
     assert!(!s.path("run/verdict.json").exists(), "no probe ran");
     assert_eq!(net.lab.tx(0), (true, true), "no path: untouched");
-    for want in [
-        "csum_offload_probe_verdict{verdict=\"none\"} 1\n",
-        "csum_offload_probes_total 0\n",
-        "csum_offload_probe_fallback 1\n",
-    ] {
-        assert!(metrics.contains(want), "{want}: {metrics}");
-    }
+    assert_metrics(
+        &metrics,
+        &[
+            "csum_offload_probe_verdict{verdict=\"none\"} 1\n",
+            "csum_offload_probes_total 0\n",
+            "csum_offload_probe_fallback 1\n",
+        ],
+    );
     // An agent not told its name: the defaults, which have no source.
     let (code, out, err, _) = once_as(None);
     assert_eq!(code, 0, "{out}{err}");
@@ -677,4 +680,11 @@ fn a_daemon_without_a_path_says_so_once_and_not_at_every_interval() {
     assert!(!s.path("run/verdict.json").exists());
     assert_eq!(net.lab.tx(0), (true, true));
     assert!(daemon.terminate().success());
+}
+
+/// Every line of `want` is in the scraped `metrics`.
+fn assert_metrics(metrics: &str, want: &[&str]) {
+    for line in want {
+        assert!(metrics.contains(line), "{line}: {metrics}");
+    }
 }

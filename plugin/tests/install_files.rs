@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::fs::symlink;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -56,16 +56,22 @@ fn repoint(link: &Path, target: &str) {
     fs::rename(&tmp, link).unwrap();
 }
 
-#[test]
-fn a_re_pointed_conf_dir_symlink_is_followed_within_seconds() {
-    let dirs = InstallDirs::new("files-relink");
-    // net.d is a symlink to a/, later re-pointed to b/.
+/// Install dirs whose conf dir `net.d` is a symlink to `a/` (to be
+/// re-pointed to `b/`), and kindnet's conflist as bytes.
+fn relinked(tag: &str) -> (InstallDirs, PathBuf, PathBuf, Vec<u8>) {
+    let dirs = InstallDirs::new(tag);
     let (a, b) = (dirs.root.join("a"), dirs.root.join("b"));
     fs::create_dir_all(&a).unwrap();
     fs::create_dir_all(&b).unwrap();
     fs::remove_dir(dirs.conf()).unwrap();
     symlink("a", dirs.conf()).unwrap();
     let primary = serde_json::to_vec(&kindnet()).unwrap();
+    (dirs, a, b, primary)
+}
+
+#[test]
+fn a_re_pointed_conf_dir_symlink_is_followed_within_seconds() {
+    let (dirs, a, b, primary) = relinked("files-relink");
     let (in_a, in_b) = (a.join("10-kindnet.conflist"), b.join("10-kindnet.conflist"));
     fs::write(&in_a, &primary).unwrap();
     fs::write(&in_b, &primary).unwrap();
@@ -114,13 +120,7 @@ fn a_re_pointed_conf_dir_symlink_is_followed_within_seconds() {
 /// itself alone, and take the entry out from under the new installer.
 #[test]
 fn a_re_pointed_installer_is_not_the_last_one_out_of_the_new_dir() {
-    let dirs = InstallDirs::new("files-relink-presence");
-    let (a, b) = (dirs.root.join("a"), dirs.root.join("b"));
-    fs::create_dir_all(&a).unwrap();
-    fs::create_dir_all(&b).unwrap();
-    fs::remove_dir(dirs.conf()).unwrap();
-    symlink("a", dirs.conf()).unwrap();
-    let primary = serde_json::to_vec(&kindnet()).unwrap();
+    let (dirs, a, b, primary) = relinked("files-relink-presence");
     let in_b = b.join("10-kindnet.conflist");
     fs::write(a.join("10-kindnet.conflist"), &primary).unwrap();
     fs::write(&in_b, &primary).unwrap();
