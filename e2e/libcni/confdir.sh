@@ -25,6 +25,22 @@ rc=0
 $py "$root/e2e/libcni/confdir.py" --binary "$bin" --referee "$tools/confdir-referee" "$@" || rc=1
 # Uninstall's rule for the binary, judged by libcni (binary_rule.py).
 $py "$root/e2e/libcni/binary_rule.py" --binary "$bin" --referee "$tools/confdir-referee" "$@" || rc=1
+# control WHAT COMPARISON SCRIPT ARGS...: a negative control, SCRIPT run
+# under CRI-O's rule, must report disagreements with go-cni (WHAT's %s is
+# their count), or COMPARISON could not fail.
+control() {
+    local what=$1 comparison=$2 script=$3 out n
+    shift 3
+    out=$($py "$script" --runtime crio --binary "$bin" --referee "$tools/confdir-referee" "$@" || true)
+    n=$(grep -ac '^DISAGREE' <<<"$out" || true)
+    if [ "$n" -gt 0 ]; then
+        # shellcheck disable=SC2059 # WHAT is the message's format
+        echo "ok   control: $(printf "$what" "$n") (e.g. $(grep -am1 '^DISAGREE' <<<"$out" | cut -d' ' -f2 | tr -d :))"
+    else
+        echo "FAIL control: under CRI-O's rule nothing disagrees: $comparison cannot fail"
+        rc=1
+    fi
+}
 if [ $# -eq 0 ]; then
     # The fuzz run (confdir_fuzz.py): generated dirs through the same
     # comparison, bounded in count and time; CONFDIR_FUZZ_SEED repeats a run.
@@ -35,23 +51,10 @@ if [ $# -eq 0 ]; then
     # Its negative control: under CRI-O's rule, generated dirs must
     # disagree with go-cni, or the fuzz comparison could not fail. About 3
     # in 100 do; a fixed seed (5 of its first 100) keeps it deterministic.
-    out=$($py "$root/e2e/libcni/confdir_fuzz.py" --runtime crio --binary "$bin" --referee "$tools/confdir-referee" \
-        --seed 5 --count 100 --seconds 120 || true)
-    n=$(grep -ac '^DISAGREE' <<<"$out" || true)
-    if [ "$n" -gt 0 ]; then
-        echo "ok   control: under CRI-O's rule $n of 100 generated dirs (seed 5) disagree with containerd's go-cni (e.g. $(grep -am1 '^DISAGREE' <<<"$out" | cut -d' ' -f2 | tr -d :))"
-    else
-        echo "FAIL control: under CRI-O's rule no generated dir disagrees: the fuzz comparison cannot fail"
-        rc=1
-    fi
+    control "under CRI-O's rule %s of 100 generated dirs (seed 5) disagree with containerd's go-cni" \
+        "the fuzz comparison" "$root/e2e/libcni/confdir_fuzz.py" --seed 5 --count 100 --seconds 120
     # Two corpus cases where containerd's load fails on the first file.
-    out=$($py "$root/e2e/libcni/confdir.py" --runtime crio --binary "$bin" --referee "$tools/confdir-referee" bom no-type-conf || true)
-    n=$(grep -ac '^DISAGREE' <<<"$out" || true)
-    if [ "$n" -gt 0 ]; then
-        echo "ok   control: under CRI-O's rule the installer disagrees with containerd's go-cni on $n cases (e.g. $(grep -am1 '^DISAGREE' <<<"$out" | cut -d' ' -f2 | tr -d :))"
-    else
-        echo "FAIL control: under CRI-O's rule no case disagrees: the comparison cannot fail"
-        rc=1
-    fi
+    control "under CRI-O's rule the installer disagrees with containerd's go-cni on %s cases" \
+        "the comparison" "$root/e2e/libcni/confdir.py" bom no-type-conf
 fi
 exit "$rc"

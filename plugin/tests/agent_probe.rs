@@ -337,12 +337,7 @@ fn the_daemon_probes_at_start_and_again_every_interval() {
     let s = Scratch::new("aps");
     let config = s.config(entry("probe", &s, json!({})));
     let textfile = s.path("metrics.prom");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["agent", "--config", &config, "--state-file", &s.state()])
-        .args(["--resync", "0"])
-        .arg("--textfile")
-        .arg(&textfile)
-        .env_remove("CNI_COMMAND");
+    let mut cmd = daemon_command(&s, &config, &textfile);
     let daemon = Daemon::spawn(&mut cmd, s.path("agent.log"));
     daemon.wait_log(": broken (");
     wait_until("the pod fixed", Duration::from_secs(10), || {
@@ -587,13 +582,7 @@ fn the_daemon_probes_again_when_the_uplink_changes() {
     entry["probe"]["interval"] = json!(3600);
     let config = s.config(entry);
     let textfile = s.path("metrics.prom");
-    let mut cmd = Command::new(BIN);
-    cmd.args(["agent", "--config", &config, "--state-file", &s.state()])
-        .args(["--resync", "0"])
-        .arg("--textfile")
-        .arg(&textfile)
-        .env_remove("CNI_COMMAND")
-        .env_remove("NODE_NAME");
+    let mut cmd = daemon_command(&s, &config, &textfile);
     let daemon = Daemon::spawn(&mut cmd, s.path("agent.log"));
     daemon.wait_log(": broken (");
     let probes = |n: u32| {
@@ -687,4 +676,17 @@ fn assert_metrics(metrics: &str, want: &[&str]) {
     for line in want {
         assert!(metrics.contains(line), "{line}: {metrics}");
     }
+}
+
+/// The agent daemon on `config`, events only (no resync), its metrics in
+/// `textfile`, with no node name from the environment.
+fn daemon_command(s: &Scratch, config: &str, textfile: &std::path::Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["agent", "--config", config, "--state-file", &s.state()])
+        .args(["--resync", "0"])
+        .arg("--textfile")
+        .arg(textfile)
+        .env_remove("CNI_COMMAND")
+        .env_remove("NODE_NAME");
+    cmd
 }
