@@ -37,7 +37,7 @@ HANDLED_CONTAINER = {
     "imagePullPolicy": LEAF,
     "command": LEAF,
     "args": LEAF,
-    "env": [{"name": LEAF, "value": LEAF}],
+    "env": [{"name": LEAF, "value": LEAF, "valueFrom": {"fieldRef": {"fieldPath": LEAF, "apiVersion": LEAF}}}],
     "readinessProbe": {
         "exec": {"command": LEAF},
         "initialDelaySeconds": LEAF,
@@ -193,7 +193,21 @@ def mem_bytes(q):
 # --- the node ------------------------------------------------------------------
 
 ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-NODE_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": ARCH, "kubernetes.io/hostname": "e2ecri-node"}
+NODE_NAME = "e2ecri-node"
+NODE_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": ARCH, "kubernetes.io/hostname": NODE_NAME}
+# The downward API's fields this kubelet fills in (env valueFrom.fieldRef);
+# any other is refused.
+FIELD_REFS = {"spec.nodeName": NODE_NAME}
+
+
+def env_value(container, e):
+    """An env entry's value: literal, or a downward-API field kubelet fills in."""
+    if "valueFrom" not in e:
+        return e.get("value", "")
+    path = (e["valueFrom"].get("fieldRef") or {}).get("fieldPath")
+    if path not in FIELD_REFS:
+        raise Unhandled(f"container {container}: env {e['name']}: valueFrom {e['valueFrom']} is not a field this kubelet fills in ({', '.join(FIELD_REFS)})")
+    return FIELD_REFS[path]
 
 
 def _match_expression(expr, labels):
@@ -382,6 +396,8 @@ class Pod:
         for c in spec["containers"]:
             if c.get("imagePullPolicy", "IfNotPresent") not in ("IfNotPresent", "Never"):
                 raise Unhandled(f"container {c['name']}: imagePullPolicy {c['imagePullPolicy']} would pull; nothing may be pulled here")
+            for e in c.get("env", []):
+                env_value(c["name"], e)
             for m in c.get("volumeMounts", []):
                 if not any(v["name"] == m["name"] for v in spec.get("volumes", [])):
                     raise Unhandled(f"container {c['name']}: volumeMount {m['name']} has no volume")
@@ -429,7 +445,7 @@ class Pod:
 
     def _container_config(self, c, image_ref):
         spec = self.spec
-        env = {e["name"]: e["value"] for e in c.get("env", [])}
+        env = {e["name"]: env_value(c["name"], e) for e in c.get("env", [])}
         psc = spec.get("securityContext") or {}
         csc = c.get("securityContext") or {}
         merged = {**psc, **{k: v for k, v in csc.items() if k in HANDLED_SECURITY_CONTEXT}}

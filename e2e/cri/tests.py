@@ -305,6 +305,14 @@ def test_translator(ctx):
     spec = ds["spec"]["template"]["spec"]
     pod = kubelet.Pod(ctx.cri, ds["spec"]["template"]["metadata"] | {"name": "x"}, spec, {})
     ctx.note(f"manifests/: {', '.join(f'{len(v)} {k}' for k, v in sorted(objs.items()))}; every DaemonSet field is handled")
+    # The downward API's spec.nodeName (NODE_NAME, for per-node probe
+    # paths) is filled in with this node's name, as kubelet does.
+    for c in spec["containers"]:
+        for e in c.get("env", []):
+            if "valueFrom" in e:
+                got = kubelet.env_value(c["name"], e)
+                ctx.expect(got == kubelet.NODE_NAME, f"container {c['name']}: env {e['name']} is {got!r}, want {kubelet.NODE_NAME!r}")
+                ctx.note(f"container {c['name']}: env {e['name']} from {e['valueFrom']['fieldRef']['fieldPath']} = {got}")
 
     def refused(mutate, exc, what):
         s = copy.deepcopy(spec)
@@ -320,7 +328,9 @@ def test_translator(ctx):
     controls = [
         (lambda s: s.__setitem__("initContainers", []), kubelet.Unhandled, "initContainers"),
         (lambda s: s["containers"][0].__setitem__("startupProbe", {}), kubelet.Unhandled, "a startupProbe"),
-        (lambda s: s["containers"][0]["env"].append({"name": "X", "valueFrom": {}}), kubelet.Unhandled, "env valueFrom"),
+        (lambda s: s["containers"][0]["env"].append({"name": "X", "valueFrom": {}}), kubelet.Unhandled, "env valueFrom without a field"),
+        (lambda s: s["containers"][0]["env"].append({"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}), kubelet.Unhandled, "env valueFrom status.podIP"),
+        (lambda s: s["containers"][0]["env"].append({"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}), kubelet.Unhandled, "env valueFrom secretKeyRef"),
         (lambda s: s.__setitem__("nodeSelector", {"kubernetes.io/arch": "arm64"}), kubelet.NotSchedulable, "nodeSelector arch=arm64"),
         (lambda s: s.__setitem__("nodeSelector", {"kubernetes.io/os": "windows"}), kubelet.NotSchedulable, "nodeSelector os=windows"),
         (
