@@ -153,6 +153,13 @@ EOF
     # GRO on a forwarding host end, the negative control: csum-offload
     # does not offer it (builds that check refuse it), so it is made here.
     [ "$placement" != both-gro ] || ethtool -K "${PEER[$name]}" gro on >/dev/null
+    # And the ACKs slowed on their way back (a token bucket on the peer's
+    # egress), so the sender's 1 KiB writes pile up into back-to-back
+    # full-size segments for GRO to merge: on an idle machine every write
+    # could leave and be acked alone, leaving GRO nothing to merge (a run
+    # saw 0 partial of 846 segments). The peer's netns goes with the case.
+    [ "$placement" != both-gro ] ||
+        ip netns exec "$WP_PEER_NS" tc qdisc replace dev eth0 root tbf rate 512kbit burst 1600 latency 1s
     local tx_pod tx_host tx_up gro_pod gro_host
     tx_pod=$(tx_checksumming "$(netns_path "$name")" eth0)
     tx_host=$(tx_checksumming "" "${PEER[$name]}")
