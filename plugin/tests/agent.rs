@@ -306,15 +306,15 @@ fn the_daemon_fixes_new_pairs_repairs_drift_counts_and_holds_the_lock() {
     assert_eq!(lab.tx(0), (false, false), "a pair there at start");
     // A new pair, made the way runtimes make them: both ends in the host,
     // then one moved into the container's netns.
-    let pod = format!("{}-new", lab.pod);
-    run("ip", &["netns", "add", &pod]);
+    let pod = NamedNetns::add(format!("{}-new", lab.pod));
+    let pod = &pod.0;
     run(
         "ip",
         &[
             "link", "add", "amnew", "type", "veth", "peer", "name", "amtmp",
         ],
     );
-    run("ip", &["link", "set", "amtmp", "netns", &pod]);
+    run("ip", &["link", "set", "amtmp", "netns", pod]);
     daemon.wait_log("amnew / amtmp");
     let new_tx = read_features(
         Some(std::path::Path::new(&format!("/run/netns/{pod}"))),
@@ -358,7 +358,6 @@ fn the_daemon_fixes_new_pairs_repairs_drift_counts_and_holds_the_lock() {
         "{text}"
     );
     assert_eq!(stop(daemon), 0);
-    run("ip", &["netns", "del", &pod]);
 }
 
 #[test]

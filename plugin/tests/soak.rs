@@ -319,7 +319,8 @@ struct Soak {
     plugin_set: BTreeSet<usize>,
     reference: Vec<(String, bool, bool)>,
     reference_ethtool: String,
-    ref_netns: String,
+    /// The netns of the reference veth, deleted with the soak.
+    _ref_netns: NamedNetns,
     /// The running daemon's run (one at a time; a Vec so a kill can take
     /// it out).
     runs: Vec<Run>,
@@ -783,14 +784,6 @@ fn strip_name(k: &str) -> String {
     k.lines().skip(1).collect::<Vec<_>>().join("\n")
 }
 
-impl Drop for Soak {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.ref_netns])
-            .status();
-    }
-}
-
 #[test]
 fn churn_soak() {
     let p = Params::from_env();
@@ -818,9 +811,8 @@ fn churn_soak() {
     println!("soak: kills at rounds {kills:?}, bursts at {bursts:?}, reloads at {reloads:?}");
 
     // A fresh veth's features, in a netns of its own that no agent sees.
-    let ref_netns = format!("soakref-{}", std::process::id());
-    run("ip", &["netns", "add", &ref_netns]);
-    let ref_guard = ref_netns.clone();
+    let ref_guard = NamedNetns::add(format!("soakref-{}", std::process::id()));
+    let ref_netns = ref_guard.0.clone();
     run(
         "ip",
         &[
@@ -849,7 +841,7 @@ fn churn_soak() {
         plugin_set: BTreeSet::new(),
         reference,
         reference_ethtool,
-        ref_netns: ref_guard,
+        _ref_netns: ref_guard,
         runs: Vec::new(),
         finished: Vec::new(),
         logs: String::new(),

@@ -275,6 +275,26 @@ impl Lab {
     }
 }
 
+/// A named netns a test makes beside its `Lab`, deleted when dropped, a
+/// failed assertion included (a leaked netns outlives the run).
+pub struct NamedNetns(pub String);
+
+impl NamedNetns {
+    pub fn add(name: String) -> Self {
+        run("ip", &["netns", "add", &name]);
+        Self(name)
+    }
+}
+
+impl Drop for NamedNetns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         let _ = setns(&self.home, CloneFlags::CLONE_NEWNET);
