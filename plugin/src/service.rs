@@ -4,7 +4,8 @@
 //! - `Timers`: named deadlines, one per kind of work (a pass, a resync, a
 //!   reload), instead of an `Option<Instant>` each;
 //! - `wait`: one poll over the stop signals and the front end's own
-//!   descriptors (inotify, netlink), until the next deadline;
+//!   descriptors (inotify, netlink), until the next deadline (`pause`:
+//!   the signals alone, for a retry);
 //! - `KeepLast`: a config read again keeps the last valid one when the new
 //!   text is invalid, and says each refusal once.
 //!
@@ -17,7 +18,7 @@ use nix::sys::signalfd::SignalFd;
 use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Named deadlines.
 #[derive(Debug)]
@@ -127,6 +128,15 @@ pub fn wait(
     })
 }
 
+/// Waits up to `wait` for a stop signal alone; its name if one came. The
+/// pause of a loop that retries something (a lock, a join) while it must
+/// still stop at once.
+pub fn pause(signals: &SignalFd, wait: Duration) -> Option<&'static str> {
+    self::wait(signals, &[], Some(Instant::now() + wait))
+        .ok()
+        .and_then(|woken| woken.stop)
+}
+
 /// The config in force, and the refusal last said.
 #[derive(Debug)]
 pub struct KeepLast<T> {
@@ -181,7 +191,6 @@ impl<T: PartialEq> KeepLast<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
     enum T {

@@ -42,10 +42,11 @@ mod state;
 use crate::args::{Args, ArgsError};
 use crate::config::DetectionFailure;
 use crate::kernel::presence::{JoinError, Leave, Presence};
-use crate::kernel::signals::{stop_signals, wait_for_stop};
+use crate::kernel::signals::stop_signals;
 use crate::logger;
 use crate::offload::nic_record::RECORD_FILE;
 use crate::offload::nics;
+use crate::service;
 use error::io;
 pub use error::AgentError;
 use nix::sys::signalfd::SignalFd;
@@ -162,7 +163,7 @@ fn join_presence(state_file: &Path, signals: &SignalFd) -> Result<Option<Presenc
             Err(JoinError::Busy) => {}
             Err(JoinError::Io { source, .. }) => return Err(err(source.into()).into()),
         }
-        if let Some(name) = wait_for_stop(signals, PRESENCE_RETRY) {
+        if let Some(name) = service::pause(signals, PRESENCE_RETRY) {
             log::info!("{name} received while waiting to join; stopping");
             return Ok(None);
         }
@@ -209,7 +210,7 @@ fn wait_for_lock(state_file: &Path, signals: &SignalFd) -> Result<Option<File>, 
             }
             Err(e) => return Err(e),
         }
-        if let Some(name) = wait_for_stop(signals, LOCK_RETRY) {
+        if let Some(name) = service::pause(signals, LOCK_RETRY) {
             log::info!("{name} received while waiting for the other agent; stopping");
             return Ok(None);
         }

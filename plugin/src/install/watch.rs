@@ -302,7 +302,7 @@ pub fn run(opts: &Options, entry: Entry) -> Result<String, InstallError> {
                 ERROR_RETRY
             }
         };
-        if let Some(name) = crate::kernel::signals::wait_for_stop(&signals, wait) {
+        if let Some(name) = service::pause(&signals, wait) {
             log::info!("{name} received before start-up finished");
             return Ok("csum-offload installer stopped before it started".into());
         }

@@ -33,14 +33,3 @@ pub fn stop_requested(signals: &SignalFd) -> Option<&'static str> {
         _ => None,
     }
 }
-
-/// Waits up to `wait` for a stop signal; its name if one came. The pause
-/// of a front end that retries something while it must still stop at once.
-pub fn wait_for_stop(signals: &SignalFd, wait: std::time::Duration) -> Option<&'static str> {
-    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-    use std::os::fd::AsFd;
-    let timeout = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
-    let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
-    let _ = poll(&mut fds, timeout);
-    stop_requested(signals)
-}
